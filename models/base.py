@@ -1,0 +1,141 @@
+"""What every autoencoder shares: the forward record, activations, noise, and the base class.
+
+One trainer serves all five models because each returns the same `AEOutput` from `forward`
+(the pythae pattern): the loss to minimise, its parts, the reconstruction and the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from models.errors import ConfigError
+
+PIXELS = 28 * 28
+IMAGE_SHAPE = (1, 28, 28)
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "linear": nn.Identity,
+}
+
+# Output activations and whether their range lies inside [0, 1]; BCE needs that.
+OUTPUT_ACTIVATIONS: dict[str, bool] = {
+    "sigmoid": True,
+    "relu": False,
+    "tanh": False,
+    "linear": False,
+}
+
+RECON_LOSSES = ("mse", "bce")
+
+
+@dataclass
+class AEOutput:
+    """The record every model's forward returns."""
+
+    loss: torch.Tensor  # scalar to minimise
+    recon_loss: torch.Tensor  # reconstruction part of the loss
+    reg_loss: torch.Tensor  # unweighted regulariser (KL for the VAE, 0 otherwise)
+    recon: torch.Tensor  # (N, 1, 28, 28)
+    z: torch.Tensor  # (N, code_dim)
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model has. Subclasses add only their own."""
+
+    latent_dim: int = 2
+    activation: str = "relu"
+    recon_loss: str = "mse"
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the bad field and what is allowed."""
+        if int(self.latent_dim) < 1:
+            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def check_choice(name: str, value: object, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_output_for_loss(output_activation: str, recon_loss: str) -> None:
+    check_choice("output_activation", output_activation, OUTPUT_ACTIVATIONS)
+    if recon_loss == "bce" and not OUTPUT_ACTIVATIONS[output_activation]:
+        raise ConfigError(
+            f"recon_loss 'bce' needs outputs in [0, 1], but output_activation is "
+            f"{output_activation!r}: use output_activation 'sigmoid' or recon_loss 'mse'"
+        )
+
+
+def activation(name: str) -> nn.Module:
+    return ACTIVATIONS[name]()
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-pixel mean loss, as Keras computes `mse` / `binary_crossentropy`."""
+    if kind == "mse":
+        return F.mse_loss(recon, target)
+    return F.binary_cross_entropy(recon, target)
+
+
+class AutoEncoder(nn.Module):
+    """Base class: subclasses define `encode`, `decode` and may override `forward`."""
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 1, 28, 28) in [0, 1] -> codes (N, code_dim)."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (N, code_dim) -> images (N, 1, 28, 28)."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic reconstruction (the VAE uses the mean of q(z|x))."""
+        return self.decode(self.encode(x))
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The input corruption this model trains with; identity for non-denoising models."""
+        return x
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> AEOutput:
+        """Reconstruct `x` (possibly corrupted) and score it against `target` (the clean image)."""
+        target = x if target is None else target
+        z = self.encode(x)
+        recon = self.decode(z)
+        loss = reconstruction_loss(recon, target, self.config.recon_loss)
+        return AEOutput(
+            loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
+        )
+
+    @property
+    def code_dim(self) -> int:
+        with torch.no_grad():
+            dummy = torch.zeros(1, *IMAGE_SHAPE, device=next(self.parameters()).device)
+            return int(self.encode(dummy).shape[1])
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

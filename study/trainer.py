@@ -1,0 +1,222 @@
+"""The one trainer: `train(config)` runs one trial and returns its metrics per epoch. No Ray needed.
+
+Ray Tune calls it through `study.trainable`; the command line through `python -m study train`.
+Every epoch it scores the model on held-out digits (see `study.evaluate`) and hands the metrics and
+a checkpoint writer to `on_epoch`, so a caller can report, checkpoint or stop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import models
+from models import AutoEncoder, Classifier
+from models.vae import VariationalAutoEncoder
+from study.config import TrainSettings, full_config, split_config
+from study.data import Splits, load_splits
+from study.evaluate import noisy_copy, probe_accuracy, reconstruction_metrics, vae_metrics
+
+EpochCallback = Callable[[dict[str, float], Callable[[str | Path], Path]], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@lru_cache(maxsize=4)
+def cached_splits(dataset: str, data_dir: str | None) -> Splits:
+    """Data loaded once per process: a reused Ray worker skips reading it again."""
+    return load_splits(dataset, data_dir)
+
+
+def train(
+    config: dict[str, Any],
+    *,
+    on_epoch: EpochCallback | None = None,
+    resume_from: str | Path | None = None,
+    out_dir: str | Path | None = None,
+) -> list[dict[str, float]]:
+    """Train one trial described by the flat `config`; return one metrics dict per epoch.
+
+    `resume_from` is a checkpoint directory written by this trainer: training continues after its
+    epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
+    `out_dir` receives the final checkpoint.
+    """
+    settings, model_config = split_config(config)
+    record = full_config(config)
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    data = cached_splits(settings.dataset, settings.data_dir).to(device)
+    model = models.build_model(settings.model, asdict(model_config)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    gen = torch.Generator(device=device).manual_seed(settings.seed)
+    history: list[dict[str, float]] = []
+    if resume_from is not None:
+        history = _restore(resume_from, model, optimizer, gen, device)
+    val_noisy = noisy_copy(data.val_x)
+
+    def save(path: str | Path) -> Path:
+        training = {"optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state()}  # fmt: skip
+        state = {"epoch": len(history), "history": history}
+        return models.save(path, model, trial_config=record, training=training, state=state)
+
+    pretrain_seconds = 0.0
+    if not history and hasattr(model, "pretrain_stages") and model_config.pretrain_epochs > 0:
+        pretrain_seconds = pretrain_layerwise(model, data.train_x, settings, gen)
+
+    for epoch in range(len(history) + 1, settings.epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        train_loss = run_epoch(
+            lambda idx: model(model.corrupt(data.train_x[idx], gen), data.train_x[idx]).loss,
+            optimizer, len(data.train_x), settings.batch_size, gen, f"epoch {epoch}",
+        )  # fmt: skip
+        metrics: dict[str, float] = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "epoch_seconds": time.perf_counter() - start,
+            "params": model.num_params(),
+        }
+        if pretrain_seconds:
+            metrics["pretrain_seconds"], pretrain_seconds = pretrain_seconds, 0.0
+        metrics.update(evaluate(model, data, val_noisy))
+        if epoch == settings.epochs:
+            metrics.update(final_metrics(model, data, settings, gen))
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics, save)
+    if out_dir is not None:
+        save(out_dir)
+    return history
+
+
+def evaluate(model: AutoEncoder, data: Splits, val_noisy: torch.Tensor) -> dict[str, float]:
+    """The per-epoch held-out metrics."""
+    model.eval()
+    start = time.perf_counter()
+    metrics = reconstruction_metrics(model, data.val_x, val_noisy)
+    metrics["probe_acc"] = probe_accuracy(model, data.train_x, data.train_y, data.val_x, data.val_y)
+    if isinstance(model, VariationalAutoEncoder):
+        metrics.update(vae_metrics(model, data.val_x))
+    metrics["eval_seconds"] = time.perf_counter() - start
+    return metrics
+
+
+def final_metrics(
+    model: AutoEncoder, data: Splits, settings: TrainSettings, gen: torch.Generator
+) -> dict[str, float]:
+    """Once, after the last epoch: test-split metrics (where the set has one) and the SL phase."""
+    metrics: dict[str, float] = {}
+    if data.test_x is not None:
+        model.eval()
+        metrics.update(reconstruction_metrics(model, data.test_x, noisy_copy(data.test_x), "test_"))
+        metrics["test_probe_acc"] = probe_accuracy(
+            model, data.train_x, data.train_y, data.test_x, data.test_y
+        )
+    if settings.finetune_epochs > 0:
+        metrics["finetune_acc"] = finetune(model, data, settings, gen)
+    return metrics
+
+
+def finetune(
+    model: AutoEncoder, data: Splits, settings: TrainSettings, gen: torch.Generator
+) -> float:
+    """The seed's supervised phase on a copy of the encoder; held-out accuracy."""
+    clf = Classifier(model).to(data.train_x.device)
+    optimizer = torch.optim.Adam(clf.parameters(), lr=settings.lr)
+    clf.train()
+    for e in range(settings.finetune_epochs):
+        run_epoch(
+            lambda idx: F.cross_entropy(clf(data.train_x[idx]), data.train_y[idx]),
+            optimizer, len(data.train_x), settings.batch_size, gen, f"fine-tuning epoch {e + 1}",
+        )  # fmt: skip
+    clf.eval()
+    with torch.no_grad():
+        return (clf(data.val_x).argmax(1) == data.val_y).float().mean().item()
+
+
+def pretrain_layerwise(
+    model: AutoEncoder, train_x: torch.Tensor, settings: TrainSettings, gen: torch.Generator
+) -> float:
+    """Greedy layer-wise pretraining of a stacked DAE; returns the seconds it took."""
+    start = time.perf_counter()
+    for i, stage in enumerate(model.pretrain_stages()):
+        h = stage.inputs(train_x)  # codes of the frozen layers below, computed once per stage
+        optimizer = torch.optim.Adam(stage.trainable_parameters(), lr=settings.lr)
+        for e in range(model.config.pretrain_epochs):
+            run_epoch(
+                lambda idx, h=h, stage=stage: stage(stage.corrupt(h[idx], gen), h[idx]).loss,
+                optimizer, len(h), settings.batch_size, gen, f"pretraining layer {i + 1} epoch {e + 1}",
+            )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def run_epoch(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    n: int,
+    batch_size: int,
+    gen: torch.Generator,
+    where: str,
+) -> float:
+    """One pass over `n` examples in shuffled batches; returns the mean loss.
+
+    The loss is summed on the device and read once per epoch (no per-batch sync on a GPU); a NaN
+    anywhere in the epoch survives the sum and is caught here.
+    """
+    total = torch.zeros((), device=gen.device)
+    for idx in batches(n, batch_size, gen):
+        loss = loss_fn(idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(idx)
+    mean = (total / n).item()
+    if not math.isfinite(mean):
+        raise TrainingDiverged(
+            f"training loss became {mean} in {where}; the trial is stopped: "
+            "lower the learning rate (--lr) and check the model's settings"
+        )
+    return mean
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches, drawn on the data's device."""
+    perm = torch.randperm(n, generator=gen, device=gen.device)
+    for i in range(0, n, batch_size):
+        yield perm[i : i + batch_size]
+
+
+def _restore(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    device: torch.device,
+) -> list[dict[str, float]]:
+    """Load a training checkpoint into the live objects; returns the metrics history so far."""
+    restored = models.load(path, device)
+    model.load_state_dict(restored.state_dict())
+    # RNG states must be CPU byte tensors; Adam moves its own state to the parameters' device.
+    training, state = models.load_training_state(path, "cpu")
+    optimizer.load_state_dict(training["optimizer"])
+    gen.set_state(training["generator"])
+    torch.set_rng_state(training["torch_rng"])
+    return list(state["history"])

@@ -1,0 +1,76 @@
+"""Data: the shipped mnist-5k, IDX folders (raw and gz), the split, and download failures."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from models import ConfigError
+from study import data
+
+
+def test_mnist_5k_split_is_stratified_deterministic_and_disjoint():
+    splits = data.load_splits("mnist-5k")
+    assert splits.train_x.shape == (4000, 1, 28, 28)
+    assert splits.val_x.shape == (1000, 1, 28, 28)
+    assert splits.train_x.dtype == torch.float32
+    assert splits.train_x.min() >= 0 and splits.train_x.max() <= 1
+    assert torch.bincount(splits.val_y).tolist() == [100] * 10
+    assert splits.test_x is None
+    again = data.load_splits("mnist-5k")
+    assert torch.equal(splits.val_x, again.val_x)
+    train_rows = {r.numpy().tobytes() for r in splits.train_x.flatten(1)}
+    assert not any(r.numpy().tobytes() in train_rows for r in splits.val_x.flatten(1))
+
+
+def write_idx(path, array: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(f"{path}.gz", "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.fixture
+def idx_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n, compress in (("train", 240, True), ("t10k", 50, False)):
+        write_idx(
+            tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress
+        )
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
+    return tmp_path
+
+
+def test_idx_folder_loads_raw_and_gzip_files_with_a_test_split(idx_folder):
+    splits = data.load_splits("mnist", str(idx_folder))
+    assert len(splits.train_x) + len(splits.val_x) == 240
+    assert len(splits.val_x) == 20  # 1/12 held out, 2 per class
+    assert splits.test_x.shape == (50, 1, 28, 28)
+    raw = data.read_idx(idx_folder / "t10k-images-idx3-ubyte")
+    assert torch.allclose(splits.test_x[3, 0], torch.from_numpy(raw[3] / 255.0).float())
+
+
+def test_data_dir_without_the_files_names_what_is_missing(tmp_path):
+    with pytest.raises(ConfigError, match="lacks the IDX files train-images-idx3-ubyte"):
+        data.check_data_source("mnist", str(tmp_path))
+
+
+def test_unknown_dataset_is_rejected():
+    with pytest.raises(ConfigError, match="unknown dataset 'cifar'"):
+        data.check_data_source("cifar", None)
+
+
+def test_failed_download_says_how_to_use_data_dir(tmp_path, monkeypatch):
+    """torchvision's real download code, pointed at a closed local port, fails fast and clearly."""
+    from torchvision import datasets
+
+    monkeypatch.setattr(data, "DEFAULT_CACHE", tmp_path)
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(ConfigError, match=r"could not download mnist.*--data-dir"):
+        data.load_splits("mnist")

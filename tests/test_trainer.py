@@ -1,0 +1,96 @@
+"""The trainer on real mnist-5k digits: learning, metrics, determinism, resume, divergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import models
+from study.trainer import TrainingDiverged, train
+
+TIMING_KEYS = {"epoch_seconds", "eval_seconds", "pretrain_seconds"}
+
+
+def without_timings(history):
+    return [{k: v for k, v in m.items() if k not in TIMING_KEYS} for m in history]
+
+
+@pytest.mark.parametrize("name", list(models.MODELS))
+def test_loss_falls_and_every_metric_is_reported(name, tiny_config):
+    config = {**tiny_config, "model": name, "epochs": 3}
+    if name == "sdae":
+        config["pretrain_epochs"] = 1
+    history = train(config)
+    assert [m["epoch"] for m in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert min(m["val_mse"] for m in history[1:]) < history[0]["val_mse"]
+    for key in (
+        "val_mse",
+        "val_bce",
+        "denoise_mse",
+        "probe_acc",
+        "train_loss",
+        "epoch_seconds",
+        "params",
+    ):
+        assert math.isfinite(history[-1][key]), key
+    assert 0.1 < history[-1]["probe_acc"] <= 1.0  # better than chance on 10 classes
+    assert ("kl" in history[-1]) == (name == "vae")
+    assert ("pretrain_seconds" in history[0]) == (name == "sdae")
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny_config):
+    first, second = train(tiny_config), train(tiny_config)
+    assert without_timings(first) == without_timings(second)
+    other = train({**tiny_config, "seed": 1})
+    assert other[-1]["val_mse"] != first[-1]["val_mse"]
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tiny_config, tmp_path):
+    config = {**tiny_config, "model": "vae", "epochs": 3}
+    full = train(config)
+
+    def save_after_first(metrics, save):
+        if metrics["epoch"] == 1:
+            save(tmp_path / "ckpt")
+
+    train({**config, "epochs": 1}, on_epoch=save_after_first)
+    resumed = train(config, resume_from=tmp_path / "ckpt")
+    assert without_timings(resumed) == without_timings(full)
+
+
+def test_final_checkpoint_reproduces_the_reported_metric(tiny_config, tmp_path):
+    from study.data import load_splits
+    from study.evaluate import noisy_copy, reconstruction_metrics
+
+    history = train({**tiny_config, "model": "cae", "latent_dim": 8}, out_dir=tmp_path)
+    model = models.load(tmp_path)
+    assert models.read_config(tmp_path)["trial_config"]["latent_dim"] == 8
+    val = load_splits("mnist-5k").val_x
+    again = reconstruction_metrics(model, val, noisy_copy(val))
+    assert again["val_mse"] == pytest.approx(history[-1]["val_mse"], rel=1e-6)
+
+
+def test_supervised_phase_reports_held_out_accuracy(tiny_config):
+    # tanh: at latent 8 the seed's relu code often dies (the seed's "points stuck on the axes").
+    history = train({**tiny_config, "activation": "tanh", "finetune_epochs": 3})
+    assert "finetune_acc" in history[-1] and "finetune_acc" not in history[0]
+    assert 0.5 < history[-1]["finetune_acc"] <= 1.0
+
+
+def test_diverging_loss_stops_the_trial_with_a_clear_error(tiny_config):
+    config = {**tiny_config, "model": "vae", "recon_loss": "mse", "lr": 1e4}
+    with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 1"):
+        train(config)
+
+
+def test_an_infinite_loss_is_caught_too():
+    import torch
+
+    from study.trainer import run_epoch
+
+    w = torch.nn.Parameter(torch.ones(()))
+    optimizer = torch.optim.SGD([w], lr=0.1)
+    with pytest.raises(TrainingDiverged, match="became inf in test"):
+        run_epoch(lambda idx: w * 0 + float("inf"), optimizer, 10, 4, torch.Generator(), "test")
