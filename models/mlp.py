@@ -42,8 +42,12 @@ class AEConfig(ModelConfig):
 
 @dataclass
 class DAEConfig(AEConfig):
-    """The AE trained on corrupted inputs against the clean image (seed noise: x + 0.5·N(0,1))."""
+    """Seed DAE: 784-128-64-10-latent (linear code), tanh output, trained on x + 0.5·N(0,1)
+    (clipped) against the clean image (the seed's target was the noisy one: not copied)."""
 
+    hidden: tuple[int, ...] = (128, 64, 10)
+    code_activation: str = "linear"
+    output_activation: str = "tanh"
     noise_kind: str = "gaussian"
     noise: float = 0.5
 
@@ -54,12 +58,9 @@ class DAEConfig(AEConfig):
 
 @dataclass
 class SDAEConfig(DAEConfig):
-    """Seed stacked DAE: 784-128-64-10-latent (linear code), tanh output, greedy pretraining."""
+    """The seed DAE's stack, greedily pretrained layer by layer, then trained end to end."""
 
-    hidden: tuple[int, ...] = (128, 64, 10)
-    code_activation: str = "linear"
-    output_activation: str = "tanh"
-    pretrain_epochs: int = 2  # per layer; 0 skips pretraining (then it is a deep DAE)
+    pretrain_epochs: int = 2  # per layer; 0 skips pretraining (then it is the `dae`)
 
     def validate(self) -> None:
         super().validate()

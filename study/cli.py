@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_command(commands)
+    add_sweep_commands(commands)
     return parser
 
 
@@ -108,3 +109,100 @@ def print_epoch() -> Callable[[dict[str, float], Any], None]:
         )
 
     return show
+
+
+def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("sweep", help="run a study: Ray Tune + Optuna over a space file")
+    p.add_argument("space", help="a search space file, e.g. search_spaces/quick.yaml")
+    p.add_argument("--name", help="study name (default: the space file's name)")
+    p.add_argument("--num-samples", type=int, help="number of trials (overrides the space)")
+    p.add_argument(
+        "--max-concurrent", type=int, help="trials running at once (default: as resources allow)"
+    )
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument(
+        "--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on one GPU"
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="retries of a failing trial, from its checkpoint",
+    )
+    p.add_argument(
+        "--address", help="join a Ray cluster ('auto' or host:port); default: start a local Ray"
+    )
+    p.add_argument(
+        "--storage", default="studies", help="folder that holds the study (shared on a cluster)"
+    )
+    p.set_defaults(handler=run_sweep)
+
+    p = commands.add_parser("resume", help="continue an interrupted study")
+    p.add_argument("name")
+    p.add_argument("--storage", default="studies")
+    p.set_defaults(handler=run_resume)
+
+    p = commands.add_parser("status", help="print a study's trials and their states")
+    p.add_argument("name")
+    p.add_argument("--storage", default="studies")
+    p.set_defaults(handler=run_status)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from study.space import load_space
+    from study.sweep import SweepOptions, launch, timed
+
+    space = load_space(args.space)  # every problem in the file is reported before Ray starts
+    raw = yaml.safe_load(Path(args.space).read_text())
+    options = SweepOptions(
+        name=args.name or Path(args.space).stem,
+        storage=args.storage,
+        num_samples=args.num_samples,
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_failures=args.max_failures,
+        address=args.address,
+    )
+    print(f"study {options.name}: {space.description or space.path}", flush=True)
+    results, wall = timed(launch, space, raw, options)
+    print_summary(results, space, options.name, options.storage, wall)
+    return 0
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from study.sweep import read_study, resume, timed
+
+    read_study(args.name, args.storage)  # a missing study is an error before Ray starts
+    (space, results), wall = timed(resume, args.name, args.storage)
+    print_summary(results, space, args.name, args.storage, wall)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from study.status import print_status
+
+    print_status(args.name, args.storage)
+    return 0
+
+
+def print_summary(results: Any, space: Any, name: str, storage: str, wall: float) -> None:
+    from study.sweep import best_per_model, study_dir, trial_rows
+
+    rows = trial_rows(results, space)
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stopped early", "failed")}
+    own = sum(r["train_seconds"] for r in rows)
+    print(f"\n{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"best {space.objective} per model type:")
+    for model, row in best_per_model(rows, space).items():
+        shown = {
+            k: v for k, v in row["config"].items() if k not in ("dataset", "data_dir", "model")
+        }
+        print(
+            f"  {model:<5} {row[space.objective]:.4f}  trial {row['trial_id']}  {json.dumps(shown, sort_keys=True)}"
+        )
+    ratio = wall / own if own else float("nan")
+    print(f"wall time {wall:.0f}s; trials' own training+evaluation {own:.0f}s; ratio {ratio:.2f}")
+    print(f"results: {study_dir(storage, name)}  (python -m study status {name})")

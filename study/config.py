@@ -65,3 +65,8 @@ def full_config(config: dict[str, Any]) -> dict[str, Any]:
 def allowed_keys(model: str) -> list[str]:
     """Every key a trial of `model` may carry."""
     return [*SETTING_KEYS, *model_fields(model)]
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A Tune trial's config as the trainer sees it (grid points arrive nested under "point")."""
+    return {**config.get("point", {}), **{k: v for k, v in config.items() if k != "point"}}

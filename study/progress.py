@@ -1,0 +1,62 @@
+"""What the user sees while a sweep runs and when it ends: one line per trial event, then a summary."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from study.config import flat_config
+from study.space import Space
+
+
+def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
+    """done | stopped early | failed | running | pending, from Tune's status and the last report."""
+    if status == "TERMINATED":
+        epochs = flat_config(config).get("epochs", 0)
+        return "stopped early" if last_result.get("training_iteration", 0) < epochs else "done"
+    return {"ERROR": "failed", "RUNNING": "running", "PAUSED": "paused"}.get(status, "pending")
+
+
+class ProgressPrinter(Callback):
+    """Prints a line whenever a trial ends, and a heartbeat line at most every `every` seconds."""
+
+    def __init__(self, space: Space, every: float = 30.0) -> None:
+        self.space = space
+        self.every = every
+        self.start = time.monotonic()
+        self.last_beat = 0.0
+
+    def _line(self, trials: list, event: str) -> None:
+        counts: dict[str, int] = {}
+        best: tuple[float, str] | None = None
+        metric, sign = self.space.objective, 1 if self.space.mode == "min" else -1
+        for t in trials:
+            state = trial_state(t.status, t.last_result or {}, t.config)
+            counts[state] = counts.get(state, 0) + 1
+            value = (t.last_result or {}).get(metric)
+            if value is not None and (best is None or sign * value < sign * best[0]):
+                best = (value, f"{t.trial_id} {flat_config(t.config).get('model', '?')}")
+        shown = ", ".join(
+            f"{counts.get(s, 0)} {s}" for s in ("running", "done", "stopped early", "failed")
+        )
+        best_text = f"best {metric} {best[0]:.4f} ({best[1]})" if best else "no result yet"
+        print(
+            f"[{time.monotonic() - self.start:6.0f}s] {shown} | {best_text} | {event}", flush=True
+        )
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if time.monotonic() - self.last_beat >= self.every:
+            self.last_beat = time.monotonic()
+            self._line(trials, f"{trial.trial_id} epoch {result.get('epoch')}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
+        self._line(trials, f"{trial.trial_id} {state}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._line(trials, f"{trial.trial_id} raised; retrying from its last checkpoint")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._line(trials, f"{trial.trial_id} failed (see `python -m study status`)")

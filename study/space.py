@@ -1,0 +1,347 @@
+"""Search spaces: read a YAML file, validate it completely, and sample trial configs from it.
+
+A space file (see `search_spaces/*.yaml`):
+
+    dataset: mnist-5k            # or mnist / fashion-mnist (+ data_dir)
+    objective: val_bce           # minimised or maximised as the metric requires
+    search: {algorithm: tpe, seed: 0}     # tpe | random | grid
+    num_samples: 16              # trials (for grid: repeats of every grid point)
+    epochs: 6                    # or per model: {default: 20, ae: 100, vae: 50}
+    scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: none}
+    fixed: {batch_size: 64}      # the same for every trial
+    params:                      # in order; `when` may only name parameters above it
+      model: [ae, dae, cae, vae]                         # a list: categorical
+      latent_dim: {int: [2, 64], log: true}
+      noise: {float: [0.1, 0.7], when: {model: [dae, cae]}}
+      recon_loss: {values: [mse, bce], when: {model: vae}}
+
+Every problem is reported before anything runs, as a `SpaceError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models import MODELS, ConfigError
+from study.config import allowed_keys, split_config
+
+OBJECTIVES = {
+    "val_mse": "min",
+    "val_bce": "min",
+    "denoise_mse": "min",
+    "probe_acc": "max",
+    "finetune_acc": "max",
+}
+ALGORITHMS = ("tpe", "random", "grid")
+TOP_KEYS = ("description", "dataset", "data_dir", "objective", "search", "num_samples", "epochs",
+            "scheduler", "fixed", "params")  # fmt: skip
+PARAM_KINDS = ("values", "int", "float")
+PARAM_KEYS = (*PARAM_KINDS, "log", "step", "when")
+# Keys the sweep sets itself: a space may not sample them.
+SWEEP_OWNED = ("dataset", "data_dir", "epochs", "device")
+
+
+class SpaceError(ConfigError):
+    """A space file is invalid; the message starts with the file and the key."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched parameter: categorical `values`, or an `int`/`float` range."""
+
+    name: str
+    kind: str  # values | int | float
+    values: tuple = ()
+    low: float = 0
+    high: float = 0
+    log: bool = False
+    step: float | None = None
+    when: dict[str, tuple] = field(default_factory=dict)
+
+    def active(self, chosen: dict[str, Any]) -> bool:
+        """Whether this parameter exists, given the values chosen above it."""
+        return all(chosen.get(k) in allowed for k, allowed in self.when.items())
+
+    def suggest(self, trial: Any) -> Any:
+        """Draw a value from an Optuna trial."""
+        if self.kind == "values":
+            return trial.suggest_categorical(self.name, list(self.values))
+        if self.kind == "int":
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def extremes(self) -> list[Any]:
+        """Values that validation tries against the model configs."""
+        if self.kind == "values":
+            return list(self.values)
+        cast = int if self.kind == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+
+@dataclass(frozen=True)
+class Space:
+    """A validated search space."""
+
+    path: str
+    dataset: str
+    data_dir: str | None
+    objective: str
+    mode: str
+    algorithm: str
+    seed: int | None
+    num_samples: int
+    epochs: dict[str, int]  # per model name, with "default" for the rest
+    scheduler: dict[str, Any]
+    fixed: dict[str, Any]
+    params: tuple[Param, ...]
+    description: str = ""
+
+    @property
+    def max_epochs(self) -> int:
+        return max(self.epochs.values())
+
+    def trial_config(self, chosen: dict[str, Any]) -> dict[str, Any]:
+        """The full trial config for the sampled parameters `chosen`."""
+        model = chosen.get("model", self.fixed.get("model", "ae"))
+        epochs = self.epochs.get(model, self.epochs["default"])
+        base = {"dataset": self.dataset, "data_dir": self.data_dir, "epochs": epochs}
+        return {**base, **self.fixed, **chosen}
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every combination of the categorical parameters, respecting conditions (grid search)."""
+        points: list[dict[str, Any]] = [{}]
+        for p in self.params:
+            grown: list[dict[str, Any]] = []
+            for pt in points:
+                grown += [{**pt, p.name: v} for v in p.values] if p.active(pt) else [pt]
+            points = grown
+        return points
+
+
+class SpaceSampler:
+    """Optuna define-by-run function: draws the active parameters in file order.
+
+    A plain class (not a closure) because Tune pickles the searcher, this included, for resuming.
+    """
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        chosen: dict[str, Any] = {}
+        for p in self.space.params:
+            if p.active(chosen):
+                chosen[p.name] = p.suggest(trial)
+        # Optuna records the sampled values itself; the returned constants complete the config.
+        return {k: v for k, v in self.space.trial_config(chosen).items() if k not in chosen}
+
+
+def load_space(path: str | Path) -> Space:
+    """Read and validate the space file at `path`; raises SpaceError naming file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: no such space file (see search_spaces/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
+    return parse_space(raw, str(path))
+
+
+def parse_space(raw: dict[str, Any], where: str) -> Space:
+    """Validate the parsed YAML of a space file."""
+
+    def fail(key: str, message: str) -> SpaceError:
+        return SpaceError(f"{where}: {key}: {message}")
+
+    unknown = sorted(set(raw) - set(TOP_KEYS))
+    if unknown:
+        raise fail(unknown[0], f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    objective = raw.get("objective", "val_bce")
+    if objective not in OBJECTIVES:
+        raise fail("objective", f"unknown metric {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    search = raw.get("search", {"algorithm": "tpe", "seed": 0})
+    search = {"algorithm": search} if isinstance(search, str) else search
+    if not isinstance(search, dict) or set(search) - {"algorithm", "seed"}:
+        raise fail("search", "expected {algorithm: tpe|random|grid, seed: N}")
+    if search.get("algorithm", "tpe") not in ALGORITHMS:
+        raise fail("search.algorithm", f"{search['algorithm']!r}; allowed: {', '.join(ALGORITHMS)}")
+    num_samples = _positive_int(raw.get("num_samples", 10), fail, "num_samples")
+    epochs = _epochs(raw.get("epochs", 10), fail)
+    scheduler = _scheduler(raw.get("scheduler", {"type": "asha"}), min(epochs.values()), fail)
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise fail("fixed", "expected a mapping of parameter: value")
+    params_raw = raw.get("params") or {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        raise fail("params", "expected a mapping of parameter: range (at least one)")
+    params = tuple(_param(name, spec, fixed, params_raw, fail) for name, spec in params_raw.items())
+    space = Space(
+        path=where,
+        dataset=raw.get("dataset", "mnist-5k"),
+        data_dir=raw.get("data_dir"),
+        objective=objective,
+        mode=OBJECTIVES[objective],
+        algorithm=search.get("algorithm", "tpe"),
+        seed=search.get("seed"),
+        num_samples=num_samples,
+        epochs=epochs,
+        scheduler=scheduler,
+        fixed=fixed,
+        params=params,
+        description=str(raw.get("description", "")),
+    )
+    if space.algorithm == "grid":
+        ranged = [p.name for p in params if p.kind != "values"]
+        if ranged:
+            raise fail(f"params.{ranged[0]}", "grid search needs a list of values, not a range")
+    if objective == "finetune_acc" and not int(fixed.get("finetune_epochs", 0)):
+        raise fail("objective", "finetune_acc needs fixed: {finetune_epochs: N} with N >= 1")
+    _check_against_models(space, fail)
+    return space
+
+
+def _positive_int(value: Any, fail, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail(key, f"must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _epochs(value: Any, fail) -> dict[str, int]:
+    if not isinstance(value, dict):
+        return {"default": _positive_int(value, fail, "epochs")}
+    unknown = sorted(set(value) - {"default", *MODELS})
+    if unknown:
+        raise fail(f"epochs.{unknown[0]}", f"unknown model; allowed: default, {', '.join(MODELS)}")
+    if "default" not in value:
+        raise fail("epochs", "a per-model mapping needs a 'default' entry")
+    return {k: _positive_int(v, fail, f"epochs.{k}") for k, v in value.items()}
+
+
+def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
+    spec = {"type": spec} if isinstance(spec, str) else dict(spec or {})
+    kind = spec.get("type", "asha")
+    if kind == "none":
+        return {"type": "none"}
+    if kind != "asha":
+        raise fail("scheduler.type", f"{kind!r}; allowed: asha, none")
+    unknown = sorted(set(spec) - {"type", "grace_period", "reduction_factor"})
+    if unknown:
+        raise fail(
+            f"scheduler.{unknown[0]}", "unknown key; allowed: type, grace_period, reduction_factor"
+        )
+    grace = spec.get("grace_period", 1)
+    if not isinstance(grace, int) or not 1 <= grace <= epochs:
+        raise fail(
+            "scheduler.grace_period",
+            f"must be a whole number in [1, epochs={epochs}], got {grace!r}",
+        )
+    factor = spec.get("reduction_factor", 2)
+    if not isinstance(factor, int | float) or factor <= 1:
+        raise fail("scheduler.reduction_factor", f"must be > 1, got {factor!r}")
+    return {"type": "asha", "grace_period": grace, "reduction_factor": factor}
+
+
+def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:
+    key = f"params.{name}"
+    if name in SWEEP_OWNED:
+        raise fail(key, f"set by the sweep itself; use the top-level key {name!r} instead")
+    if name in fixed:
+        raise fail(key, "is also in fixed; keep one")
+    if not isinstance(spec, dict):
+        spec = {"values": spec if isinstance(spec, list) else [spec]}
+    unknown = sorted(set(spec) - set(PARAM_KEYS))
+    if unknown:
+        raise fail(f"{key}.{unknown[0]}", f"unknown key; allowed: {', '.join(PARAM_KEYS)}")
+    kinds = [k for k in PARAM_KINDS if k in spec]
+    if len(kinds) != 1:
+        raise fail(key, "give exactly one of values: [...], int: [low, high], float: [low, high]")
+    kind = kinds[0]
+    when = _condition(spec.get("when", {}), name, all_params, f"{key}.when", fail)
+    if kind == "values":
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise fail(f"{key}.values", "must be a non-empty list")
+        return Param(name, kind, values=tuple(values), when=when)
+    bounds = spec[kind]
+    try:
+        low, high = (float(b) for b in bounds)  # YAML reads 1e-3 as a string: accept it
+    except (TypeError, ValueError):
+        raise fail(f"{key}.{kind}", f"expected [low, high], got {bounds!r}") from None
+    if kind == "int" and not (low.is_integer() and high.is_integer()):
+        raise fail(f"{key}.int", f"bounds must be whole numbers, got {bounds!r}")
+    if not low < high:
+        raise fail(
+            f"{key}.{kind}", f"empty or inverted range [{low:g}, {high:g}]: low must be < high"
+        )
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise fail(f"{key}.log", f"a log range needs low > 0, got {low:g}")
+    step = spec.get("step")
+    if step is not None and (log or not float(step) > 0):
+        raise fail(f"{key}.step", "must be > 0 and cannot combine with log")
+    return Param(name, kind, low=low, high=high, log=log, step=step, when=when)
+
+
+def _condition(when: Any, name: str, all_params: dict, key: str, fail) -> dict[str, tuple]:
+    if not isinstance(when, dict):
+        raise fail(key, "expected {parameter: value or [values]}")
+    earlier = list(all_params)[: list(all_params).index(name)]
+    out = {}
+    for other, allowed in when.items():
+        if other not in earlier:
+            where = "does not exist" if other not in all_params else "comes after it"
+            raise fail(
+                f"{key}.{other}",
+                f"condition on a parameter that {where}; conditions may name: {', '.join(earlier) or 'nothing'}",
+            )
+        out[other] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+    return out
+
+
+def _check_against_models(space: Space, fail) -> None:
+    """Every trial config the space can produce must be one its model accepts."""
+    model_param = next((p for p in space.params if p.name == "model"), None)
+    models_ = list(model_param.values) if model_param else [space.fixed.get("model", "ae")]
+    for m in models_:
+        if m not in MODELS:
+            raise fail(
+                "params.model" if model_param else "fixed.model",
+                f"unknown model {m!r}; allowed: {', '.join(MODELS)}",
+            )
+    for m in models_:
+        accepted = set(allowed_keys(m))
+        base = space.trial_config({"model": m})
+        for key in space.fixed:
+            if key not in accepted:
+                raise fail(
+                    f"fixed.{key}",
+                    f"model {m!r} has no parameter {key!r}; it accepts {', '.join(sorted(accepted))}",
+                )
+        _try(base, "fixed", fail)
+        for p in space.params:
+            if p.name == "model" or m not in p.when.get("model", (m,)):
+                continue
+            if p.name not in accepted:
+                raise fail(
+                    f"params.{p.name}",
+                    f"applies to model {m!r}, which has no such parameter; "
+                    f"add when: {{model: [...]}} naming only models that have it",
+                )
+            for value in p.extremes():
+                _try({**base, p.name: value}, f"params.{p.name}", fail)
+
+
+def _try(config: dict[str, Any], key: str, fail) -> None:
+    try:
+        split_config(config)
+    except ConfigError as exc:
+        raise fail(key, f"for model {config['model']!r}: {exc}") from None

@@ -1,0 +1,265 @@
+"""Sweeps: Ray Tune schedules the trials, Optuna samples the space, ASHA stops the weak ones.
+
+A study lives in one folder, `<storage>/<name>/`: Tune's experiment state and trial checkpoints,
+`study.json` (the space and the options it was launched with) and `optuna.db` (the sampler's
+study, which `optuna-dashboard sqlite:///…/optuna.db` can browse). `resume` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from models import ConfigError
+from study.config import flat_config
+from study.data import load_splits
+from study.progress import ProgressPrinter, trial_state
+from study.space import Space, SpaceSampler, parse_space
+from study.trainable import run_trial
+
+STUDY_FILE, OPTUNA_DB = "study.json", "optuna.db"
+DEFAULT_STORAGE = Path("studies")
+
+
+@dataclass
+class SweepOptions:
+    """Command-line options of `sweep`; stored with the study so `resume` reuses them."""
+
+    name: str
+    storage: str = str(DEFAULT_STORAGE)
+    num_samples: int | None = None  # overrides the space's
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"--name {self.name!r} must be a plain folder name")
+        if self.cpus_per_trial <= 0:
+            raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0 or (
+            self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer()
+        ):
+            raise ConfigError(
+                f"--gpus-per-trial must be a fraction <= 1 or a whole number, got {self.gpus_per_trial}"
+            )
+        for key in ("num_samples", "max_concurrent"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+
+
+def study_dir(storage: str | Path, name: str) -> Path:
+    """Where study `name` lives; absolute, because trials run in their own working folders."""
+    return (Path(storage).expanduser() / name).resolve()
+
+
+def quiet_tune() -> None:
+    """Silence Tune's warning about frequent state snapshots: keeping two checkpoints per trial
+    forces a snapshot per epoch, which is what makes a killed sweep resumable to the epoch."""
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+def launch(space: Space, raw_space: dict[str, Any], options: SweepOptions) -> tune.ResultGrid:
+    """Validate everything, then run a new study; returns Tune's results."""
+    options.validate()
+    folder = study_dir(options.storage, options.name)
+    if (folder / STUDY_FILE).exists():
+        raise ConfigError(
+            f"study {options.name!r} already exists in {folder.parent}: continue it with "
+            f"`python -m study resume {options.name}` or choose another --name"
+        )
+    load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail before any trial
+    quiet_tune()
+    connect(options)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"space_path": space.path, "space": raw_space, "options": asdict(options)}
+    (folder / STUDY_FILE).write_text(json.dumps(record, indent=2))
+    tuner = tune.Tuner(
+        trainable(options),
+        param_space=param_space(space),
+        tune_config=tune_config(space, options, folder),
+        run_config=run_config(space, options),
+    )
+    return tuner.fit()
+
+
+def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tune.ResultGrid]:
+    """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
+    space, options = read_study(name, storage)
+    quiet_tune()
+    connect(options)
+    tuner = tune.Tuner.restore(
+        str(study_dir(options.storage, name)),
+        trainable=trainable(options),
+        resume_unfinished=True,
+        resume_errored=True,
+    )
+    return space, tuner.fit()
+
+
+def read_study(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, SweepOptions]:
+    """The space and options a study was launched with."""
+    folder = study_dir(storage, name)
+    if not (folder / STUDY_FILE).is_file():
+        raise ConfigError(
+            f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
+        )
+    record = json.loads((folder / STUDY_FILE).read_text())
+    options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
+    return parse_space(record["space"], record["space_path"]), options
+
+
+def connect(options: SweepOptions) -> None:
+    """Start a local Ray or join a cluster, then check the cluster can run one trial at all."""
+    if not ray.is_initialized():
+        if options.address:
+            ray.init(address=options.address)
+        else:
+            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+    check_resources(options)
+
+
+def check_resources(options: SweepOptions) -> None:
+    """A request no node can meet makes Tune wait forever: refuse it before launch."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if options.gpus_per_trial > gpus:
+        raise ConfigError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} but no node of the Ray cluster has that many "
+            f"GPUs (largest: {gpus:g}); use --gpus-per-trial 0 or join a GPU cluster with --address"
+        )
+    if options.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"--cpus-per-trial {options.cpus_per_trial:g} but the largest node has {cpus:g} CPUs"
+        )
+
+
+def trainable(options: SweepOptions):
+    """The trial function with its resources; one torch thread per CPU Tune gives it."""
+    fn = tune.with_parameters(run_trial, threads=max(1, int(options.cpus_per_trial)))
+    return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+
+
+def param_space(space: Space) -> dict[str, Any]:
+    if space.algorithm == "grid":
+        return {"point": tune.grid_search([space.trial_config(pt) for pt in space.grid()])}
+    return {}  # Optuna's define-by-run sampler supplies the whole config
+
+
+def tune_config(space: Space, options: SweepOptions, folder: Path) -> tune.TuneConfig:
+    num_samples = options.num_samples or space.num_samples
+    return tune.TuneConfig(
+        metric=space.objective,
+        mode=space.mode,
+        search_alg=None if space.algorithm == "grid" else searcher(space, options, folder),
+        scheduler=scheduler(space),
+        num_samples=num_samples,
+        max_concurrent_trials=options.max_concurrent,
+        reuse_actors=True,  # a fresh worker costs ~8 s of imports here; trials last seconds
+        trial_dirname_creator=trial_dirname,
+    )
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folders (`dae_00dd3353`) instead of Tune's config-laden names."""
+    return f"{flat_config(trial.config).get('model', 'ae')}_{trial.trial_id}"
+
+
+def searcher(space: Space, options: SweepOptions, folder: Path):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    seed = space.seed
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if space.algorithm == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
+    return OptunaSearch(
+        space=SpaceSampler(space),
+        metric=space.objective,
+        mode=space.mode,
+        sampler=sampler,
+        storage=storage,
+        study_name=options.name,
+    )
+
+
+def scheduler(space: Space):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if space.scheduler["type"] == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=space.max_epochs,
+        grace_period=space.scheduler["grace_period"],
+        reduction_factor=space.scheduler["reduction_factor"],
+    )
+
+
+def run_config(space: Space, options: SweepOptions) -> tune.RunConfig:
+    return tune.RunConfig(
+        name=options.name,
+        storage_path=str(Path(options.storage).expanduser().resolve()),
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        callbacks=[ProgressPrinter(space)],
+        verbose=0,
+    )
+
+
+def trial_rows(results: tune.ResultGrid, space: Space) -> list[dict[str, Any]]:
+    """One row per trial: id, state, model, epochs run, objective, own training seconds."""
+    rows = []
+    for r in results:
+        config = flat_config(r.config or {})
+        history = r.metrics_dataframe
+        own = 0.0
+        if history is not None and len(history):
+            for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
+                if col in history:
+                    own += float(history[col].fillna(0).sum())
+        metrics = r.metrics or {}
+        status = "ERROR" if r.error else "TERMINATED"
+        rows.append({
+            "trial_id": metrics.get("trial_id", "?"),
+            "state": trial_state(status, metrics, config),
+            "model": config.get("model", "ae"),
+            "epochs": metrics.get("training_iteration", 0),
+            space.objective: metrics.get(space.objective),
+            "train_seconds": own,
+            "config": config,
+        })  # fmt: skip
+    return rows
+
+
+def best_per_model(rows: list[dict[str, Any]], space: Space) -> dict[str, dict[str, Any]]:
+    """The best finished (or early-stopped) trial of each model type."""
+    sign = 1 if space.mode == "min" else -1
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        value = row[space.objective]
+        if row["state"] == "failed" or value is None:
+            continue
+        current = best.get(row["model"])
+        if current is None or sign * value < sign * current[space.objective]:
+            best[row["model"]] = row
+    return dict(sorted(best.items()))
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - start
