@@ -242,7 +242,7 @@ def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
     if not isinstance(grace, int) or not 1 <= grace <= epochs:
         raise fail(
             "scheduler.grace_period",
-            f"must be a whole number in [1, epochs={epochs}], got {grace!r}",
+            f"must be a whole number in [1, epochs ({epochs})], got {grace!r}",
         )
     factor = spec.get("reduction_factor", 2)
     if not isinstance(factor, int | float) or factor <= 1:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -32,11 +33,12 @@ def run_trial(config: dict[str, Any], threads: int = 1) -> None:
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
     trial_id = tune.get_context().get_trial_id()
+    node_id = ray.get_runtime_context().get_node_id()  # which machine ran it, for multi-node checks
 
     def report(metrics: dict[str, float], save) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save(tmp)
-            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
         _maybe_fail(trial_id, int(metrics["epoch"]))
 
     checkpoint = tune.get_checkpoint()

@@ -1,0 +1,136 @@
+"""Space files: the shipped ones validate, bad ones fail with file + key, conditions hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from study.space import SpaceError, SpaceSampler, load_space, parse_space
+from tests.conftest import ROOT, run_cli
+
+GOOD = {
+    "dataset": "mnist-5k",
+    "objective": "val_bce",
+    "search": {"algorithm": "tpe", "seed": 0},
+    "num_samples": 6,
+    "epochs": 3,
+    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    "fixed": {"batch_size": 256},
+    "params": {
+        "model": ["ae", "dae", "vae"],
+        "latent_dim": {"int": [2, 8]},
+        "noise": {"float": [0.1, 0.5], "when": {"model": "dae"}},
+        "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}},
+    },
+}
+
+
+@pytest.mark.parametrize("name", ["quick", "seed", "wide"])
+def test_shipped_spaces_validate_and_open_with_their_launch_command(name):
+    path = ROOT / "search_spaces" / f"{name}.yaml"
+    space = load_space(path)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# Launch") and f"search_spaces/{name}.yaml" in "".join(
+        path.read_text().splitlines()[:3]
+    )
+    assert space.params
+
+
+def test_quick_space_covers_at_least_three_model_types():
+    space = load_space(ROOT / "search_spaces/quick.yaml")
+    assert len(next(p for p in space.params if p.name == "model").values) >= 3
+
+
+def test_seed_grid_repeats_the_seed_experiments():
+    points = load_space(ROOT / "search_spaces/seed.yaml").grid()
+    labels = {(p["model"], p.get("activation"), p.get("recon_loss")) for p in points}
+    assert labels == {
+        ("ae", "relu", None), ("ae", "tanh", None), ("sdae", None, None),
+        ("cae", None, None), ("vae", None, "mse"), ("vae", None, "bce"),
+    }  # fmt: skip
+    space = load_space(ROOT / "search_spaces/seed.yaml")
+    assert space.trial_config({"model": "ae"})["epochs"] == 100
+    assert space.trial_config({"model": "cae"})["epochs"] == 20
+
+
+def test_sampled_configs_carry_exactly_the_parameters_their_model_uses():
+    space = parse_space(GOOD, "good.yaml")
+    sampler = SpaceSampler(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        constants = sampler(trial)
+        config = {**trial.params, **constants}
+        seen.add(config["model"])
+        assert ("noise" in config) == (config["model"] == "dae")
+        assert ("recon_loss" in config) == (config["model"] == "vae")
+        assert config["epochs"] == 3 and config["batch_size"] == 256
+        study.tell(trial, 0.0)
+    assert seen == {"ae", "dae", "vae"}
+
+
+def with_change(key_path: str, value) -> dict:
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    *parents, last = key_path.split(".")
+    node = raw
+    for k in parents:
+        node = node[k]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return raw
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("key_path", "value", "message"),
+    [
+        ("colour", "blue", "colour: unknown key; allowed: description, dataset"),
+        ("params.model", ["ae", "gan"], "params.model: unknown model 'gan'; allowed: ae, dae, sdae, cae, vae"),
+        ("objective", "accuracy", "objective: unknown metric 'accuracy'; allowed: val_mse"),
+        ("params.latent_dim", {"int": [8, 2]}, "params.latent_dim.int: empty or inverted range [8, 2]"),
+        ("params.latent_dim", {"int": [4, 4]}, "params.latent_dim.int: empty or inverted range [4, 4]"),
+        ("params.noise", {"float": [0.1, 0.5], "when": {"modle": "dae"}}, "params.noise.when.modle: condition on a parameter that does not exist"),
+        ("params.noise", {"float": [0.1, 0.5]}, "params.noise: applies to model 'ae', which has no such parameter"),
+        ("params.noise", {"float": [0.1, 5.0], "when": {"model": "dae"}}, "params.noise: for model 'dae': noise for gaussian must lie in"),
+        ("params.latent_dim", {"int": [2, 8], "colour": 1}, "params.latent_dim.colour: unknown key"),
+        ("params.latent_dim", {"float": [1e-3, 1], "log": True, "int": [1, 2]}, "give exactly one of"),
+        ("params.lr", {"float": [0, 0.1], "log": True}, "params.lr.log: a log range needs low > 0"),
+        ("search", {"algorithm": "bayes"}, "search.algorithm: 'bayes'; allowed: tpe, random, grid"),
+        ("search", {"algorithm": "grid"}, "params.latent_dim: grid search needs a list of values"),
+        ("scheduler", {"type": "asha", "grace_period": 9}, "scheduler.grace_period: must be a whole number in [1, epochs (3)]"),
+        ("num_samples", 0, "num_samples: must be a whole number >= 1"),
+        ("params.epochs", [1, 2], "params.epochs: set by the sweep itself"),
+        ("params.recon_loss", {"values": ["mse", "bce"]}, "params.recon_loss: for model 'ae': recon_loss 'bce' needs outputs in [0, 1]"),
+    ],
+)  # fmt: skip
+def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
+    with pytest.raises(SpaceError) as err:
+        parse_space(with_change(key_path, value), "bad.yaml")
+    assert str(err.value).startswith("bad.yaml: ")
+    assert message in str(err.value)
+
+
+def test_condition_on_a_later_parameter_is_refused():
+    raw = with_change("params.model", ["ae", "dae", "vae"])
+    raw["params"] = {"noise": {"float": [0.1, 0.5], "when": {"model": "dae"}}, **raw["params"]}
+    with pytest.raises(
+        SpaceError, match="params.noise.when.model: condition on a parameter that comes after it"
+    ):
+        parse_space(raw, "bad.yaml")
+
+
+def test_cli_rejects_a_bad_space_with_exit_code_2_before_starting_ray(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_change("params.latent_dim", {"int": [8, 2]})))
+    result = run_cli("sweep", str(bad), "--storage", str(tmp_path / "studies"))
+    assert result.returncode == 2
+    assert f"{bad}: params.latent_dim.int: empty or inverted range" in result.stderr
+    assert not (tmp_path / "studies").exists()

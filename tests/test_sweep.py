@@ -1,0 +1,149 @@
+"""Sweeps on a real local Ray: conditional configs, ASHA, retries, resume after SIGKILL, GPUs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from study.config import flat_config
+from study.status import trial_states
+from tests.conftest import PYTHON, ROOT, run_cli
+from tests.test_space import GOOD
+
+pytestmark = pytest.mark.ray
+
+
+def write_space(folder: Path, **changes) -> Path:
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    raw.update(changes)
+    path = folder / "space.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def trial_configs(folder: Path) -> list[dict]:
+    from ray.tune import ExperimentAnalysis
+
+    return [flat_config(t.config) for t in ExperimentAnalysis(str(folder)).trials]
+
+
+def reported_epochs(trial_dir: Path) -> list[int]:
+    import pandas as pd
+
+    return pd.read_csv(trial_dir / "progress.csv")["epoch"].astype(int).tolist()
+
+
+def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
+    # seed 3: its first eight TPE draws (random start-up) cover all three models
+    space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
+    result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "8 trials:" in result.stdout and "best val_bce per model type:" in result.stdout
+
+    configs = trial_configs(tmp_path / "s1")
+    assert len(configs) == 8
+    assert len({c["model"] for c in configs}) >= 3
+    for c in configs:
+        assert ("noise" in c) == (c["model"] == "dae"), c
+        assert ("recon_loss" in c) == (c["model"] == "vae"), c
+    states = [r["state"] for r in trial_states("s1", tmp_path)]
+    assert "failed" not in states
+    assert states.count("stopped early") >= 1 and states.count("done") >= 1
+    assert (tmp_path / "s1" / "optuna.db").is_file()
+    status = run_cli("status", "s1", "--storage", str(tmp_path))
+    assert status.returncode == 0 and status.stdout.count("stopped early") == states.count(
+        "stopped early"
+    )
+
+
+def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
+                        scheduler={"type": "none"},
+                        params={"model": ["ae", "vae"], "latent_dim": [4]})  # fmt: skip
+    markers = tmp_path / "markers"
+    env = {**os.environ, "AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
+    result = subprocess.run(
+        [PYTHON, "-m", "study", "sweep", str(space), "--name", "retry", "--storage", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "retrying from its last checkpoint" in result.stdout
+    assert len(list(markers.iterdir())) == 2  # each trial really failed once
+    assert [r["state"] for r in trial_states("retry", tmp_path)] == ["done", "done"]
+    for trial_dir in (tmp_path / "retry").glob("*_*/"):
+        if (trial_dir / "progress.csv").exists():
+            # restarted from the epoch-2 checkpoint: epochs 1 and 2 were not trained again
+            assert reported_epochs(trial_dir) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
+    space = write_space(tmp_path, num_samples=4, epochs=6, scheduler={"type": "none"},
+                        fixed={"batch_size": 64})  # fmt: skip
+    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "killed", "--storage", str(tmp_path),
+           "--max-concurrent", "1"]  # fmt: skip
+    driver = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 300
+    for line in driver.stdout:  # wait until one trial has finished, then kill mid-way
+        if " done |" in line or time.monotonic() > deadline:
+            break
+    time.sleep(2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    before = trial_states("killed", tmp_path)
+    assert any(r["state"] != "done" for r in before) or len(before) < 4
+
+    result = run_cli("resume", "killed", "--storage", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = trial_states("killed", tmp_path)
+    assert len(after) == 4
+    assert all(r["state"] == "done" and r["epochs"] == 6 for r in after)
+    finished_before = {r["trial_id"] for r in before if r["state"] == "done"}
+    assert finished_before <= {r["trial_id"] for r in after}
+    for trial_dir in (tmp_path / "killed").glob("*_*/"):
+        if (trial_dir / "progress.csv").exists():
+            epochs = reported_epochs(trial_dir)
+            assert sorted(set(epochs)) == list(range(1, 7))
+
+
+def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
+    space = write_space(tmp_path)
+    start = time.monotonic()
+    result = run_cli(
+        "sweep", str(space), "--name", "gpu", "--storage", str(tmp_path), "--gpus-per-trial", "1"
+    )
+    assert result.returncode == 2
+    assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
+    assert time.monotonic() - start < 120
+    assert not (tmp_path / "gpu").exists()
+
+
+@pytest.mark.slow
+def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        space = write_space(tmp_path, num_samples=4, epochs=2, scheduler={"type": "none"})
+        result = run_cli("sweep", str(space), "--name", "multi", "--storage", str(tmp_path),
+                         "--address", cluster.address)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    import pandas as pd
+
+    nodes = set()
+    for trial_dir in (tmp_path / "multi").glob("*_*/"):
+        if (trial_dir / "progress.csv").exists():
+            nodes |= set(pd.read_csv(trial_dir / "progress.csv")["node_id"])
+    assert len(nodes) == 2
