@@ -38,7 +38,9 @@ def run_trial(config: dict[str, Any], threads: int = 1) -> None:
     def report(metrics: dict[str, float], save) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save(tmp)
-            tune.report({**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report(
+                {**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp)
+            )
         _maybe_fail(trial_id, int(metrics["epoch"]))
 
     checkpoint = tune.get_checkpoint()

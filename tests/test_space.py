@@ -121,10 +121,9 @@ def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
 def test_condition_on_a_later_parameter_is_refused():
     raw = with_change("params.model", ["ae", "dae", "vae"])
     raw["params"] = {"noise": {"float": [0.1, 0.5], "when": {"model": "dae"}}, **raw["params"]}
-    with pytest.raises(
-        SpaceError, match="params.noise.when.model: condition on a parameter that comes after it"
-    ):
+    with pytest.raises(SpaceError) as err:
         parse_space(raw, "bad.yaml")
+    assert "params.noise.when.model: condition on a parameter that comes after it" in str(err.value)
 
 
 def test_cli_rejects_a_bad_space_with_exit_code_2_before_starting_ray(tmp_path: Path):
