@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_command(commands)
     add_sweep_commands(commands)
+    add_tracking_commands(commands)
     return parser
 
 
@@ -135,6 +136,10 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--storage", default="studies", help="folder that holds the study (shared on a cluster)"
     )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store: sqlite:///path/mlflow.db or http://host:port (default: ./mlflow.db)",
+    )
     p.set_defaults(handler=run_sweep)
 
     p = commands.add_parser("resume", help="continue an interrupted study")
@@ -165,6 +170,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial,
         max_failures=args.max_failures,
         address=args.address,
+        tracking_uri=args.tracking_uri,
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)
     results, wall = timed(launch, space, raw, options)
@@ -206,3 +212,83 @@ def print_summary(results: Any, space: Any, name: str, storage: str, wall: float
     ratio = wall / own if own else float("nan")
     print(f"wall time {wall:.0f}s; trials' own training+evaluation {own:.0f}s; ratio {ratio:.2f}")
     print(f"results: {study_dir(storage, name)}  (python -m study status {name})")
+
+
+def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("ui", help="browse the studies in the MLflow UI (127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
+    p.set_defaults(handler=run_ui)
+
+    p = commands.add_parser("server", help="start an MLflow tracking server for a cluster")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept workers of a cluster")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--backend-store-uri", help="default: sqlite:///./mlflow.db")
+    p.add_argument(
+        "--artifacts-destination", default="mlartifacts", help="where it stores artifacts"
+    )
+    p.set_defaults(handler=run_server)
+
+    p = commands.add_parser(
+        "export", help="write the best checkpoints of a study and register them"
+    )
+    p.add_argument("name")
+    p.add_argument("--out", required=True, help="folder to write into")
+    p.add_argument("--per-model", action="store_true", help="the best trial of each model type")
+    p.add_argument("--metric", help="rank by this metric (default: the study's objective)")
+    p.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
+    p.set_defaults(handler=run_export)
+
+
+def mlflow_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlflow", *args]
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from study.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if not uri.startswith("sqlite:///"):
+        print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
+        return 0
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    cmd = mlflow_command(
+        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)
+    )
+    return subprocess.call(cmd)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    from study.tracking import resolve_tracking_uri
+
+    store = resolve_tracking_uri(args.backend_store_uri)
+    artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
+    shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
+    print(
+        f"tracking server: --tracking-uri http://{shown}:{args.port}  (store {store}, artifacts {artifacts})",
+        flush=True,
+    )
+    cmd = mlflow_command(
+        "server", "--backend-store-uri", store, "--artifacts-destination", artifacts,
+        "--serve-artifacts", "--host", args.host, "--port", str(args.port),
+    )  # fmt: skip
+    return subprocess.call(cmd)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from study.export import export_best
+    from study.tracking import check_reachable, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_reachable(uri)
+    for item in export_best(uri, args.name, args.out, per_model=args.per_model, metric=args.metric):
+        print(
+            f"{item.label:<5} {item.metric}={item.value:.4f}  run {item.run_id}  -> {item.folder}  ({item.registered})"
+        )
+    return 0

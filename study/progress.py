@@ -9,6 +9,7 @@ from ray.tune import Callback
 
 from study.config import flat_config
 from study.space import Space
+from study.tracking import StudyRecord, finish_trial
 
 
 def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
@@ -60,3 +61,20 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(trials, f"{trial.trial_id} failed (see `python -m study status`)")
+
+
+class TrackingCallback(Callback):
+    """Closes each trial's MLflow run with its final state; only the driver knows it (ASHA's stop
+    ends the trial function from outside, and a failed trial cannot report its own end)."""
+
+    def __init__(self, record: StudyRecord) -> None:
+        self.record = record
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
+        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, state)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        error = trial.get_error()
+        message = f"{type(error).__name__}: {error}" if error else "unknown error"
+        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed", message)

@@ -18,9 +18,10 @@ import ray
 from ray import tune
 
 from models import ConfigError
+from study import tracking
 from study.config import flat_config
 from study.data import load_splits
-from study.progress import ProgressPrinter, trial_state
+from study.progress import ProgressPrinter, TrackingCallback, trial_state
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import run_trial
 
@@ -40,6 +41,7 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     max_failures: int = 2
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
+    tracking_uri: str | None = None  # None: sqlite:///<current folder>/mlflow.db
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -78,33 +80,71 @@ def launch(space: Space, raw_space: dict[str, Any], options: SweepOptions) -> tu
             f"study {options.name!r} already exists in {folder.parent}: continue it with "
             f"`python -m study resume {options.name}` or choose another --name"
         )
+    options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    tracking.check_reachable(options.tracking_uri)
     load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail before any trial
     quiet_tune()
     connect(options)
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"space_path": space.path, "space": raw_space, "options": asdict(options)}
-    (folder / STUDY_FILE).write_text(json.dumps(record, indent=2))
+    saved = {"space_path": space.path, "space": raw_space, "options": asdict(options)}
+    (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
+    record = open_study_record(space, options)
     tuner = tune.Tuner(
-        trainable(options),
+        trainable(options, record, picture_epochs(space)),
         param_space=param_space(space),
         tune_config=tune_config(space, options, folder),
-        run_config=run_config(space, options),
+        run_config=run_config(space, options, record),
     )
-    return tuner.fit()
+    return finish_study(record, tuner.fit())
 
 
 def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tune.ResultGrid]:
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
+    tracking.check_reachable(options.tracking_uri)
     quiet_tune()
     connect(options)
+    record = open_study_record(space, options)
     tuner = tune.Tuner.restore(
         str(study_dir(options.storage, name)),
-        trainable=trainable(options),
+        trainable=trainable(options, record, picture_epochs(space)),
         resume_unfinished=True,
         resume_errored=True,
     )
-    return space, tuner.fit()
+    return space, finish_study(record, tuner.fit())
+
+
+def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:
+    """The study's MLflow experiment and parent run, created on first use, marked running."""
+    params = {
+        "space": space.path,
+        "objective": space.objective,
+        "mode": space.mode,
+        "search": space.algorithm,
+        "search_seed": space.seed,
+        "num_samples": options.num_samples or space.num_samples,
+        "dataset": space.dataset,
+        "scheduler": space.scheduler["type"],
+    }
+    record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
+    tracking.client(record.uri).update_run(record.parent_run_id, status="RUNNING")
+    return record
+
+
+def finish_study(record: tracking.StudyRecord, results: tune.ResultGrid) -> tune.ResultGrid:
+    tracking.client(record.uri).set_terminated(record.parent_run_id, "FINISHED")
+    return results
+
+
+def picture_epochs(space: Space) -> tuple[int, ...]:
+    """The epochs where ASHA may stop a trial: its rungs, grace × factor^k below the last epoch."""
+    if space.scheduler["type"] == "none":
+        return ()
+    rungs, epoch = [], space.scheduler["grace_period"]
+    while epoch < space.max_epochs:
+        rungs.append(int(epoch))
+        epoch *= space.scheduler["reduction_factor"]
+    return tuple(rungs)
 
 
 def read_study(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, SweepOptions]:
@@ -145,9 +185,10 @@ def check_resources(options: SweepOptions) -> None:
         )
 
 
-def trainable(options: SweepOptions):
+def trainable(options: SweepOptions, record: tracking.StudyRecord, pictures: tuple[int, ...]):
     """The trial function with its resources; one torch thread per CPU Tune gives it."""
-    fn = tune.with_parameters(run_trial, threads=max(1, int(options.cpus_per_trial)))
+    threads = max(1, int(options.cpus_per_trial))
+    fn = tune.with_parameters(run_trial, threads=threads, record=record, picture_epochs=pictures)
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 
@@ -210,13 +251,13 @@ def scheduler(space: Space):
     )
 
 
-def run_config(space: Space, options: SweepOptions) -> tune.RunConfig:
+def run_config(space: Space, options: SweepOptions, record: tracking.StudyRecord) -> tune.RunConfig:
     return tune.RunConfig(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-        callbacks=[ProgressPrinter(space)],
+        callbacks=[ProgressPrinter(space), TrackingCallback(record)],
         verbose=0,
     )
 

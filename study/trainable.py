@@ -1,8 +1,9 @@
-"""The Ray Tune function trainable: one trial = `study.trainer.train` with reporting and checkpoints.
+"""The Ray Tune function trainable: one trial = `study.trainer.train` with reporting, checkpoints
+and its MLflow run.
 
-It depends on `config` alone (plus the thread count Tune gives it), reports every epoch with a
-checkpoint, and resumes from `tune.get_checkpoint()` when Tune restarts it after a failure or a
-resumed sweep.
+It depends on `config` alone (plus what `tune.with_parameters` binds: threads and the study's
+MLflow record), reports every epoch with a checkpoint, and resumes from `tune.get_checkpoint()`
+when Tune restarts it after a failure or a resumed sweep.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 from ray import tune
 
 from study.config import flat_config
-from study.trainer import train
+from study.tracking import StudyRecord, TrialRun, run_tags
+from study.trainer import EpochContext, train
 
 # Testing hook for retries: with AESTUDY_FAIL_ONCE_AT_EPOCH=N and AESTUDY_FAIL_MARKERS=DIR, every
 # trial raises once, right after reporting epoch N; the marker file in DIR makes it once only.
@@ -28,20 +30,42 @@ class InjectedFailure(RuntimeError):
     """Raised by the testing hook above."""
 
 
-def run_trial(config: dict[str, Any], threads: int = 1) -> None:
-    """Train one trial under Tune."""
+def run_trial(
+    config: dict[str, Any],
+    threads: int = 1,
+    record: StudyRecord | None = None,
+    picture_epochs: tuple[int, ...] = (),
+) -> None:
+    """Train one trial under Tune, logging to the study's MLflow experiment when `record` is given.
+
+    Pictures and the weights are logged at `picture_epochs` (the scheduler's rungs, where ASHA may
+    stop a trial) and at the trial's last epoch, so every trial ends with pictures of its final
+    state without drawing them every epoch.
+    """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
     trial_id = tune.get_context().get_trial_id()
     node_id = ray.get_runtime_context().get_node_id()  # which machine ran it, for multi-node checks
+    run = (
+        TrialRun(record, trial_id, trial_config, run_tags(record.study, trial_id, trial_config))
+        if record
+        else None
+    )
+    last_epoch = int(trial_config.get("epochs", 10))
 
-    def report(metrics: dict[str, float], save) -> None:
+    def report(metrics: dict[str, float], context: EpochContext) -> None:
+        epoch = int(metrics["epoch"])
+        extra = {"node_id": node_id, "mlflow_run_id": run.run_id if run else ""}
+        # MLflow first: when ASHA stops a trial, tune.report does not return. A retried trial
+        # re-trains at most the epoch after its checkpoint; TrialRun skips epochs it has logged.
+        if run is not None:
+            run.log_epoch(metrics)
+            if epoch in picture_epochs or epoch == last_epoch:
+                log_pictures_and_weights(run, context)
         with tempfile.TemporaryDirectory() as tmp:
-            save(tmp)
-            tune.report(
-                {**metrics, "node_id": node_id}, checkpoint=tune.Checkpoint.from_directory(tmp)
-            )
-        _maybe_fail(trial_id, int(metrics["epoch"]))
+            context.save(tmp)
+            tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        _maybe_fail(trial_id, epoch)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
@@ -49,6 +73,20 @@ def run_trial(config: dict[str, Any], threads: int = 1) -> None:
         return
     with checkpoint.as_directory() as resume_dir:
         train(trial_config, on_epoch=report, resume_from=resume_dir)
+
+
+def log_pictures_and_weights(run: TrialRun, context: EpochContext) -> None:
+    """The seed's pictures and a weights-only checkpoint, replacing the previous ones."""
+    from study.figures import trial_pictures
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pictures, weights = Path(tmp, "pictures"), Path(tmp, "checkpoint")
+        trial_pictures(
+            context.model, context.data.val_x, context.data.val_y, context.history, pictures
+        )
+        context.save(weights, training=False)
+        run.log_artifacts(pictures)
+        run.log_artifacts(weights, "checkpoint")
 
 
 def _maybe_fail(trial_id: str, epoch: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,20 @@ from study.config import TrainSettings, full_config, split_config
 from study.data import Splits, load_splits
 from study.evaluate import noisy_copy, probe_accuracy, reconstruction_metrics, vae_metrics
 
-EpochCallback = Callable[[dict[str, float], Callable[[str | Path], Path]], None]
+
+@dataclass
+class EpochContext:
+    """What an `on_epoch` callback may use besides the metrics."""
+
+    model: AutoEncoder
+    data: Splits
+    history: list[dict[str, float]]
+    save: Callable[
+        ..., Path
+    ]  # save(path, training=True): a checkpoint; training=False: weights only
+
+
+EpochCallback = Callable[[dict[str, float], EpochContext], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,11 +84,15 @@ def train(
         history = _restore(resume_from, model, optimizer, gen, device)
     val_noisy = noisy_copy(data.val_x)
 
-    def save(path: str | Path) -> Path:
-        training = {"optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state()}  # fmt: skip
+    def save(path: str | Path, training: bool = True) -> Path:
+        if not training:
+            return models.save(path, model, trial_config=record)
+        rng = {"optimizer": optimizer.state_dict(), "generator": gen.get_state(),
+               "torch_rng": torch.get_rng_state()}  # fmt: skip
         state = {"epoch": len(history), "history": history}
-        return models.save(path, model, trial_config=record, training=training, state=state)
+        return models.save(path, model, trial_config=record, training=rng, state=state)
+
+    context = EpochContext(model=model, data=data, history=history, save=save)
 
     pretrain_seconds = 0.0
     if not history and hasattr(model, "pretrain_stages") and model_config.pretrain_epochs > 0:
@@ -101,7 +118,7 @@ def train(
             metrics.update(final_metrics(model, data, settings, gen))
         history.append(metrics)
         if on_epoch is not None:
-            on_epoch(metrics, save)
+            on_epoch(metrics, context)
     if out_dir is not None:
         save(out_dir)
     return history

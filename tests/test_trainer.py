@@ -51,9 +51,9 @@ def test_resumed_training_matches_an_uninterrupted_run(tiny_config, tmp_path):
     config = {**tiny_config, "model": "vae", "epochs": 3}
     full = train(config)
 
-    def save_after_first(metrics, save):
+    def save_after_first(metrics, context):
         if metrics["epoch"] == 1:
-            save(tmp_path / "ckpt")
+            context.save(tmp_path / "ckpt")
 
     train({**config, "epochs": 1}, on_epoch=save_after_first)
     resumed = train(config, resume_from=tmp_path / "ckpt")

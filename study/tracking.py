@@ -1,0 +1,225 @@
+"""The one place that talks to MLflow. No Ray here: the analysis scripts import it too.
+
+Layout in MLflow: one **experiment per study** (named after it), holding one **parent run** (tag
+`aestudy.role = study`: the space, the study's table and plots) and one **nested run per trial**
+(tag `aestudy.role = trial`). An experiment per study keeps studies apart in the UI's sidebar and
+in searches, and the parent run gives study-level artifacts a home without mixing them into a
+trial.
+
+A trial's run is found by its Tune trial id, so a retried or resumed trial continues its own run,
+and an epoch already logged is never logged again.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from models import ConfigError
+from study.config import full_config
+
+ROLE, TRIAL_ID, STATE, ERROR = "aestudy.role", "aestudy.trial_id", "aestudy.state", "aestudy.error"
+DEFAULT_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The tracking URI with any SQLite path made absolute (trials run in other folders).
+
+    Default: `sqlite:///<current folder>/mlflow.db`.
+    """
+    if uri is None:
+        return f"sqlite:///{Path.cwd().resolve() / DEFAULT_DB}"
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
+    if uri.startswith(("http://", "https://", "databricks")):
+        return uri.rstrip("/")
+    raise ConfigError(
+        f"--tracking-uri {uri!r}: use sqlite:///path/to/mlflow.db or http://host:port "
+        "(the ./mlruns file store is gone from MLflow 3)"
+    )
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """Where a SQLite store keeps artifacts: `mlartifacts/` beside the database, absolute."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server stores (and proxies) artifacts itself
+    return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
+
+
+def check_reachable(uri: str) -> None:
+    """Fail with a clear message, before anything launches, if the store cannot be used."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ConfigError(f"tracking store {uri}: folder {folder} is missing or not writable")
+        return
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as reply:
+            if reply.status == 200:
+                return
+            raise ConfigError(f"tracking server {uri} answered {reply.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(
+            f"tracking server {uri} cannot be reached ({exc}); start one with "
+            "`python -m study server` or fix --tracking-uri"
+        ) from None
+
+
+@cache
+def client(uri: str):
+    """An MlflowClient for `uri` (imported lazily: mlflow takes seconds to import)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a trial needs to log into its study: plain data, so Tune can pickle it."""
+
+    uri: str
+    study: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def ensure_study(uri: str, study: str, description: str, params: dict[str, Any]) -> StudyRecord:
+    """Get or create the study's experiment and parent run (idempotent: resume calls it again)."""
+    c = client(uri)
+    experiment = c.get_experiment_by_name(study)
+    if experiment is None:
+        root = local_artifact_root(uri)
+        location = f"{root}/{study}" if root else None
+        experiment_id = c.create_experiment(study, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    parents = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
+    if parents:
+        return StudyRecord(uri, study, experiment_id, parents[0].info.run_id)
+    run = c.create_run(
+        experiment_id,
+        run_name=f"study {study}",
+        tags={ROLE: "study", "mlflow.note.content": description},
+    )
+    c.log_batch(run.info.run_id, params=_params(params))
+    return StudyRecord(uri, study, experiment_id, run.info.run_id)
+
+
+def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str]:
+    """Tags every trial run carries."""
+    import ray
+    import torch
+
+    return {
+        ROLE: "trial",
+        TRIAL_ID: trial_id,
+        "aestudy.study": study,
+        "aestudy.model": str(config.get("model", "ae")),
+        "aestudy.seed": str(config.get("seed", 0)),
+        "aestudy.device": str(config.get("device", "auto")),
+        "aestudy.host": platform.node(),
+        "aestudy.git_commit": git_commit(),
+        "aestudy.ray_version": ray.__version__,
+        "aestudy.torch_version": torch.__version__,
+    }
+
+
+class TrialRun:
+    """A trial's MLflow run: created once, continued by retries and resumes."""
+
+    def __init__(
+        self, record: StudyRecord, trial_id: str, config: dict[str, Any], tags: dict[str, str]
+    ) -> None:
+        self.client = client(record.uri)
+        found = self.client.search_runs(
+            [record.experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1
+        )
+        if found:
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                record.experiment_id,
+                run_name=f"{config.get('model', 'ae')}-{trial_id}",
+                tags={**tags, "mlflow.parentRunId": record.parent_run_id},
+            )
+            self.run_id = run.info.run_id
+            self.client.log_batch(self.run_id, params=_params(full_config(config)))
+        history = self.client.get_metric_history(self.run_id, "epoch")
+        self.logged_epochs = {int(m.step) for m in history}
+
+    def log_epoch(self, metrics: dict[str, float]) -> None:
+        """Log one epoch's numeric metrics at step = epoch, unless that epoch is logged already."""
+        from mlflow.entities import Metric
+
+        epoch = int(metrics["epoch"])
+        if epoch in self.logged_epochs:
+            return
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(k, float(v), now, epoch)
+            for k, v in metrics.items()
+            if isinstance(v, int | float)
+        ]
+        self.client.log_batch(self.run_id, metrics=batch)
+        self.logged_epochs.add(epoch)
+
+    def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), path)
+
+
+def finish_trial(
+    uri: str, experiment_id: str, trial_id: str, state: str, error: str | None = None
+) -> None:
+    """Close a trial's run with its final state: done / stopped early (FINISHED) or failed (FAILED)."""
+    c = client(uri)
+    found = c.search_runs([experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1)
+    if not found:
+        return
+    run_id = found[0].info.run_id
+    c.set_tag(run_id, STATE, state)
+    if error:
+        c.set_tag(run_id, ERROR, error[-4000:])
+    c.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
+
+
+def trial_runs(uri: str, study: str):
+    """All trial runs of a study as a pandas DataFrame (`mlflow.search_runs` layout)."""
+    import mlflow
+
+    experiment = client(uri).get_experiment_by_name(study)
+    if experiment is None:
+        raise ConfigError(f"no study {study!r} in the tracking store {uri}")
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'")
+
+
+@cache
+def git_commit() -> str:
+    """The project's git commit, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _params(values: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in sorted(values.items()) if v is not None]
