@@ -13,7 +13,8 @@ import yaml
 
 from study.config import flat_config
 from study.status import trial_states
-from tests.conftest import PYTHON, ROOT, run_cli
+from study.tracking import trial_runs
+from tests.conftest import PYTHON, run_cli
 from tests.test_space import GOOD
 
 pytestmark = pytest.mark.ray
@@ -33,7 +34,16 @@ def trial_configs(folder: Path) -> list[dict]:
     return [flat_config(t.config) for t in ExperimentAnalysis(str(folder)).trials]
 
 
+def logged_steps(db: Path, run_id: str, metric: str) -> list[int]:
+    """The steps at which `metric` was logged, duplicates included, in order."""
+    from study.tracking import client
+
+    history = client(f"sqlite:///{db}").get_metric_history(run_id, metric)
+    return sorted(int(m.step) for m in history)
+
+
 def reported_epochs(trial_dir: Path) -> list[int]:
+
     import pandas as pd
 
     return pd.read_csv(trial_dir / "progress.csv")["epoch"].astype(int).tolist()
@@ -42,7 +52,7 @@ def reported_epochs(trial_dir: Path) -> list[int]:
 def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     # seed 3: its first eight TPE draws (random start-up) cover all three models
     space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
-    result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path))
+    result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "8 trials:" in result.stdout and "best val_bce per model type:" in result.stdout
 
@@ -68,10 +78,9 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
                         params={"model": ["ae", "vae"], "latent_dim": [4]})  # fmt: skip
     markers = tmp_path / "markers"
     env = {**os.environ, "AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
-    result = subprocess.run(
-        [PYTHON, "-m", "study", "sweep", str(space), "--name", "retry", "--storage", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    result = run_cli(
+        "sweep", str(space), "--name", "retry", "--storage", str(tmp_path), cwd=tmp_path, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "retrying from its last checkpoint" in result.stdout
     assert len(list(markers.iterdir())) == 2  # each trial really failed once
@@ -80,6 +89,10 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
         if (trial_dir / "progress.csv").exists():
             # restarted from the epoch-2 checkpoint: epochs 1 and 2 were not trained again
             assert reported_epochs(trial_dir) == [1, 2, 3]
+    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "retry")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    for run_id in runs["run_id"]:
+        assert logged_steps(tmp_path / "mlflow.db", run_id, "train_loss") == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -89,7 +102,7 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "killed", "--storage", str(tmp_path),
            "--max-concurrent", "1"]  # fmt: skip
     driver = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.monotonic() + 300
     for line in driver.stdout:  # wait until one trial has finished, then kill mid-way
@@ -100,7 +113,7 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     before = trial_states("killed", tmp_path)
     assert sum(r["state"] == "done" for r in before) < 4
 
-    result = run_cli("resume", "killed", "--storage", str(tmp_path))
+    result = run_cli("resume", "killed", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     after = trial_states("killed", tmp_path)
     assert len(after) == 4
@@ -111,14 +124,21 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
         if (trial_dir / "progress.csv").exists():
             epochs = reported_epochs(trial_dir)
             assert sorted(set(epochs)) == list(range(1, 7))
+    # MLflow: one run per trial, every epoch logged once, no run left dangling
+    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "killed")
+    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
+    assert set(runs["status"]) == {"FINISHED"}
+    for run_id in runs["run_id"]:
+        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4, 5, 6]
 
 
 def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     space = write_space(tmp_path)
     start = time.monotonic()
     result = run_cli(
-        "sweep", str(space), "--name", "gpu", "--storage", str(tmp_path), "--gpus-per-trial", "1"
-    )
+        "sweep", str(space), "--name", "gpu", "--storage", str(tmp_path), "--gpus-per-trial", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 2
     assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
     assert time.monotonic() - start < 120
@@ -138,7 +158,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
                             scheduler={"type": "none"}, fixed={"batch_size": 64},
                             params={"model": ["cae"], "latent_dim": [4, 8]})  # fmt: skip
         result = run_cli("sweep", str(space), "--name", "multi", "--storage", str(tmp_path),
-                         "--address", cluster.address)  # fmt: skip
+                         "--address", cluster.address, cwd=tmp_path)  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
     finally:
         cluster.shutdown()

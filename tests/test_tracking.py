@@ -1,0 +1,131 @@
+"""MLflow: a sweep logs to a real `mlflow server` on 127.0.0.1; export and the registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import models
+from study.data import load_splits
+from study.evaluate import noisy_copy, reconstruction_metrics
+from study.export import load_model
+from study.tracking import client, trial_runs
+from tests.conftest import free_port, run_cli
+from tests.test_sweep import write_space
+
+pytestmark = pytest.mark.ray
+
+PICTURES = {"reconstructions.png", "denoising.png", "latent.png", "loss_curves.png"}
+
+
+@pytest.fixture(scope="module")
+def logged_study(mlflow_server, tmp_path_factory):
+    """A small sweep (ae + vae, ASHA on) logged to the server; returns (uri, folder)."""
+    folder = tmp_path_factory.mktemp("tracked")
+    space = write_space(
+        folder, num_samples=5, epochs=3, search={"algorithm": "tpe", "seed": 3},
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        params={"model": ["ae", "vae"], "latent_dim": {"int": [2, 6]},
+                "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}}},
+    )  # fmt: skip
+    result = run_cli("sweep", str(space), "--name", "tracked", "--storage", str(folder),
+                     "--tracking-uri", mlflow_server, cwd=folder)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (folder / "mlflow.db").exists()  # nothing went to a local store
+    return mlflow_server, folder
+
+
+def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_study):
+    uri, _ = logged_study
+    runs = trial_runs(uri, "tracked")
+    assert len(runs) == 5
+    assert set(runs["tags.aestudy.model"]) == {"ae", "vae"}
+    c = client(uri)
+    parent = runs["tags.mlflow.parentRunId"].unique()
+    assert len(parent) == 1 and c.get_run(parent[0]).data.tags["aestudy.role"] == "study"
+    for _, row in runs.iterrows():
+        run = c.get_run(row["run_id"])
+        tags, params = run.data.tags, run.data.params
+        assert tags["aestudy.state"] in ("done", "stopped early")
+        assert run.info.status == "FINISHED"
+        for key in ("aestudy.study", "aestudy.trial_id", "aestudy.seed", "aestudy.device", "aestudy.host",
+                    "aestudy.git_commit", "aestudy.ray_version", "aestudy.torch_version"):  # fmt: skip
+            assert tags[key], key
+        assert params["model"] == tags["aestudy.model"]
+        assert ("recon_loss" in params) and ("beta" in params) == (params["model"] == "vae")
+        assert "noise" not in params  # neither model has one
+        epochs = int(run.data.metrics["epoch"])
+        for metric in ("val_mse", "val_bce", "denoise_mse", "probe_acc", "train_loss"):
+            steps = [m.step for m in c.get_metric_history(run.info.run_id, metric)]
+            assert sorted(steps) == list(range(1, epochs + 1)), metric
+        assert (epochs < 3) == (tags["aestudy.state"] == "stopped early")
+        artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert artifacts >= PICTURES | {"checkpoint"}
+        if params["model"] == "vae":
+            assert {"latent_grid.png", "prior_samples.png"} <= artifacts
+            assert "kl" in run.data.metrics and "elbo" in run.data.metrics
+        assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
+            "checkpoint/config.json", "checkpoint/model.pt"}  # fmt: skip
+
+
+def test_resuming_a_finished_study_adds_no_runs(logged_study):
+    uri, folder = logged_study
+    before = trial_runs(uri, "tracked")
+    result = run_cli("resume", "tracked", "--storage", str(folder), cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = trial_runs(uri, "tracked")
+    assert sorted(after["run_id"]) == sorted(before["run_id"])
+    for run_id in after["run_id"]:
+        steps = [m.step for m in client(uri).get_metric_history(run_id, "val_bce")]
+        assert len(steps) == len(set(steps))
+
+
+def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_them(
+    logged_study, tmp_path
+):
+    uri, _ = logged_study
+    result = run_cli(
+        "export", "tracked", "--out", str(tmp_path), "--per-model", "--tracking-uri", uri
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    val = load_splits("mnist-5k").val_x
+    runs = trial_runs(uri, "tracked")
+    for model_type in ("ae", "vae"):
+        folder = tmp_path / model_type
+        record = json.loads((folder / "metrics.json").read_text())
+        assert record["model"] == model_type and {p.name for p in folder.iterdir()} >= PICTURES
+        exported = models.load(folder / "checkpoint")
+        # the exported weights reproduce the held-out number the trial logged
+        logged = runs.set_index("run_id").loc[record["run_id"], "metrics.val_mse"]
+        again = reconstruction_metrics(exported, val, noisy_copy(val))["val_mse"]
+        assert again == pytest.approx(logged, rel=1e-6)
+        # the best of its type really is the best by the study's objective
+        mine = runs[runs["tags.aestudy.model"] == model_type]
+        assert record["metrics"]["val_bce"] == pytest.approx(mine["metrics.val_bce"].min())
+        registered = load_model(f"models:/tracked@champion-{model_type}", tracking_uri=uri)
+        x = val[:16]
+        assert torch.equal(registered.reconstruct(x), exported.reconstruct(x))
+        version = client(uri).get_model_version_by_alias("tracked", f"champion-{model_type}")
+        assert version.run_id == record["run_id"]
+
+
+def test_export_errors_are_clear(logged_study, tmp_path):
+    uri, _ = logged_study
+    missing = run_cli("export", "nope", "--out", str(tmp_path), "--tracking-uri", uri)
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+    bad_metric = run_cli(
+        "export", "tracked", "--out", str(tmp_path), "--metric", "loss", "--tracking-uri", uri
+    )
+    assert bad_metric.returncode == 2 and "--metric 'loss'" in bad_metric.stderr
+
+
+def test_unreachable_tracking_server_fails_before_launch(tmp_path):
+    space = write_space(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_cli("sweep", str(space), "--name", "x", "--storage", str(tmp_path),
+                     "--tracking-uri", dead, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert f"tracking server {dead} cannot be reached" in result.stderr
+    assert not (tmp_path / "x").exists()
