@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup quickstart train test test-quick lint format bench clean
+.PHONY: help setup browser quickstart test test-quick lint format bench ui clean
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,12 +23,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-quickstart: setup ## the main job: train one model on the shipped mnist-5k and show where results are
-	$(PY) -m study train --model vae --latent-dim 2 --recon-loss bce --epochs 5 --out runs/quickstart-vae
-	@echo "checkpoint in runs/quickstart-vae: python -c \"import models; print(models.load('runs/quickstart-vae'))\""
+browser: ## install headless Chromium from Debian's packages (the UI test drives it)
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup ## the whole suite, slow tests included (what CI runs)
+# A new name per run: a study name is never reused, so earlier results stay as they were.
+STUDY ?= quick-$(shell date +%Y%m%d-%H%M%S)
+
+quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on mnist-5k, then where to look
+	$(PY) -m study sweep search_spaces/quick.yaml --name $(STUDY)
+	@echo ""
+	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:5000, experiment $(STUDY))"
+	@echo "Trials:      $(PY) -m study status $(STUDY)"
+	@echo "Export best: $(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model"
+
+ui: setup ## the MLflow UI for ./mlflow.db on 127.0.0.1:5000
+	$(PY) -m study ui
+
+test: setup browser ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest
+
 
 test-quick: setup ## the suite without tests marked slow
 	$(PY) -m pytest -m "not slow"

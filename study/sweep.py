@@ -115,7 +115,7 @@ def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tun
 
 
 def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:
-    """The study's MLflow experiment and parent run, created on first use, marked running."""
+    """The study's MLflow experiment and study run, created on first use, marked running."""
     params = {
         "space": space.path,
         "objective": space.objective,
@@ -127,12 +127,12 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
         "scheduler": space.scheduler["type"],
     }
     record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
-    tracking.client(record.uri).update_run(record.parent_run_id, status="RUNNING")
+    tracking.client(record.uri).update_run(record.study_run_id, status="RUNNING")
     return record
 
 
 def finish_study(record: tracking.StudyRecord, results: tune.ResultGrid) -> tune.ResultGrid:
-    tracking.client(record.uri).set_terminated(record.parent_run_id, "FINISHED")
+    tracking.client(record.uri).set_terminated(record.study_run_id, "FINISHED")
     return results
 
 

@@ -1,10 +1,12 @@
 """The one place that talks to MLflow. No Ray here: the analysis scripts import it too.
 
-Layout in MLflow: one **experiment per study** (named after it), holding one **parent run** (tag
-`aestudy.role = study`: the space, the study's table and plots) and one **nested run per trial**
-(tag `aestudy.role = trial`). An experiment per study keeps studies apart in the UI's sidebar and
-in searches, and the parent run gives study-level artifacts a home without mixing them into a
-trial.
+Layout in MLflow: one **experiment per study** (named after it) holding one run per trial (tag
+`aestudy.role = trial`) and one study run (tag `aestudy.role = study`: the space's settings, and
+later the study's table and plots). An experiment per study keeps studies apart in the UI's
+sidebar, in searches and in the registry's names. Trial runs are deliberately *not* children of
+the study run: the MLflow UI folds children under their parent, and the whole point of the UI
+here is to see and compare the trials side by side. Each trial run names its study run in the
+tag `aestudy.study_run`.
 
 A trial's run is found by its Tune trial id, so a retried or resumed trial continues its own run,
 and an epoch already logged is never logged again.
@@ -89,22 +91,27 @@ class StudyRecord:
     uri: str
     study: str
     experiment_id: str
-    parent_run_id: str
+    study_run_id: str
 
 
 def ensure_study(uri: str, study: str, description: str, params: dict[str, Any]) -> StudyRecord:
-    """Get or create the study's experiment and parent run (idempotent: resume calls it again)."""
+    """Get or create the study's experiment and study run (idempotent: resume calls it again)."""
     c = client(uri)
     experiment = c.get_experiment_by_name(study)
     if experiment is None:
         root = local_artifact_root(uri)
         location = f"{root}/{study}" if root else None
-        experiment_id = c.create_experiment(study, artifact_location=location)
+        # The kind tag makes MLflow 3's UI open on the runs table, not the GenAI overview.
+        experiment_id = c.create_experiment(
+            study,
+            artifact_location=location,
+            tags={"mlflow.experimentKind": "custom_model_development"},
+        )
     else:
         experiment_id = experiment.experiment_id
-    parents = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
-    if parents:
-        return StudyRecord(uri, study, experiment_id, parents[0].info.run_id)
+    found = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
+    if found:
+        return StudyRecord(uri, study, experiment_id, found[0].info.run_id)
     run = c.create_run(
         experiment_id,
         run_name=f"study {study}",
@@ -150,7 +157,7 @@ class TrialRun:
             run = self.client.create_run(
                 record.experiment_id,
                 run_name=f"{config.get('model', 'ae')}-{trial_id}",
-                tags={**tags, "mlflow.parentRunId": record.parent_run_id},
+                tags={**tags, "aestudy.study_run": record.study_run_id},
             )
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=_params(full_config(config)))

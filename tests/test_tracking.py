@@ -43,8 +43,9 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
     assert len(runs) == 5
     assert set(runs["tags.aestudy.model"]) == {"ae", "vae"}
     c = client(uri)
-    parent = runs["tags.mlflow.parentRunId"].unique()
-    assert len(parent) == 1 and c.get_run(parent[0]).data.tags["aestudy.role"] == "study"
+    study_run = runs["tags.aestudy.study_run"].unique()
+    assert len(study_run) == 1 and c.get_run(study_run[0]).data.tags["aestudy.role"] == "study"
+
     for _, row in runs.iterrows():
         run = c.get_run(row["run_id"])
         tags, params = run.data.tags, run.data.params

@@ -1,0 +1,86 @@
+"""The MLflow UI in a real headless Chromium: the study's runs are listed, a picture is shown.
+
+Chromium comes from Debian's packages (`make browser`, run by `make test`). Set
+AESTUDY_SCREENSHOTS=DIR to keep the screenshots (docs/ holds the committed ones).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from study.tracking import trial_runs
+from tests.conftest import PYTHON, free_port, run_cli
+from tests.test_sweep import write_space
+
+pytestmark = pytest.mark.ray
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1400,900", "--virtual-time-budget=20000",
+]  # fmt: skip
+
+
+def chromium(url: str, profile: Path, *args: str) -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Chromium is missing: run `make browser` (apt-get install chromium)"
+    out = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return out.stdout
+
+
+@pytest.fixture
+def ui(tmp_path):
+    """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1."""
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
+                        scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
+    result = run_cli(
+        "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+            time.sleep(1)
+    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
+    url, store = ui
+    runs = trial_runs(store, "browsed")
+    experiment = runs["experiment_id"].iloc[0]
+    names = list(runs["tags.mlflow.runName"])
+    runs_page = f"{url}/#/experiments/{experiment}/runs"
+    dom = chromium(runs_page, tmp_path / "profile", "--dump-dom")
+    for name in names:
+        assert name in dom, f"run {name} is not listed in the UI"
+    vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
+    picture_page = f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
+    dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
+    assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
+
+    shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    for page, name in ((runs_page, "mlflow-runs.png"), (picture_page, "mlflow-reconstruction.png")):
+        chromium(page, tmp_path / "profile", f"--screenshot={shots / name}")
+        assert (shots / name).stat().st_size > 10_000
