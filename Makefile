@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart test test-quick lint format bench ui clean
+.PHONY: help setup browser quickstart reproduce test test-quick lint format bench cluster-check ui clean
+
 
 help: ## list every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +36,9 @@ quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on m
 	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:5000, experiment $(STUDY))"
 	@echo "Trials:      $(PY) -m study status $(STUDY)"
 	@echo "Export best: $(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model"
+
+cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline against Ray's schema
+	$(PY) -m study cluster-check cluster.yaml cluster-onprem.yaml
 
 ui: setup ## the MLflow UI for ./mlflow.db on 127.0.0.1:5000
 	$(PY) -m study ui

@@ -48,6 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(commands)
     add_sweep_commands(commands)
     add_tracking_commands(commands)
+    p = commands.add_parser(
+        "cluster-check", help="validate cluster launcher configs offline (Ray's schema)"
+    )
+    p.add_argument("configs", nargs="+", help="e.g. cluster.yaml cluster-onprem.yaml")
+    p.set_defaults(handler=run_cluster_check)
+
+    p = commands.add_parser(
+        "table", help="the comparison table and plots of a study (analysis.table)", add_help=False
+    )
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=lambda args: __import__("analysis.table").table.main(args.rest))
     return parser
 
 
@@ -140,6 +151,12 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         "--tracking-uri",
         help="MLflow store: sqlite:///path/mlflow.db or http://host:port (default: ./mlflow.db)",
     )
+    p.add_argument(
+        "--dataset", help="override the space's data set (mnist-5k, mnist, fashion-mnist)"
+    )
+    p.add_argument(
+        "--data-dir", help="folder of IDX files for mnist / fashion-mnist (shared on a cluster)"
+    )
     p.set_defaults(handler=run_sweep)
 
     p = commands.add_parser("resume", help="continue an interrupted study")
@@ -159,8 +176,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     from study.space import load_space
     from study.sweep import SweepOptions, launch, timed
 
-    space = load_space(args.space)  # every problem in the file is reported before Ray starts
-    raw = yaml.safe_load(Path(args.space).read_text())
+    data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
+    # every problem in the file is reported before Ray starts
+    space = load_space(args.space, {"dataset": args.dataset, "data_dir": data_dir})
     options = SweepOptions(
         name=args.name or Path(args.space).stem,
         storage=args.storage,
@@ -173,7 +191,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)
-    results, wall = timed(launch, space, raw, options)
+    results, wall = timed(launch, space, options)
     print_summary(results, space, options.name, options.storage, wall)
     return 0
 
@@ -291,4 +309,14 @@ def run_export(args: argparse.Namespace) -> int:
         print(
             f"{item.label:<5} {item.metric}={item.value:.4f}  run {item.run_id}  -> {item.folder}  ({item.registered})"
         )
+    return 0
+
+
+def run_cluster_check(args: argparse.Namespace) -> int:
+    from study.cluster import validate_cluster_config
+
+    for path in args.configs:
+        prepared = validate_cluster_config(path)
+        types = ", ".join(prepared.get("available_node_types", {}))
+        print(f"{path}: valid ({prepared['provider']['type']}; node types: {types})")
     return 0

@@ -144,10 +144,19 @@ def _download(dataset: str) -> Path:
     from torchvision import datasets  # slow import: only when downloading
 
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
+    from filelock import FileLock  # ships with torch
+
     root = DEFAULT_CACHE / dataset
     raw = root / cls.__name__ / "raw"
-    if all(_find_idx(raw, n) for n in IDX_FILES.values()):
-        return raw
+    root.mkdir(parents=True, exist_ok=True)
+    # One download per machine: concurrent trials on a node wait for the first one's files.
+    with FileLock(str(root / ".download.lock")):
+        if not all(_find_idx(raw, n) for n in IDX_FILES.values()):
+            _fetch(cls, dataset, root)
+    return raw
+
+
+def _fetch(cls: type, dataset: str, root: Path) -> None:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)  # a machine without network must not hang here
     try:
@@ -161,4 +170,3 @@ def _download(dataset: str) -> Path:
         ) from exc
     finally:
         socket.setdefaulttimeout(previous)
-    return raw

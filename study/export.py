@@ -44,7 +44,8 @@ def export_best(
     _quiet_downloads()
     runs = tracking.trial_runs(uri, study)
 
-    metric = metric or _study_objective(uri, study)
+    metric = metric or tracking.study_params(uri, study).get("objective", "val_bce")
+
     if metric not in OBJECTIVES:
         raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(OBJECTIVES)}")
     column = f"metrics.{metric}"
@@ -109,15 +110,6 @@ def _register(client: Any, name: str, source: str, run_id: str, alias: str) -> N
         client.create_registered_model(name, description=f"best checkpoints of study {name}")
     version = client.create_model_version(name, source, run_id=run_id, tags={"alias": alias})
     client.set_registered_model_alias(name, alias, version.version)
-
-
-def _study_objective(uri: str, study: str) -> str:
-    client = tracking.client(uri)
-    experiment = client.get_experiment_by_name(study)
-    parents = client.search_runs(
-        [experiment.experiment_id], f"tags.`{tracking.ROLE}` = 'study'", max_results=1
-    )
-    return parents[0].data.params.get("objective", "val_bce") if parents else "val_bce"
 
 
 def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> models.AutoEncoder:

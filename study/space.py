@@ -101,6 +101,7 @@ class Space:
     fixed: dict[str, Any]
     params: tuple[Param, ...]
     description: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)  # the mapping it was parsed from
 
     @property
     def max_epochs(self) -> int:
@@ -142,8 +143,9 @@ class SpaceSampler:
         return {k: v for k, v in self.space.trial_config(chosen).items() if k not in chosen}
 
 
-def load_space(path: str | Path) -> Space:
-    """Read and validate the space file at `path`; raises SpaceError naming file and key."""
+def load_space(path: str | Path, overrides: dict[str, Any] | None = None) -> Space:
+    """Read and validate the space file at `path`, with top-level `overrides` (e.g. the data set
+    from the command line) applied first; raises SpaceError naming file and key."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"{path}: no such space file (see search_spaces/ for examples)")
@@ -153,6 +155,7 @@ def load_space(path: str | Path) -> Space:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return parse_space(raw, str(path))
 
 
@@ -198,6 +201,7 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
         fixed=fixed,
         params=params,
         description=str(raw.get("description", "")),
+        raw=raw,
     )
     if space.algorithm == "grid":
         ranged = [p.name for p in params if p.kind != "values"]

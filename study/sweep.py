@@ -19,6 +19,7 @@ from ray import tune
 
 from models import ConfigError
 from study import tracking
+from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
 from study.progress import ProgressPrinter, TrackingCallback, trial_state
@@ -44,6 +45,11 @@ class SweepOptions:
     tracking_uri: str | None = None  # None: sqlite:///<current folder>/mlflow.db
 
     def validate(self) -> None:
+        if "://" in self.storage:
+            raise ConfigError(
+                f"--storage {self.storage}: object-store URIs are not supported yet; use a folder "
+                "(on a cluster, one that every node mounts, e.g. /shared/studies)"
+            )
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"--name {self.name!r} must be a plain folder name")
         if self.cpus_per_trial <= 0:
@@ -71,7 +77,7 @@ def quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def launch(space: Space, raw_space: dict[str, Any], options: SweepOptions) -> tune.ResultGrid:
+def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
     """Validate everything, then run a new study; returns Tune's results."""
     options.validate()
     folder = study_dir(options.storage, options.name)
@@ -86,7 +92,8 @@ def launch(space: Space, raw_space: dict[str, Any], options: SweepOptions) -> tu
     quiet_tune()
     connect(options)
     folder.mkdir(parents=True, exist_ok=True)
-    saved = {"space_path": space.path, "space": raw_space, "options": asdict(options)}
+    saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
+
     (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
     record = open_study_record(space, options)
     tuner = tune.Tuner(
@@ -125,6 +132,7 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
         "num_samples": options.num_samples or space.num_samples,
         "dataset": space.dataset,
         "scheduler": space.scheduler["type"],
+        "searched": ",".join(p.name for p in space.params),
     }
     record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
     tracking.client(record.uri).update_run(record.study_run_id, status="RUNNING")
@@ -163,10 +171,32 @@ def connect(options: SweepOptions) -> None:
     """Start a local Ray or join a cluster, then check the cluster can run one trial at all."""
     if not ray.is_initialized():
         if options.address:
-            ray.init(address=options.address)
+            try:
+                ray.init(address=options.address)
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"--address {options.address}: cannot join that Ray cluster ({exc}). Is one "
+                    "running there (`ray up cluster.yaml`, `ray start --head`)? If it uses token "
+                    "authentication, set RAY_AUTH_MODE=token and give this machine its token "
+                    "(~/.ray/auth_token, see docs/cluster.md)"
+                ) from None
+
         else:
             ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
     check_resources(options)
+    if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
+        check_multi_node(options)
+
+
+def check_multi_node(options: SweepOptions) -> None:
+    """Several machines: results and tracking must live where every node reaches them."""
+    if not (options.tracking_uri or "").startswith("http"):
+        raise ConfigError(
+            f"--tracking-uri {options.tracking_uri} is a file on this node; on a multi-node cluster "
+            "every trial must log to a tracking server: start `python -m study server` on the head "
+            "and pass --tracking-uri http://<head>:5000"
+        )
+    check_shared_storage(study_dir(options.storage, options.name))
 
 
 def check_resources(options: SweepOptions) -> None:

@@ -126,13 +126,16 @@ def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str
     import ray
     import torch
 
+    from study.trainer import resolve_device
+
     return {
         ROLE: "trial",
         TRIAL_ID: trial_id,
         "aestudy.study": study,
         "aestudy.model": str(config.get("model", "ae")),
         "aestudy.seed": str(config.get("seed", 0)),
-        "aestudy.device": str(config.get("device", "auto")),
+        "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
+        "aestudy.cpus": str(os.cpu_count()),
         "aestudy.host": platform.node(),
         "aestudy.git_commit": git_commit(),
         "aestudy.ray_version": ray.__version__,
@@ -197,6 +200,16 @@ def finish_trial(
     if error:
         c.set_tag(run_id, ERROR, error[-4000:])
     c.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
+
+
+def study_params(uri: str, study: str) -> dict[str, str]:
+    """What the study was launched with (objective, searched parameters, …), from its study run."""
+    c = client(uri)
+    experiment = c.get_experiment_by_name(study)
+    if experiment is None:
+        raise ConfigError(f"no study {study!r} in the tracking store {uri}")
+    found = c.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
+    return dict(found[0].data.params) if found else {}
 
 
 def trial_runs(uri: str, study: str):

@@ -113,7 +113,14 @@ def train(
         }
         if pretrain_seconds:
             metrics["pretrain_seconds"], pretrain_seconds = pretrain_seconds, 0.0
+        # Cumulative training time (pretraining included, evaluation not): the final value is the
+        # trial's total, whatever epoch a scheduler stops it at.
+        earlier = history[-1]["train_seconds"] if history else 0.0
+        metrics["train_seconds"] = (
+            earlier + metrics["epoch_seconds"] + metrics.get("pretrain_seconds", 0.0)
+        )
         metrics.update(evaluate(model, data, val_noisy))
+
         if epoch == settings.epochs:
             metrics.update(final_metrics(model, data, settings, gen))
         history.append(metrics)

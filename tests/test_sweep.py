@@ -143,29 +143,3 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
     assert time.monotonic() - start < 120
     assert not (tmp_path / "gpu").exists()
-
-
-@pytest.mark.slow
-def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    try:
-        # CAE trials last longer than a worker's start-up, so the second node gets work too.
-        space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=2, epochs=3,
-                            scheduler={"type": "none"}, fixed={"batch_size": 64},
-                            params={"model": ["cae"], "latent_dim": [4, 8]})  # fmt: skip
-        result = run_cli("sweep", str(space), "--name", "multi", "--storage", str(tmp_path),
-                         "--address", cluster.address, cwd=tmp_path)  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-    finally:
-        cluster.shutdown()
-    import pandas as pd
-
-    nodes = set()
-    for trial_dir in (tmp_path / "multi").glob("*_*/"):
-        if (trial_dir / "progress.csv").exists():
-            nodes |= set(pd.read_csv(trial_dir / "progress.csv")["node_id"])
-    assert len(nodes) == 2

@@ -9,7 +9,7 @@ import pytest
 import models
 from study.trainer import TrainingDiverged, train
 
-TIMING_KEYS = {"epoch_seconds", "eval_seconds", "pretrain_seconds"}
+TIMING_KEYS = {"epoch_seconds", "eval_seconds", "pretrain_seconds", "train_seconds"}
 
 
 def without_timings(history):

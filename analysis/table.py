@@ -1,0 +1,193 @@
+"""The comparison table of a study, regenerated from what MLflow recorded.
+
+    python -m analysis.table NAME [--tracking-uri URI] [--out DIR] [--by activation] [--storage DIR]
+
+Writes reports/NAME/: table.md, table.csv, table.tex, the plots, and logs them to the study's run.
+One row per model type (× the `--by` columns): the best settings by the study's objective, with
+mean ± standard deviation over repeats (trials that differ only in their seed). Only trials that
+ran to their last epoch are compared; failed and early-stopped ones are counted, not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.runs import setting_columns, study_runs
+from analysis.seed import seed_comparison
+from models import MODELS, ConfigError
+from study import tracking
+from study.space import OBJECTIVES
+
+SHOWN = ("val_mse", "val_bce", "denoise_mse", "probe_acc", "finetune_acc", "kl", "elbo",
+         "test_mse", "test_bce", "params", "epoch", "train_seconds")  # fmt: skip
+
+
+def searched_params(info: dict[str, str]) -> list[str] | None:
+    """The parameters the study searched, as recorded (None for studies that predate the record)."""
+    return info["searched"].split(",") if info.get("searched") else None
+
+
+def state_counts(runs: pd.DataFrame) -> dict[str, int]:
+    return {
+        s: int((runs["state"] == s).sum()) for s in ("done", "stopped early", "failed", "running")
+    }
+
+
+def build_table(
+    runs: pd.DataFrame, objective: str, by: list[str], searched: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per model type (× `by`): the best settings' metrics, averaged over repeats.
+
+    `searched` names the parameters shown in the settings column (default: those that vary)."""
+    done = runs[runs["state"] == "done"]
+    if not len(done):
+        raise ConfigError("the study has no trial that ran to its last epoch: nothing to compare")
+    unknown = [b for b in by if b not in done]
+    if unknown:
+        raise ConfigError(f"--by {', '.join(unknown)}: not a parameter of this study's trials")
+    settings = setting_columns(done)
+    if searched is None:
+        searched = [c for c in settings if done[c].astype(str).nunique() > 1]
+    searched = [c for c in searched if c in done and c not in ("model", "seed")]
+    sign = 1 if OBJECTIVES[objective] == "min" else -1
+    rows = []
+    keys = ["model", *by]
+    for group_key, group in done.groupby(keys, sort=False, dropna=False):
+        setting_key = group[settings].apply(lambda r: "|".join(map(str, r)), axis=1)
+        repeats = group.groupby(setting_key, sort=True)
+
+        scored = sorted(repeats, key=lambda item: (sign * item[1][objective].mean(), item[0]))
+        _, best = scored[0]
+        row = dict(
+            zip(keys, group_key if isinstance(group_key, tuple) else (group_key,), strict=True)
+        )
+        row["n"] = len(best)
+        row["settings"] = ", ".join(f"{c}={_fmt(best.iloc[0][c])}" for c in searched
+                                    if c not in keys and pd.notna(best.iloc[0][c]))  # fmt: skip
+        for metric in SHOWN:
+            values = best[metric].dropna() if metric in best else pd.Series(dtype=float)
+            row[metric] = values.mean() if len(values) else np.nan
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(MODELS)}
+    table = table.sort_values(
+        keys, key=lambda s: s.map(order) if s.name == "model" else s.astype(str)
+    )
+    empty = [c for c in table.columns if c not in keys and table[c].isna().all()]
+    return table.drop(columns=empty).reset_index(drop=True)
+
+
+def _metric_text(metric: str, value: float) -> str:
+    if metric in ("params", "epoch"):
+        return f"{value:,.0f}"
+    if metric == "train_seconds":
+        return f"{value:.1f}"
+    return f"{value:.4g}"
+
+
+def _fmt(value: object) -> str:
+
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown(
+    table: pd.DataFrame, seed: pd.DataFrame, counts: dict[str, int], study: str, objective: str
+) -> str:
+    """table.md: our table, what each number is, the seed's numbers beside ours."""
+    metrics = [m for m in SHOWN if m in table]
+    head = [c for c in table.columns if c not in metrics and not c.endswith("_std")]
+    lines = [
+        f"# Study {study}",
+        "",
+        f"Trials: {counts['done']} ran to their last epoch and are compared; "
+        f"{counts['stopped early']} stopped early (ASHA), {counts['failed']} failed and "
+        f"{counts['running']} unfinished are not. Best settings per row by `{objective}`; "
+        "a ± gives the standard deviation over `n` repeats (other seeds, same settings).",
+        "",
+        "All metrics are measured on held-out digits the model did not train on: `val_*` per pixel "
+        "on clean digits, `denoise_mse` on noisy copies (x + 0.5·N(0,1)) against the clean digit, "
+        "`probe_acc` a logistic regression on frozen codes, `finetune_acc` the supervised phase, "
+        "`kl`/`elbo` per digit (VAE), `test_*` on the data set's test split.",
+        "",
+        "| " + " | ".join(head + metrics) + " |",
+        "|" + "---|" * (len(head) + len(metrics)),
+    ]
+    for _, row in table.iterrows():
+        cells = [_fmt(row[c]) if pd.notna(row[c]) else "" for c in head]
+        for m in metrics:
+            value, std = row[m], row.get(f"{m}_std", np.nan)
+            text = "" if pd.isna(value) else _metric_text(m, value)
+            if text and pd.notna(std):
+                text += f" ± {std:.2g}"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Beside the seed report", "",
+              "| " + " | ".join(seed.columns) + " |", "|" + "---|" * len(seed.columns)]  # fmt: skip
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in seed.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    uri: str, study: str, out: Path, by: list[str], storage: Path | None
+) -> list[Path]:
+    """Write every file of the report into `out` and log them to the study's run; returns the files."""
+    from analysis.plots import write_plots
+
+    runs = study_runs(uri, study)
+    if not len(runs):
+        raise ConfigError(f"study {study!r} has no trial runs in {uri}")
+    info = tracking.study_params(uri, study)
+
+    objective = info.get("objective", "val_bce")
+    table = build_table(runs, objective, by, searched_params(info))
+
+    counts = state_counts(runs)
+    seed = seed_comparison(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(markdown(table, seed, counts, study, objective))
+    table.to_csv(out / "table.csv", index=False, float_format="%.6g")
+    seed.to_csv(out / "seed_comparison.csv", index=False)
+    (out / "table.tex").write_text(table.to_latex(index=False, float_format="%.4g", na_rep=""))
+    files = [out / n for n in ("table.md", "table.csv", "seed_comparison.csv", "table.tex")]
+    files += write_plots(uri, study, runs, objective, out, storage)
+    record = tracking.ensure_study(uri, study, "", {})
+    tracking.client(uri).log_artifacts(record.study_run_id, str(out), "report")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("name", help="the study")
+    parser.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
+    parser.add_argument("--out", help="default: reports/NAME")
+    parser.add_argument(
+        "--by", action="append", default=[], help="also split rows by this parameter"
+    )
+    parser.add_argument(
+        "--storage", default="studies", help="study folders (for Optuna's importances)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        uri = tracking.resolve_tracking_uri(args.tracking_uri)
+        tracking.check_reachable(uri)
+        out = Path(args.out or Path("reports") / args.name)
+        files = write_report(uri, args.name, out, args.by, Path(args.storage))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((out / "table.md").read_text())
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The comparison table, rebuilt from what a real sweep recorded in MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+import pytest
+
+from study.tracking import client, trial_runs
+from tests.conftest import PYTHON, ROOT, run_cli
+from tests.test_sweep import write_space
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """ae twice (seeds 0 and 1: a repeat) and a vae whose lr makes it diverge (a failed trial)."""
+    folder = tmp_path_factory.mktemp("analysed")
+    space = write_space(
+        folder, search={"algorithm": "grid"}, num_samples=1, epochs=2, scheduler={"type": "none"},
+        params={"model": ["ae", "vae"], "latent_dim": [3],
+                "lr": {"values": [10000.0], "when": {"model": "vae"}}, "seed": [0, 1]},
+    )  # fmt: skip
+    result = run_cli("sweep", str(space), "--name", "analysed", "--storage", str(folder),
+                     "--max-failures", "0", cwd=folder)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def make_table(folder, out, *extra, via_study=False):
+    command = ["study", "table"] if via_study else ["analysis.table"]
+    result = subprocess.run(
+        [PYTHON, "-m", *command, "analysed", "--out", str(out), "--storage", str(folder), *extra],
+        cwd=folder, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return pd.read_csv(out / "table.csv")
+
+
+def test_table_values_equal_what_mlflow_holds_with_repeats_averaged(study):
+    folder, uri = study
+    table = make_table(folder, folder / "report1")
+    runs = trial_runs(uri, "analysed")
+    ae = runs[(runs["tags.aestudy.model"] == "ae") & (runs["status"] == "FINISHED")]
+    assert len(ae) == 2 and set(ae["params.seed"]) == {"0", "1"}
+    assert list(table["model"]) == ["ae"]  # the vae failed: no row
+    row = table.iloc[0]
+    assert row["n"] == 2
+    for metric in ("val_mse", "val_bce", "denoise_mse", "probe_acc"):
+        assert row[metric] == pytest.approx(ae[f"metrics.{metric}"].mean(), rel=1e-5)
+        assert row[f"{metric}_std"] == pytest.approx(ae[f"metrics.{metric}"].std(ddof=1), rel=1e-4)
+    assert row["params"] == ae["metrics.params"].iloc[0] and row["epoch"] == 2
+    text = (folder / "report1" / "table.md").read_text()
+    assert "2 ran to their last epoch" in text and "2 failed" in text
+    assert (
+        " ± " in text and "0.0685" in text
+    )  # repeats shown with deviation; the seed's numbers beside
+    assert (folder / "report1" / "table.tex").read_text().startswith("\\begin{tabular}")
+
+
+def test_failed_trials_are_recorded_as_failed_with_their_error(study):
+    _, uri = study
+    runs = trial_runs(uri, "analysed")
+    failed = runs[runs["tags.aestudy.model"] == "vae"]
+    assert len(failed) == 2 and set(failed["status"]) == {"FAILED"}
+    assert all("training loss became nan" in e for e in failed["tags.aestudy.error"])
+
+
+def test_two_runs_give_identical_files_and_are_logged_to_the_study_run(study):
+    folder, uri = study
+    make_table(folder, folder / "first")
+    make_table(folder, folder / "second", via_study=True)
+    first = sorted(p.name for p in (folder / "first").iterdir())
+    assert first == sorted(p.name for p in (folder / "second").iterdir())
+    assert {
+        "table.md",
+        "table.csv",
+        "table.tex",
+        "learning_curves.png",
+        "parallel_coordinates.html",
+    } <= set(first)
+    for name in first:
+        assert (folder / "first" / name).read_bytes() == (folder / "second" / name).read_bytes(), (
+            name
+        )
+    c = client(uri)
+    experiment = c.get_experiment_by_name("analysed").experiment_id
+    study_run = c.search_runs([experiment], "tags.`aestudy.role` = 'study'")[0]
+    assert {"report/table.md", "report/table.csv"} <= {
+        a.path for a in c.list_artifacts(study_run.info.run_id, "report")
+    }
+
+
+def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
+    result = subprocess.run([PYTHON, "-m", "analysis.table", "nope", "--out", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "no study 'nope'" in result.stderr
+    assert ROOT.exists()

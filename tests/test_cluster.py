@@ -1,0 +1,168 @@
+"""Clusters: the launcher configs validate offline; a sweep on a simulated multi-node cluster
+logs to one tracking server, keeps results on the shared path and survives a killed driver."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from models import ConfigError
+from study.cluster import validate_cluster_config
+from study.status import trial_states
+from study.tracking import client, trial_runs
+from tests.conftest import PYTHON, ROOT, free_port, run_cli
+from tests.test_sweep import write_space
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_cluster_configs_validate_against_rays_schema(name):
+    prepared = validate_cluster_config(ROOT / name)
+    assert prepared["head_node_type"] in prepared["available_node_types"]
+
+
+def broken_copy(tmp_path: Path, change) -> Path:
+    raw = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    change(raw)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_config_without_provider_is_refused(tmp_path):
+    path = broken_copy(tmp_path, lambda raw: raw.pop("provider"))
+    with pytest.raises(ConfigError, match="needs a provider"):
+        validate_cluster_config(path)
+
+
+def test_a_fractional_gpu_count_is_refused(tmp_path):
+    path = broken_copy(
+        tmp_path, lambda raw: raw["available_node_types"]["gpu_worker"]["resources"].update(GPU=0.5)
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"available_node_types/gpu_worker/resources/GPU: 0.5 is not of type 'integer'",
+    ):
+        validate_cluster_config(path)
+
+
+def test_cluster_check_command(tmp_path):
+    good = run_cli("cluster-check", str(ROOT / "cluster.yaml"), str(ROOT / "cluster-onprem.yaml"))
+    assert good.returncode == 0 and good.stdout.count(": valid") == 2
+    bad = run_cli("cluster-check", str(broken_copy(tmp_path, lambda raw: raw.pop("provider"))))
+    assert bad.returncode == 2 and "needs a provider" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_killed(
+    tmp_path, mlflow_server
+):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    shared = tmp_path / "shared"
+    try:
+        # CAE trials outlast a worker's start-up, so both nodes get work.
+        space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=2, epochs=3,
+                            scheduler={"type": "none"}, fixed={"batch_size": 64},
+                            params={"model": ["cae"], "latent_dim": [4, 8]})  # fmt: skip
+        cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
+               "--address", cluster.address, "--tracking-uri", mlflow_server]  # fmt: skip
+        driver = subprocess.Popen(
+            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 300
+        for line in driver.stdout:  # one trial finished: kill the driver mid-sweep
+            if line.rstrip().endswith(" done") or time.monotonic() > deadline:
+                break
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        assert sum(r["state"] == "done" for r in trial_states("multi", shared)) < 4
+        result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    states = trial_states("multi", shared)
+    assert len(states) == 4 and all(r["state"] == "done" for r in states)
+    nodes = set()
+    for trial_dir in (shared / "multi").glob("cae_*/"):
+        nodes |= set(pd.read_csv(trial_dir / "progress.csv")["node_id"])
+        assert any(trial_dir.glob("checkpoint_*")), "trial checkpoints live on the shared path"
+    assert len(nodes) == 2, "trials ran on both nodes"
+    runs = trial_runs(mlflow_server, "multi")
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert not (tmp_path / "mlflow.db").exists()  # nothing logged to a node-local file
+    for run_id in runs["run_id"]:
+        steps = sorted(m.step for m in client(mlflow_server).get_metric_history(run_id, "val_bce"))
+        assert steps == [1, 2, 3]
+
+
+def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
+    """A real `ray start --block` node; `hide` mounts an empty tmpfs over that folder for this node
+    alone (its own mount namespace), as a folder on another machine would look."""
+    ray = str(Path(PYTHON).parent / "ray")
+    command = [ray, "start", "--block", "--num-cpus=1", "--node-ip-address=127.0.0.1", *args]
+
+    if hide is not None:
+        script = f"mount -t tmpfs none {hide} && exec {' '.join(command)}"
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+    }  # what `ray start` does by default since Ray 2.59
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare")
+def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_node_cluster(
+    tmp_path, mlflow_server
+):
+    storage = tmp_path / "local-only"
+    storage.mkdir()
+    port = free_port()
+    head = ray_node(["--head", f"--port={port}", "--include-dashboard=false"])
+    worker = None
+    try:
+        address = f"127.0.0.1:{port}"
+        time.sleep(8)
+        worker = ray_node([f"--address={address}"], hide=storage)
+        time.sleep(8)
+        space = write_space(tmp_path)
+        common = [
+            "sweep",
+            str(space),
+            "--name",
+            "local",
+            "--storage",
+            str(storage),
+            "--address",
+            address,
+        ]
+        env = {**os.environ, "RAY_AUTH_MODE": "token"}  # the driver presents ~/.ray/auth_token
+        no_server = run_cli(*common, cwd=tmp_path, env=env)
+        assert no_server.returncode == 2, no_server.stderr[-2000:]
+        assert (
+            "on a multi-node cluster every trial must log to a tracking server" in no_server.stderr
+        )
+        local = run_cli(*common, "--tracking-uri", mlflow_server, cwd=tmp_path, env=env)
+
+        assert local.returncode == 2, local.stderr[-2000:]
+        assert f"--storage {storage} is not shared" in local.stderr
+    finally:
+        for proc in (worker, head):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
