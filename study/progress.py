@@ -75,6 +75,5 @@ class TrackingCallback(Callback):
         finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, state)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        error = trial.get_error()
-        message = f"{type(error).__name__}: {error}" if error else "unknown error"
-        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed", message)
+        # The error itself was tagged on the run by the failing worker (study.trainable).
+        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed")

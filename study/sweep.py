@@ -182,7 +182,14 @@ def connect(options: SweepOptions) -> None:
                 ) from None
 
         else:
-            ray.init(include_dashboard=False, configure_logging=False, log_to_driver=False)
+            # "local": a new Ray of our own, even if another cluster on this machine left its
+            # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+            )
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options)

@@ -186,6 +186,10 @@ class TrialRun:
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(folder), path)
 
+    def record_error(self, exc: BaseException) -> None:
+        """Keep the latest error on the run (a retry that succeeds leaves it as history)."""
+        self.client.set_tag(self.run_id, ERROR, f"{type(exc).__name__}: {exc}"[-4000:])
+
 
 def finish_trial(
     uri: str, experiment_id: str, trial_id: str, state: str, error: str | None = None

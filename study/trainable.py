@@ -68,11 +68,17 @@ def run_trial(
         _maybe_fail(trial_id, epoch)
 
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        train(trial_config, on_epoch=report)
-        return
-    with checkpoint.as_directory() as resume_dir:
-        train(trial_config, on_epoch=report, resume_from=resume_dir)
+    try:
+        if checkpoint is None:
+            train(trial_config, on_epoch=report)
+            return
+        with checkpoint.as_directory() as resume_dir:
+            train(trial_config, on_epoch=report, resume_from=resume_dir)
+    except Exception as exc:
+        # The worker knows the error; the driver's callback only learns that the trial failed.
+        if run is not None:
+            run.record_error(exc)
+        raise
 
 
 def log_pictures_and_weights(run: TrialRun, context: EpochContext) -> None:

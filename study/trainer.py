@@ -207,8 +207,20 @@ def run_epoch(
     """
     total = torch.zeros((), device=gen.device)
     for idx in batches(n, batch_size, gen):
-        loss = loss_fn(idx)
+        try:
+            loss = loss_fn(idx)
+        except RuntimeError as exc:
+            # Overflowing weights or activations make NaN outputs, which BCE rejects (sigmoid
+            # outputs outside [0, 1] can only be NaN) before any loss exists.
+            if _has_non_finite(optimizer) or "between 0 and 1" in str(exc):
+                raise TrainingDiverged(
+                    f"training loss became nan in {where} (the outputs are no longer finite); "
+                    "the trial is stopped: lower the learning rate (--lr)"
+                ) from exc
+
+            raise
         optimizer.zero_grad(set_to_none=True)
+
         loss.backward()
         optimizer.step()
         total += loss.detach() * len(idx)
@@ -244,3 +256,9 @@ def _restore(
     gen.set_state(training["generator"])
     torch.set_rng_state(training["torch_rng"])
     return list(state["history"])
+
+
+def _has_non_finite(optimizer: torch.optim.Optimizer) -> bool:
+    return any(
+        not torch.isfinite(p).all() for group in optimizer.param_groups for p in group["params"]
+    )

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, ROOT, run_cli
+from tests.conftest import PYTHON, run_cli
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -97,4 +97,3 @@ def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
     result = subprocess.run([PYTHON, "-m", "analysis.table", "nope", "--out", str(tmp_path)],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 2 and "no study 'nope'" in result.stderr
-    assert ROOT.exists()
