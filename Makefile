@@ -28,7 +28,11 @@ browser: ## install headless Chromium from Debian's packages (the UI test drives
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # A new name per run: a study name is never reused, so earlier results stay as they were.
-STUDY ?= quick-$(shell date +%Y%m%d-%H%M%S)
+NOW        := $(shell date +%Y%m%d-%H%M%S)
+STUDY      ?= quick-$(NOW)
+SEED_STUDY ?= seed-$(NOW)
+# Full MNIST for `make reproduce`: a folder of the standard IDX files; empty: the shipped mnist-5k.
+DATA_DIR   ?=
 
 quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on mnist-5k, then where to look
 	$(PY) -m study sweep search_spaces/quick.yaml --name $(STUDY)
@@ -37,7 +41,14 @@ quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on m
 	@echo "Trials:      $(PY) -m study status $(STUDY)"
 	@echo "Export best: $(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model"
 
+reproduce: setup ## redo the seed report's experiments (search_spaces/seed.yaml), regenerate docs/RESULTS.md
+	$(PY) -m study sweep search_spaces/seed.yaml --name $(SEED_STUDY) \
+		$(if $(DATA_DIR),--dataset mnist --data-dir $(DATA_DIR),--dataset mnist-5k)
+	$(PY) -m analysis.table $(SEED_STUDY) --by activation --by recon_loss
+	$(PY) -m analysis.results $(SEED_STUDY) --out docs/RESULTS.md
+
 cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline against Ray's schema
+
 	$(PY) -m study cluster-check cluster.yaml cluster-onprem.yaml
 
 ui: setup ## the MLflow UI for ./mlflow.db on 127.0.0.1:5000
