@@ -31,17 +31,10 @@ class Exported:
     registered: str  # models:/<study>@<alias>
 
 
-def _quiet_downloads() -> None:
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
 def export_best(
     uri: str, study: str, out: str | Path, per_model: bool = False, metric: str | None = None
 ) -> list[Exported]:
     """Write the best finished trial (or the best of each model type) to `out` and register it."""
-    _quiet_downloads()
     runs = tracking.trial_runs(uri, study)
 
     metric = metric or tracking.study_params(uri, study).get("objective", "val_bce")

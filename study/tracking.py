@@ -81,6 +81,7 @@ def client(uri: str):
     """An MlflowClient for `uri` (imported lazily: mlflow takes seconds to import)."""
     from mlflow.tracking import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
