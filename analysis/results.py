@@ -65,7 +65,6 @@ def commentary(table: pd.DataFrame, mean_digit: float) -> list[str]:
         f"layer as the report describes. Supervised accuracy {_n(sdae_acc, '.3f')} on held-out digits against "
         "the seed's 0.95 read off a training curve: ours fine-tunes for 5 epochs on 4,000 digits through "
         "the 2-wide code, and is scored on digits it never saw.",
-
         f"- **CAE** — held-out `val_bce` {_n(cae)} against the seed's 0.07 on training data. Per-pixel BCE "
         "cannot reach 0 on grey-level digits (its floor is the pixels' own entropy), so both sit near that "
         f"floor. Supervised accuracy {_n(cae_acc, '.3f')} with the head on the code, against the seed's 0.99 "
