@@ -42,7 +42,21 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     )
 
 
+def wait_until_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Poll an MLflow server's /health until it answers; fail with its log if it dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(1)
+
+
 def free_port() -> int:
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -61,17 +75,7 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2):
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}"
-                ) from None
-            time.sleep(1)
+    wait_until_healthy(uri, proc, folder / "server.log")
     yield uri
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)

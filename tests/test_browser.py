@@ -10,14 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from study.tracking import trial_runs
-from tests.conftest import PYTHON, free_port, run_cli
+from tests.conftest import PYTHON, free_port, run_cli, wait_until_healthy
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -49,17 +47,11 @@ def ui(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     port = free_port()
+    log = tmp_path / "ui.log"
     proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
-            time.sleep(1)
+    wait_until_healthy(url, proc, log)
     yield url, f"sqlite:///{tmp_path / 'mlflow.db'}"
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
