@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         "table", help="the comparison table and plots of a study (analysis.table)", add_help=False
     )
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=lambda args: __import__("analysis.table").table.main(args.rest))
+    p.set_defaults(handler=run_table)
+
     return parser
 
 
@@ -320,3 +321,10 @@ def run_cluster_check(args: argparse.Namespace) -> int:
         types = ", ".join(prepared.get("available_node_types", {}))
         print(f"{path}: valid ({prepared['provider']['type']}; node types: {types})")
     return 0
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """`study table ...` is `python -m analysis.table ...`: one implementation, two doors."""
+    from analysis.table import main as table_main
+
+    return table_main(args.rest)
