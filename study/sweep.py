@@ -8,7 +8,7 @@ study, which `optuna-dashboard sqlite:///…/optuna.db` can browse). `resume` ne
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,12 +71,6 @@ def study_dir(storage: str | Path, name: str) -> Path:
     return (Path(storage).expanduser() / name).resolve()
 
 
-def quiet_tune() -> None:
-    """Silence Tune's warning about frequent state snapshots: keeping two checkpoints per trial
-    forces a snapshot per epoch, which is what makes a killed sweep resumable to the epoch."""
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-
 def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
     """Validate everything, then run a new study; returns Tune's results."""
     options.validate()
@@ -89,7 +83,6 @@ def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
     options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
     tracking.check_reachable(options.tracking_uri)
     load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail before any trial
-    quiet_tune()
     connect(options)
     folder.mkdir(parents=True, exist_ok=True)
     saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
@@ -102,14 +95,13 @@ def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
         tune_config=tune_config(space, options, folder),
         run_config=run_config(space, options, record),
     )
-    return finish_study(record, tuner.fit())
+    return finish_study(record, tuner.fit(), folder)
 
 
 def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tune.ResultGrid]:
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
     tracking.check_reachable(options.tracking_uri)
-    quiet_tune()
     connect(options)
     record = open_study_record(space, options)
     tuner = tune.Tuner.restore(
@@ -118,7 +110,7 @@ def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tun
         resume_unfinished=True,
         resume_errored=True,
     )
-    return space, finish_study(record, tuner.fit())
+    return space, finish_study(record, tuner.fit(), study_dir(options.storage, name))
 
 
 def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:
@@ -139,9 +131,26 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
     return record
 
 
-def finish_study(record: tracking.StudyRecord, results: tune.ResultGrid) -> tune.ResultGrid:
+def finish_study(
+    record: tracking.StudyRecord, results: tune.ResultGrid, folder: Path
+) -> tune.ResultGrid:
     tracking.client(record.uri).set_terminated(record.study_run_id, "FINISHED")
+    prune_checkpoints(folder)
     return results
+
+
+def prune_checkpoints(folder: Path) -> None:
+    """Keep only each trial's latest checkpoint, once the sweep is over.
+
+    During a sweep Tune keeps every checkpoint (num_to_keep=None): when it prunes, a driver killed
+    between deleting a checkpoint and saving its experiment state leaves that state pointing at a
+    deleted checkpoint, and the resumed trial cannot restore (seen here). After `fit` returns the
+    saved state points at the latest checkpoints, so the older ones can go.
+    """
+    for trial in folder.iterdir():
+        checkpoints = sorted(trial.glob("checkpoint_*")) if trial.is_dir() else []
+        for old in checkpoints[:-1]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def picture_epochs(space: Space) -> tuple[int, ...]:
@@ -293,7 +302,7 @@ def run_config(space: Space, options: SweepOptions, record: tracking.StudyRecord
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see prune_checkpoints
         callbacks=[ProgressPrinter(space), TrackingCallback(record)],
         verbose=0,
     )

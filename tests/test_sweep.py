@@ -66,6 +66,9 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert "failed" not in states
     assert states.count("stopped early") >= 1 and states.count("done") >= 1
     assert (tmp_path / "s1" / "optuna.db").is_file()
+    for trial_dir in (tmp_path / "s1").glob("*_*/"):  # once the sweep is over, the latest only
+        assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
+
     status = run_cli("status", "s1", "--storage", str(tmp_path))
     assert status.returncode == 0 and status.stdout.count("stopped early") == states.count(
         "stopped early"
