@@ -141,11 +141,10 @@ def _read_idx_pair(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor
 
 def _download(dataset: str) -> Path:
     """Fetch the set through torchvision into the cache (once per machine), or fail fast."""
+    from filelock import FileLock  # ships with torch
     from torchvision import datasets  # slow import: only when downloading
 
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[dataset]
-    from filelock import FileLock  # ships with torch
-
     root = DEFAULT_CACHE / dataset
     raw = root / cls.__name__ / "raw"
     root.mkdir(parents=True, exist_ok=True)
