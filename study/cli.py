@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -174,8 +175,9 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 def run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from study.progress import print_summary
     from study.space import load_space
-    from study.sweep import SweepOptions, launch, timed
+    from study.sweep import SweepOptions, launch
 
     data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
     # every problem in the file is reported before Ray starts
@@ -198,7 +200,8 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from study.sweep import read_study, resume, timed
+    from study.progress import print_summary
+    from study.sweep import read_study, resume
 
     read_study(args.name, args.storage)  # a missing study is an error before Ray starts
     (space, results), wall = timed(resume, args.name, args.storage)
@@ -211,26 +214,6 @@ def run_status(args: argparse.Namespace) -> int:
 
     print_status(args.name, args.storage)
     return 0
-
-
-def print_summary(results: Any, space: Any, name: str, storage: str, wall: float) -> None:
-    from study.sweep import best_per_model, study_dir, trial_rows
-
-    rows = trial_rows(results, space)
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stopped early", "failed")}
-    own = sum(r["train_seconds"] for r in rows)
-    print(f"\n{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"best {space.objective} per model type:")
-    for model, row in best_per_model(rows, space).items():
-        shown = {
-            k: v for k, v in row["config"].items() if k not in ("dataset", "data_dir", "model")
-        }
-        print(
-            f"  {model:<5} {row[space.objective]:.4f}  trial {row['trial_id']}  {json.dumps(shown, sort_keys=True)}"
-        )
-    ratio = wall / own if own else float("nan")
-    print(f"wall time {wall:.0f}s; trials' own training+evaluation {own:.0f}s; ratio {ratio:.2f}")
-    print(f"results: {study_dir(storage, name)}  (python -m study status {name})")
 
 
 def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
@@ -328,3 +311,8 @@ def run_table(args: argparse.Namespace) -> int:
     from analysis.table import main as table_main
 
     return table_main(args.rest)
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - start

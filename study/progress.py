@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from ray import tune
 from ray.tune import Callback
 
 from study.config import flat_config
@@ -77,3 +79,62 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         # The error itself was tagged on the run by the failing worker (study.trainable).
         finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed")
+
+
+def trial_rows(results: tune.ResultGrid, space: Space) -> list[dict[str, Any]]:
+    """One row per trial: id, state, model, epochs run, objective, own training seconds."""
+    rows = []
+    for r in results:
+        config = flat_config(r.config or {})
+        history = r.metrics_dataframe
+        own = 0.0
+        if history is not None and len(history):
+            for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
+                if col in history:
+                    own += float(history[col].fillna(0).sum())
+        metrics = r.metrics or {}
+        status = "ERROR" if r.error else "TERMINATED"
+        rows.append({
+            "trial_id": metrics.get("trial_id", "?"),
+            "state": trial_state(status, metrics, config),
+            "model": config.get("model", "ae"),
+            "epochs": metrics.get("training_iteration", 0),
+            space.objective: metrics.get(space.objective),
+            "train_seconds": own,
+            "config": config,
+        })  # fmt: skip
+    return rows
+
+
+def best_per_model(rows: list[dict[str, Any]], space: Space) -> dict[str, dict[str, Any]]:
+    """The best finished (or early-stopped) trial of each model type."""
+    sign = 1 if space.mode == "min" else -1
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        value = row[space.objective]
+        if row["state"] == "failed" or value is None:
+            continue
+        current = best.get(row["model"])
+        if current is None or sign * value < sign * current[space.objective]:
+            best[row["model"]] = row
+    return dict(sorted(best.items()))
+
+
+def print_summary(results: Any, space: Any, name: str, storage: str, wall: float) -> None:
+    from study.sweep import study_dir
+
+    rows = trial_rows(results, space)
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stopped early", "failed")}
+    own = sum(r["train_seconds"] for r in rows)
+    print(f"\n{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"best {space.objective} per model type:")
+    for model, row in best_per_model(rows, space).items():
+        shown = {
+            k: v for k, v in row["config"].items() if k not in ("dataset", "data_dir", "model")
+        }
+        print(
+            f"  {model:<5} {row[space.objective]:.4f}  trial {row['trial_id']}  {json.dumps(shown, sort_keys=True)}"
+        )
+    ratio = wall / own if own else float("nan")
+    print(f"wall time {wall:.0f}s; trials' own training+evaluation {own:.0f}s; ratio {ratio:.2f}")
+    print(f"results: {study_dir(storage, name)}  (python -m study status {name})")

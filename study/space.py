@@ -1,21 +1,10 @@
 """Search spaces: read a YAML file, validate it completely, and sample trial configs from it.
 
-A space file (see `search_spaces/*.yaml`):
-
-    dataset: mnist-5k            # or mnist / fashion-mnist (+ data_dir)
-    objective: val_bce           # minimised or maximised as the metric requires
-    search: {algorithm: tpe, seed: 0}     # tpe | random | grid
-    num_samples: 16              # trials (for grid: repeats of every grid point)
-    epochs: 6                    # or per model: {default: 20, ae: 100, vae: 50}
-    scheduler: {type: asha, grace_period: 2, reduction_factor: 2}   # or {type: none}
-    fixed: {batch_size: 64}      # the same for every trial
-    params:                      # in order; `when` may only name parameters above it
-      model: [ae, dae, cae, vae]                         # a list: categorical
-      latent_dim: {int: [2, 64], log: true}
-      noise: {float: [0.1, 0.7], when: {model: [dae, cae]}}
-      recon_loss: {values: [mse, bce], when: {model: vae}}
-
-Every problem is reported before anything runs, as a `SpaceError` naming the file and the key.
+The format is shown in the README and in `search_spaces/*.yaml`: top-level keys (dataset,
+objective, search, num_samples, epochs, scheduler, fixed, params) and, per parameter, a list
+(categorical) or one of `values`/`int`/`float` with optional `log`, `step` and `when` (a condition
+on parameters declared above it). Every problem is reported before anything runs, as a
+`SpaceError` naming the file and the key.
 """
 
 from __future__ import annotations

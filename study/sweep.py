@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from study import tracking
 from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
-from study.progress import ProgressPrinter, TrackingCallback, trial_state
+from study.progress import ProgressPrinter, TrackingCallback
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import run_trial
 
@@ -306,47 +305,3 @@ def run_config(space: Space, options: SweepOptions, record: tracking.StudyRecord
         callbacks=[ProgressPrinter(space), TrackingCallback(record)],
         verbose=0,
     )
-
-
-def trial_rows(results: tune.ResultGrid, space: Space) -> list[dict[str, Any]]:
-    """One row per trial: id, state, model, epochs run, objective, own training seconds."""
-    rows = []
-    for r in results:
-        config = flat_config(r.config or {})
-        history = r.metrics_dataframe
-        own = 0.0
-        if history is not None and len(history):
-            for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
-                if col in history:
-                    own += float(history[col].fillna(0).sum())
-        metrics = r.metrics or {}
-        status = "ERROR" if r.error else "TERMINATED"
-        rows.append({
-            "trial_id": metrics.get("trial_id", "?"),
-            "state": trial_state(status, metrics, config),
-            "model": config.get("model", "ae"),
-            "epochs": metrics.get("training_iteration", 0),
-            space.objective: metrics.get(space.objective),
-            "train_seconds": own,
-            "config": config,
-        })  # fmt: skip
-    return rows
-
-
-def best_per_model(rows: list[dict[str, Any]], space: Space) -> dict[str, dict[str, Any]]:
-    """The best finished (or early-stopped) trial of each model type."""
-    sign = 1 if space.mode == "min" else -1
-    best: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        value = row[space.objective]
-        if row["state"] == "failed" or value is None:
-            continue
-        current = best.get(row["model"])
-        if current is None or sign * value < sign * current[space.objective]:
-            best[row["model"]] = row
-    return dict(sorted(best.items()))
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    start = time.perf_counter()
-    return fn(*args, **kwargs), time.perf_counter() - start
