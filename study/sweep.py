@@ -7,6 +7,7 @@ study, which `optuna-dashboard sqlite:///…/optuna.db` can browse). `resume` ne
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.search.optuna import OptunaSearch
 
 from models import ConfigError
 from study import tracking
@@ -262,9 +264,25 @@ def trial_dirname(trial: Any) -> str:
     return f"{flat_config(trial.config).get('model', 'ae')}_{trial.trial_id}"
 
 
-def searcher(space: Space, options: SweepOptions, folder: Path):
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch whose study lives in SQLite and so can be ahead of Tune's saved state.
+
+    A driver killed after a trial finished but before Tune saved its experiment state leaves the
+    trial COMPLETE in Optuna's database and RUNNING in Tune's; on resume Tune re-runs it from its
+    checkpoint and reports again, which Optuna refuses (UpdateFinishedTrialError: seen here, and
+    it ended the resumed sweep). The value Optuna holds already stands, so the repeat is dropped.
+    (`on_trial_complete` already tolerates the same case.)
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        with contextlib.suppress(UpdateFinishedTrialError):
+            super().on_trial_result(trial_id, result)
+
+
+def searcher(space: Space, options: SweepOptions, folder: Path) -> ResumableOptunaSearch:
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     seed = space.seed
     sampler = (
@@ -273,7 +291,7 @@ def searcher(space: Space, options: SweepOptions, folder: Path):
         else optuna.samplers.RandomSampler(seed=seed)
     )
     storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
-    return OptunaSearch(
+    return ResumableOptunaSearch(
         space=SpaceSampler(space),
         metric=space.objective,
         mode=space.mode,
