@@ -39,6 +39,7 @@ quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on m
 	@echo ""
 	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:5000, experiment $(STUDY))"
 	@echo "Trials:      $(PY) -m study status $(STUDY)"
+	@echo "Table:       $(PY) -m study table $(STUDY)   (writes reports/$(STUDY)/table.md and plots)"
 	@echo "Export best: $(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model"
 
 reproduce: setup ## redo the seed report's experiments (search_spaces/seed.yaml), regenerate docs/RESULTS.md
