@@ -190,10 +190,10 @@ def write_plots(
     uri: str, study: str, runs: pd.DataFrame, objective: str, out: Path, storage: Path | None
 ) -> list[Path]:
     """Every plot the study supports, written into `out`."""
-    from analysis.runs import setting_columns
+    from analysis.runs import varying_settings
 
     done = runs[runs["state"] == "done"]
-    searched = [c for c in setting_columns(done) if done[c].astype(str).nunique() > 1]
+    searched = varying_settings(done)
     made = [
         objective_vs_latent(done, objective, out),
         activations(done, objective, out),

@@ -40,6 +40,11 @@ def setting_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in metric_like and c not in NOT_SETTINGS]
 
 
+def varying_settings(runs: pd.DataFrame) -> list[str]:
+    """The setting columns whose value differs between `runs`: what the study actually searched."""
+    return [c for c in setting_columns(runs) if runs[c].astype(str).nunique() > 1]
+
+
 def _typed(value: object) -> object:
     """MLflow stores params as strings: give numbers back their type for sorting and plotting."""
     if not isinstance(value, str):

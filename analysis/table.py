@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.runs import setting_columns, study_runs
+from analysis.runs import setting_columns, study_runs, varying_settings
 from analysis.seed import seed_comparison
 from models import MODELS, ConfigError
 from study import tracking
@@ -52,7 +52,7 @@ def build_table(
         raise ConfigError(f"--by {', '.join(unknown)}: not a parameter of this study's trials")
     settings = setting_columns(done)
     if searched is None:
-        searched = [c for c in settings if done[c].astype(str).nunique() > 1]
+        searched = varying_settings(done)
     searched = [c for c in searched if c in done and c not in ("model", "seed")]
     sign = 1 if OBJECTIVES[objective] == "min" else -1
     rows = []

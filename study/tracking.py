@@ -151,11 +151,9 @@ class TrialRun:
         self, record: StudyRecord, trial_id: str, config: dict[str, Any], tags: dict[str, str]
     ) -> None:
         self.client = client(record.uri)
-        found = self.client.search_runs(
-            [record.experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1
-        )
+        found = find_trial_run(self.client, record.experiment_id, trial_id)
         if found:
-            self.run_id = found[0].info.run_id
+            self.run_id = found
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             run = self.client.create_run(
@@ -192,19 +190,22 @@ class TrialRun:
         self.client.set_tag(self.run_id, ERROR, f"{type(exc).__name__}: {exc}"[-4000:])
 
 
-def finish_trial(
-    uri: str, experiment_id: str, trial_id: str, state: str, error: str | None = None
-) -> None:
-    """Close a trial's run with its final state: done / stopped early (FINISHED) or failed (FAILED)."""
+def finish_trial(uri: str, experiment_id: str, trial_id: str, state: str) -> None:
+    """Close a trial's run with its final state: done / stopped early (FINISHED) or failed (FAILED).
+
+    A failed trial's error was tagged on the run by the worker (`TrialRun.record_error`)."""
     c = client(uri)
-    found = c.search_runs([experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1)
-    if not found:
+    run_id = find_trial_run(c, experiment_id, trial_id)
+    if run_id is None:
         return
-    run_id = found[0].info.run_id
     c.set_tag(run_id, STATE, state)
-    if error:
-        c.set_tag(run_id, ERROR, error[-4000:])
     c.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
+
+
+def find_trial_run(c: Any, experiment_id: str, trial_id: str) -> str | None:
+    """The run id of Tune trial `trial_id` in the study's experiment, if it has one yet."""
+    found = c.search_runs([experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1)
+    return found[0].info.run_id if found else None
 
 
 def study_params(uri: str, study: str) -> dict[str, str]:
