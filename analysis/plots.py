@@ -14,7 +14,8 @@ import pandas as pd
 
 from models import MODELS
 from study import tracking
-from study.space import OBJECTIVES
+from study.metrics import goal
+from study.ranking import best_per_model, rank
 
 # Fixed metadata keeps the PNGs byte-identical between runs of the command.
 PNG_META = {"Software": None}
@@ -58,8 +59,7 @@ def activations(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
     for i, act in enumerate(names):
         best = [done[(done["model"] == m) & (done["activation"] == act)][objective] for m in models]
         values = [
-            (s.min() if OBJECTIVES[objective] == "min" else s.max()) if len(s) else np.nan
-            for s in best
+            (s.min() if goal(objective) == "min" else s.max()) if len(s) else np.nan for s in best
         ]
         ax.bar(np.arange(len(models)) + i * width, values, width, label=act)
     ax.set_xticks(np.arange(len(models)) + width * (len(names) - 1) / 2, models)
@@ -85,16 +85,12 @@ def noise_vs_denoising(done: pd.DataFrame, out: Path) -> Path | None:
     return _save(fig, out / "noise_vs_denoising.png")
 
 
-def learning_curves(uri: str, done: pd.DataFrame, objective: str, out: Path) -> Path | None:
-    """The best trial of each model type, its objective at every epoch."""
-    ascending = OBJECTIVES[objective] == "min"
+def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> Path | None:
+    """The best trial of each model type (the ranking rule's, as in the table), its objective at
+    every epoch."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for model in _models(done):
-        best = (
-            done[done["model"] == model]
-            .sort_values([objective, "trial_id"], ascending=[ascending, True])
-            .iloc[0]
-        )
+    for _, best in best_per_model(rank(runs, objective)).iterrows():
+        model = best["model"]
         history = sorted(
             tracking.client(uri).get_metric_history(best["run_id"], objective), key=lambda m: m.step
         )
@@ -190,7 +186,7 @@ def write_plots(
     uri: str, study: str, runs: pd.DataFrame, objective: str, out: Path, storage: Path | None
 ) -> list[Path]:
     """Every plot the study supports, written into `out`."""
-    from analysis.runs import varying_settings
+    from study.runs import varying_settings
 
     done = runs[runs["state"] == "done"]
     searched = varying_settings(done)
@@ -198,7 +194,7 @@ def write_plots(
         objective_vs_latent(done, objective, out),
         activations(done, objective, out),
         noise_vs_denoising(done, out),
-        learning_curves(uri, done, objective, out),
+        learning_curves(uri, runs, objective, out),
         *parallel_coordinates(done, objective, searched, out),
         importances(study, storage, out),
     ]

@@ -16,42 +16,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.runs import study_runs
-from analysis.table import (
-    build_table,
-    markdown,
-    searched_params,
-    seed_comparison,
-    state_counts,
-)
+from analysis.seed import SEED_NUMBERS, seed_match
+from analysis.table import build_table, markdown, searched_params, seed_comparison, state_counts
 from models import ConfigError
 from study import tracking
+from study.ranking import best_per_model, rank
+from study.runs import study_runs
 
 
-def _value(table: pd.DataFrame, model: str, metric: str, **where: str) -> float | None:
-    rows = table[table["model"] == model]
-    for key, wanted in where.items():
-        if key in rows:
-            rows = rows[rows[key].astype(str) == wanted]
-    if not len(rows) or metric not in rows or pd.isna(rows.iloc[0][metric]):
-        return None
-    return float(rows.iloc[0][metric])
+def _ours(ranked: pd.DataFrame, model: str, setting_starts: str) -> float | None:
+    """Our number beside the seed's, matched as the seed comparison matches it."""
+    seed = next(
+        n for n in SEED_NUMBERS if n.model == model and n.setting.startswith(setting_starts)
+    )
+    return seed_match(ranked, seed)[0]
 
 
 def _n(value: float | None, digits: str = ".4f") -> str:
     return "not measured in this study" if value is None else format(value, digits)
 
 
-def commentary(table: pd.DataFrame, mean_digit: float) -> list[str]:
+def commentary(ranked: pd.DataFrame, mean_digit: float) -> list[str]:
     """One paragraph per model: our number, the seed's, and why they differ."""
-    ae_relu = _value(table, "ae", "val_mse", activation="relu")
-    ae_tanh = _value(table, "ae", "val_mse", activation="tanh")
-    sdae = _value(table, "sdae", "denoise_mse")
-    sdae_acc = _value(table, "sdae", "finetune_acc")
-    cae = _value(table, "cae", "val_bce")
-    cae_acc = _value(table, "cae", "finetune_acc")
-    vae_bce = _value(table, "vae", "elbo", recon_loss="bce")
-    vae_mse = _value(table, "vae", "elbo", recon_loss="mse")
+    ae_relu = _ours(ranked, "ae", "relu")
+    ae_tanh = _ours(ranked, "ae", "tanh")
+    sdae = _ours(ranked, "sdae", "784")
+    sdae_acc = _ours(ranked, "sdae", "supervised")
+    cae = _ours(ranked, "cae", "Conv")
+    cae_acc = _ours(ranked, "cae", "supervised")
+    vae_bce = _ours(ranked, "vae", "BCE")
+    vae_mse = _ours(ranked, "vae", "MSE")
     return [
         f"- **AE** — held-out `val_mse` {_n(ae_tanh)} (tanh) and {_n(ae_relu)} (relu) against the seed's "
         f"0.0685 on training data. Predicting the mean digit scores {mean_digit:.4f} on the same held-out "
@@ -69,8 +63,8 @@ def commentary(table: pd.DataFrame, mean_digit: float) -> list[str]:
         "cannot reach 0 on grey-level digits (its floor is the pixels' own entropy), so both sit near that "
         f"floor. Supervised accuracy {_n(cae_acc, '.3f')} with the head on the code, against the seed's 0.99 "
         "read off a training curve with the head on the reconstruction.",
-        f"- **VAE** — −ELBO per held-out digit {_n(None if vae_bce is None else -vae_bce, '.1f')} (BCE + KL) and "
-        f"{_n(None if vae_mse is None else -vae_mse, '.1f')} (MSE + KL), against the seed's 145 and 36.7 on "
+        f"- **VAE** — −ELBO per held-out digit {_n(vae_bce, '.1f')} (BCE + KL) and, for the MSE-trained "
+        f"VAE, MSE summed over pixels + KL {_n(vae_mse, '.1f')} (not an ELBO), against the seed's 145 and 36.7 on "
         "training data. Held-out digits and a smaller training set make ours higher; the scale is the same "
         "(reconstruction summed over 784 pixels plus KL).",
     ]
@@ -85,13 +79,6 @@ def _against_mean(tanh: float | None, relu: float | None, mean_digit: float) -> 
     return ("; ".join(parts) + ".") if parts else ""
 
 
-def mean_digit_mse(dataset: str) -> float:
-    from study.data import load_splits
-
-    splits = load_splits(dataset)
-    return float(((splits.val_x - splits.train_x.mean(0, keepdim=True)) ** 2).mean())
-
-
 def write_results(uri: str, study: str, out: Path) -> Path:
     runs = study_runs(uri, study)
     if not len(runs):
@@ -100,10 +87,10 @@ def write_results(uri: str, study: str, out: Path) -> Path:
 
     objective = info.get("objective", "val_bce")
     table = build_table(runs, objective, ["activation", "recon_loss"], searched_params(info))
+    ranked = rank(runs, objective)
     counts = state_counts(runs)
-    done = runs[runs["state"] == "done"]
-    dataset = str(done["dataset"].iloc[0])
-    first = tracking.client(uri).get_run(done["run_id"].iloc[0]).data.tags
+    dataset = str(ranked["dataset"].iloc[0])
+    first = tracking.client(uri).get_run(ranked["run_id"].iloc[0]).data.tags
     pictures = out.parent / "results"
     pictures.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -117,16 +104,16 @@ def write_results(uri: str, study: str, out: Path) -> Path:
         "to sit somewhat higher for that reason alone (`make reproduce DATA_DIR=/path/to/mnist-idx` "
         "runs the same study on full MNIST).",
         "",
-        *commentary(table, mean_digit_mse(dataset) if dataset == "mnist-5k" else float("nan")),
+        *commentary(ranked, float(ranked["mean_digit_mse"].iloc[0])),
         "",
-        markdown(table, seed_comparison(table), counts, study, objective).replace(
+        markdown(table, seed_comparison(ranked), counts, study, objective).replace(
             "# Study", "## Study", 1
         ),
         "## Pictures of the best trial of each model type",
         "",
     ]
-    for model in table["model"].unique():
-        best = done[done["model"] == model].sort_values(objective).iloc[0]
+    for _, best in best_per_model(ranked).iterrows():
+        model = best["model"]
         target = pictures / f"{model}_reconstructions.png"
         with tracking_download(uri, best["run_id"], "reconstructions.png") as local:
             shutil.copyfile(local, target)

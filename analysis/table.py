@@ -3,9 +3,10 @@
     python -m analysis.table NAME [--tracking-uri URI] [--out DIR] [--by activation] [--storage DIR]
 
 Writes reports/NAME/: table.md, table.csv, table.tex, the plots, and logs them to the study's run.
-One row per model type (× the `--by` columns): the best settings by the study's objective, with
-mean ± standard deviation over repeats (trials that differ only in their seed). Only trials that
-ran to their last epoch are compared; failed and early-stopped ones are counted, not used.
+One row per model type (× the `--by` columns): its best trial by the ranking rule every view uses
+(`study.ranking`: full-budget trials outrank early-stopped ones, degenerate trials come last), with
+mean ± standard deviation over repeats (trials that differ only in their seed). A row whose best
+trial stopped early or is degenerate says so in its `standing` column.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.runs import setting_columns, study_runs, varying_settings
 from analysis.seed import seed_comparison
 from models import MODELS, ConfigError
 from study import tracking
-from study.space import OBJECTIVES
-
-SHOWN = ("val_mse", "val_bce", "denoise_mse", "probe_acc", "finetune_acc", "kl", "elbo",
-         "test_mse", "test_bce", "params", "epoch", "train_seconds")  # fmt: skip
+from study.metrics import METRICS, SHOWN
+from study.ranking import rank
+from study.runs import setting_columns, study_runs, varying_settings
 
 
 def searched_params(info: dict[str, str]) -> list[str] | None:
@@ -41,36 +40,37 @@ def state_counts(runs: pd.DataFrame) -> dict[str, int]:
 def build_table(
     runs: pd.DataFrame, objective: str, by: list[str], searched: list[str] | None = None
 ) -> pd.DataFrame:
-    """One row per model type (× `by`): the best settings' metrics, averaged over repeats.
+    """One row per model type (× `by`): its best trial by the ranking rule (`study.ranking`),
+    with the metrics averaged over that trial's repeats (same settings and standing, distinct
+    seeds; a seed run twice counts once).
 
     `searched` names the parameters shown in the settings column (default: those that vary)."""
-    done = runs[runs["state"] == "done"]
-    if not len(done):
-        raise ConfigError("the study has no trial that ran to its last epoch: nothing to compare")
-    unknown = [b for b in by if b not in done]
+    ranked = rank(runs, objective)
+    if not len(ranked):
+        raise ConfigError("the study has no finished trial with its objective: nothing to compare")
+    unknown = [b for b in by if b not in ranked]
     if unknown:
         raise ConfigError(f"--by {', '.join(unknown)}: not a parameter of this study's trials")
-    settings = setting_columns(done)
+    settings = setting_columns(runs)
     if searched is None:
-        searched = varying_settings(done)
-    searched = [c for c in searched if c in done and c not in ("model", "seed")]
-    sign = 1 if OBJECTIVES[objective] == "min" else -1
+        searched = varying_settings(ranked)
+    searched = [c for c in searched if c in ranked and c not in ("model", "seed")]
+    key = ranked[settings].apply(lambda r: "|".join(map(str, r)), axis=1)
     rows = []
     keys = ["model", *by]
-    for group_key, group in done.groupby(keys, sort=False, dropna=False):
-        setting_key = group[settings].apply(lambda r: "|".join(map(str, r)), axis=1)
-        repeats = group.groupby(setting_key, sort=True)
-
-        scored = sorted(repeats, key=lambda item: (sign * item[1][objective].mean(), item[0]))
-        _, best = scored[0]
+    for group_key, group in ranked.groupby(keys, sort=False, dropna=False):
+        top = group.iloc[0]  # groupby keeps the ranked order within a group
+        repeats = group[(key[group.index] == key[top.name]) & (group["tier"] == top["tier"])]
+        repeats = repeats.drop_duplicates("seed") if "seed" in repeats else repeats
         row = dict(
             zip(keys, group_key if isinstance(group_key, tuple) else (group_key,), strict=True)
         )
-        row["n"] = len(best)
-        row["settings"] = ", ".join(f"{c}={_fmt(best.iloc[0][c])}" for c in searched
-                                    if c not in keys and pd.notna(best.iloc[0][c]))  # fmt: skip
+        row["n"] = len(repeats)
+        row["settings"] = ", ".join(f"{c}={_fmt(top[c])}" for c in searched
+                                    if c not in keys and _present(top[c]))  # fmt: skip
+        row["standing"] = top["standing"] or None
         for metric in SHOWN:
-            values = best[metric].dropna() if metric in best else pd.Series(dtype=float)
+            values = repeats[metric].dropna() if metric in repeats else pd.Series(dtype=float)
             row[metric] = values.mean() if len(values) else np.nan
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
         rows.append(row)
@@ -81,6 +81,10 @@ def build_table(
     )
     empty = [c for c in table.columns if c not in keys and table[c].isna().all()]
     return table.drop(columns=empty).reset_index(drop=True)
+
+
+def _present(value: object) -> bool:
+    return not (value is None or (isinstance(value, float) and np.isnan(value)))
 
 
 def _metric_text(metric: str, value: float) -> str:
@@ -107,15 +111,16 @@ def markdown(
     lines = [
         f"# Study {study}",
         "",
-        f"Trials: {counts['done']} ran to their last epoch and are compared; "
-        f"{counts['stopped early']} stopped early (ASHA), {counts['failed']} failed and "
-        f"{counts['running']} unfinished are not. Best settings per row by `{objective}`; "
-        "a ± gives the standard deviation over `n` repeats (other seeds, same settings).",
+        f"Trials: {counts['done']} ran to their last epoch, {counts['stopped early']} stopped "
+        f"early (ASHA), {counts['failed']} failed, {counts['running']} unfinished. Each row is the "
+        f"best trial of its model type by `{objective}` under the ranking rule every view uses "
+        "(full-budget trials outrank early-stopped ones; degenerate trials, no better than "
+        "predicting the mean digit, come last); a ± gives the standard deviation over `n` "
+        "repeats (distinct seeds, same settings).",
         "",
-        "All metrics are measured on held-out digits the model did not train on: `val_*` per pixel "
-        "on clean digits, `denoise_mse` on noisy copies (x + 0.5·N(0,1)) against the clean digit, "
-        "`probe_acc` a logistic regression on frozen codes, `finetune_acc` the supervised phase, "
-        "`kl`/`elbo` per digit (VAE), `test_*` on the data set's test split.",
+        "All metrics are measured on held-out digits the model did not train on:",
+        "",
+        *[f"- `{m}`: {METRICS[m].measures}" for m in metrics],
         "",
         "| " + " | ".join(head + metrics) + " |",
         "|" + "---|" * (len(head) + len(metrics)),
@@ -150,7 +155,7 @@ def write_report(
     table = build_table(runs, objective, by, searched_params(info))
 
     counts = state_counts(runs)
-    seed = seed_comparison(table)
+    seed = seed_comparison(rank(runs, objective))
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(markdown(table, seed, counts, study, objective))
     table.to_csv(out / "table.csv", index=False, float_format="%.6g")

@@ -121,8 +121,17 @@ class AutoEncoder(nn.Module):
         """The input corruption this model trains with; identity for non-denoising models."""
         return x
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> AEOutput:
-        """Reconstruct `x` (possibly corrupted) and score it against `target` (the clean image)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AEOutput:
+        """Reconstruct `x` (possibly corrupted) and score it against `target` (the clean image).
+
+        `generator` serves any random draw the forward pass makes (the VAE's sampling): training
+        passes the trial's generator, so a resumed trial draws what an uninterrupted one would.
+        """
         target = x if target is None else target
         z = self.encode(x)
         recon = self.decode(z)
@@ -130,6 +139,22 @@ class AutoEncoder(nn.Module):
         return AEOutput(
             loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
         )
+
+    # Hooks for what sets one model apart; generic code (trainer, evaluation, pictures) calls them
+    # instead of asking which model it holds.
+
+    def pretrain_stages(self) -> list[nn.Module]:
+        """Greedy layer-wise pretraining stages the trainer fits before end-to-end training."""
+        return []
+
+    def extra_metrics(self, x: torch.Tensor, noise: torch.Generator) -> dict[str, float]:
+        """Model-specific held-out metrics on clean digits `x`; `noise` is a CPU generator with a
+        fixed seed, so every device scores on the same draws."""
+        return {}
+
+    def extra_pictures(self, noise: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        """Model-specific pictures: name -> (images (N, 1, 28, 28), columns of the mosaic)."""
+        return {}
 
     @property
     def code_dim(self) -> int:

@@ -120,6 +120,8 @@ class StackedDenoisingAutoEncoder(DenoisingAutoEncoder):
     name = "sdae"
 
     def pretrain_stages(self) -> list[PretrainStage]:
+        if self.config.pretrain_epochs == 0:
+            return []
         n = len(self.encoder_layers)
         stages = []
         for i in range(n):

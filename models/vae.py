@@ -29,6 +29,10 @@ class VAEConfig(ModelConfig):
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
 
+EVAL_BATCH = 1000
+GRID, GRID_RANGE = 30, 4.0  # the seed's 30×30 manifold over [-4, 4]²
+
+
 class VariationalAutoEncoder(AutoEncoder):
     """VAE (`vae`): loss = mean over the batch of (reconstruction summed over pixels + β·KL).
 
@@ -71,15 +75,54 @@ class VariationalAutoEncoder(AutoEncoder):
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
         return self.decode(z)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> AEOutput:
+    def forward(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AEOutput:
         target = x if target is None else target
         mu, logvar = self.posterior(x)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
-        recon = self.decode(z)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        recon = self.decode(mu + torch.exp(0.5 * logvar) * eps)  # reparameterisation trick
         recon_sum = summed_recon_loss(recon, target, self.config.recon_loss).mean()
         kl = kl_divergence(mu, logvar).mean()
         loss = recon_sum + self.config.beta * kl
         return AEOutput(loss=loss, recon_loss=recon_sum, reg_loss=kl, recon=recon, z=mu)
+
+    @torch.no_grad()
+    def extra_metrics(self, x: torch.Tensor, noise: torch.Generator) -> dict[str, float]:
+        """Mean KL and reconstruction (summed over pixels) + KL per digit, one posterior sample
+        per digit drawn on the CPU (the same draws on every device), β = 1."""
+        mu, logvar = _batched_posterior(self, x)
+        eps = torch.randn(mu.shape, generator=noise).to(mu.device)
+        kl = kl_divergence(mu, logvar)
+        recon = torch.cat([
+            summed_recon_loss(self.decode(m + torch.exp(0.5 * lv) * e), xb, self.config.recon_loss)
+            for m, lv, e, xb in zip(*(t.split(EVAL_BATCH) for t in (mu, logvar, eps, x)), strict=True)
+        ])  # fmt: skip
+        return {"kl": kl.mean().item(), "recon_kl": (recon + kl).mean().item()}
+
+    @torch.no_grad()
+    def extra_pictures(self, noise: torch.Generator) -> dict[str, tuple[torch.Tensor, int]]:
+        """100 digits decoded from prior draws; with a 2-D code, the seed's 30×30 grid of the
+        latent plane over [-4, 4]² (rows from +4 down). A grid of two dimensions of a wider code
+        shows near-identical digits, so it is drawn for 2-D codes only."""
+        device = self.mu.weight.device
+        z = torch.randn(100, self.config.latent_dim, generator=noise).to(device)
+        pictures = {"prior_samples": (self.decode(z), 10)}
+        if self.config.latent_dim == 2:
+            ticks = torch.linspace(-GRID_RANGE, GRID_RANGE, GRID, device=device)
+            plane = torch.stack([ticks.repeat(GRID), ticks.flip(0).repeat_interleave(GRID)], 1)
+            pictures["latent_grid"] = (self.decode(plane), GRID)
+        return pictures
+
+
+def _batched_posterior(
+    model: VariationalAutoEncoder, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [model.posterior(xb) for xb in x.split(EVAL_BATCH)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

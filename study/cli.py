@@ -114,7 +114,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def print_epoch() -> Callable[[dict[str, float], Any], None]:
-    keys = ("train_loss", "val_mse", "val_bce", "denoise_mse", "probe_acc", "kl", "elbo")
+    from study.metrics import PRINTED as keys
 
     def show(metrics: dict[str, float], _save: Any) -> None:
         shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
@@ -146,12 +146,11 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--address", help="join a Ray cluster ('auto' or host:port); default: start a local Ray"
     )
-    p.add_argument(
-        "--storage", default="studies", help="folder that holds the study (shared on a cluster)"
-    )
+    p.add_argument("--storage", help=STORAGE_HELP + "; shared on a cluster")
     p.add_argument(
         "--tracking-uri",
-        help="MLflow store: sqlite:///path/mlflow.db or http://host:port (default: ./mlflow.db)",
+        help="MLflow store: sqlite:///path/mlflow.db or http://host:port "
+        "(default: $MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db, ~/.aestudy/mlflow.db)",
     )
     p.add_argument(
         "--dataset", help="override the space's data set (mnist-5k, mnist, fashion-mnist)"
@@ -163,19 +162,55 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("resume", help="continue an interrupted study")
     p.add_argument("name")
-    p.add_argument("--storage", default="studies")
+    p.add_argument("--storage", help=STORAGE_HELP)
     p.set_defaults(handler=run_resume)
 
-    p = commands.add_parser("status", help="print a study's trials and their states")
-    p.add_argument("name")
-    p.add_argument("--storage", default="studies")
+    p = commands.add_parser("status", help="a study's trials, ranked, with states and parameters")
+    add_study_arguments(p)
     p.set_defaults(handler=run_status)
+
+    p = commands.add_parser(
+        "best", help="the best trial of each model type, with its train command"
+    )
+    add_study_arguments(p)
+    p.add_argument("--model", help="only this model type")
+    p.set_defaults(handler=run_best)
+
+    p = commands.add_parser("list", help="the studies in the tracking store")
+    p.add_argument("--tracking-uri", help=TRACKING_HELP)
+    p.set_defaults(handler=run_list)
+
+
+STORAGE_HELP = "folder that holds the study (default: $AESTUDY_HOME/studies, ~/.aestudy/studies)"
+TRACKING_HELP = (
+    "MLflow store: sqlite:///path/mlflow.db or http://host:port (default: the study's own, else "
+    "$MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db)"
+)
+
+
+def add_study_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name")
+    p.add_argument("--tracking-uri", help=TRACKING_HELP)
+    p.add_argument("--storage", help=STORAGE_HELP)
+
+
+def study_uri(args: argparse.Namespace) -> str:
+    """--tracking-uri; else the store the study was launched with (its study.json); else the
+    default store."""
+    from study.sweep import STUDY_FILE, default_storage, study_dir
+    from study.tracking import resolve_tracking_uri
+
+    if args.tracking_uri:
+        return resolve_tracking_uri(args.tracking_uri)
+    saved = study_dir(args.storage or default_storage(), args.name) / STUDY_FILE
+    if saved.is_file():
+        return resolve_tracking_uri(json.loads(saved.read_text())["options"]["tracking_uri"])
+    return resolve_tracking_uri(None)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from study.progress import print_summary
     from study.space import load_space
     from study.sweep import SweepOptions, launch
 
@@ -184,7 +219,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     space = load_space(args.space, {"dataset": args.dataset, "data_dir": data_dir})
     options = SweepOptions(
         name=args.name or Path(args.space).stem,
-        storage=args.storage,
+        storage=args.storage or "",
         num_samples=args.num_samples,
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
@@ -195,37 +230,59 @@ def run_sweep(args: argparse.Namespace) -> int:
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)
     results, wall = timed(launch, space, options)
-    print_summary(results, space, options.name, options.storage, wall)
+    summarise(options, results, wall)
     return 0
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from study.progress import print_summary
     from study.sweep import read_study, resume
 
-    read_study(args.name, args.storage)  # a missing study is an error before Ray starts
-    (space, results), wall = timed(resume, args.name, args.storage)
-    print_summary(results, space, args.name, args.storage, wall)
+    _, options = read_study(args.name, args.storage)  # a missing study fails before Ray starts
+    (_, results), wall = timed(resume, args.name, args.storage)
+    summarise(options, results, wall)
     return 0
+
+
+def summarise(options: Any, results: Any, wall: float) -> None:
+    from study.progress import own_seconds
+    from study.status import print_summary
+    from study.sweep import study_dir
+
+    folder = study_dir(options.storage, options.name)
+    print_summary(options.tracking_uri, options.name, own_seconds(results), wall, folder)
 
 
 def run_status(args: argparse.Namespace) -> int:
     from study.status import print_status
 
-    print_status(args.name, args.storage)
+    print_status(study_uri(args), args.name)
+    return 0
+
+
+def run_best(args: argparse.Namespace) -> int:
+    from study.status import print_best
+
+    return print_best(study_uri(args), args.name, args.model)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from study.status import print_list
+    from study.tracking import resolve_tracking_uri
+
+    print_list(resolve_tracking_uri(args.tracking_uri))
     return 0
 
 
 def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("ui", help="browse the studies in the MLflow UI (127.0.0.1)")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
+    p.add_argument("--tracking-uri", help=TRACKING_HELP)
     p.set_defaults(handler=run_ui)
 
     p = commands.add_parser("server", help="start an MLflow tracking server for a cluster")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept workers of a cluster")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--backend-store-uri", help="default: sqlite:///./mlflow.db")
+    p.add_argument("--backend-store-uri", help="default: as --tracking-uri of the other commands")
     p.add_argument(
         "--artifacts-destination", default="mlartifacts", help="where it stores artifacts"
     )
@@ -234,11 +291,15 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "export", help="write the best checkpoints of a study and register them"
     )
-    p.add_argument("name")
-    p.add_argument("--out", required=True, help="folder to write into")
+    add_study_arguments(p)
+    p.add_argument("--out", required=True, help="an empty or new folder to write into")
+    p.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     p.add_argument("--per-model", action="store_true", help="the best trial of each model type")
-    p.add_argument("--metric", help="rank by this metric (default: the study's objective)")
-    p.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
+    p.add_argument(
+        "--metric",
+        help="rank by this metric (default: the study's objective, whose winners get the "
+        "aliases champion and champion-<model>; another metric's get best-<metric>[-<model>])",
+    )
     p.set_defaults(handler=run_export)
 
 
@@ -285,13 +346,15 @@ def run_server(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from study.export import export_best
-    from study.tracking import check_reachable, resolve_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri)
-    check_reachable(uri)
-    for item in export_best(uri, args.name, args.out, per_model=args.per_model, metric=args.metric):
+    exported = export_best(
+        study_uri(args), args.name, args.out, args.per_model, args.metric, force=args.force
+    )
+    for item in exported:
+        note = f"  [{item.standing}]" if item.standing else ""
         print(
-            f"{item.label:<5} {item.metric}={item.value:.4f}  run {item.run_id}  -> {item.folder}  ({item.registered})"
+            f"{item.label:<5} {item.metric}={item.value:.4f}  trial {item.trial_id}  -> "
+            f"{item.folder}  ({item.registered}){note}"
         )
     return 0
 

@@ -14,7 +14,9 @@ from typing import Any
 import models
 from models import ConfigError
 from study import tracking
-from study.space import OBJECTIVES
+from study.metrics import goal
+from study.ranking import rank, winners
+from study.status import StudyView
 
 CHECKPOINT = "checkpoint"
 
@@ -25,46 +27,75 @@ class Exported:
 
     label: str  # "best" or the model type
     run_id: str
+    trial_id: str
     metric: str
     value: float
+    standing: str  # "" for a full-budget trial, else e.g. "stopped early at epoch 2"
     folder: Path
     registered: str  # models:/<study>@<alias>
 
 
 def export_best(
-    uri: str, study: str, out: str | Path, per_model: bool = False, metric: str | None = None
+    uri: str,
+    study: str,
+    out: str | Path,
+    per_model: bool = False,
+    metric: str | None = None,
+    force: bool = False,
 ) -> list[Exported]:
-    """Write the best finished trial (or the best of each model type) to `out` and register it."""
-    runs = tracking.trial_runs(uri, study)
+    """Write the best trial (or the best of each model type) to `out` and register it.
 
-    metric = metric or tracking.study_params(uri, study).get("objective", "val_bce")
-
-    if metric not in OBJECTIVES:
-        raise ConfigError(f"--metric {metric!r}: choose one of {', '.join(OBJECTIVES)}")
-    column = f"metrics.{metric}"
-    finished = runs[(runs["status"] == "FINISHED")] if len(runs) else runs
-    if column in finished:
-        finished = finished[finished[column].notna()]
-    if not len(finished) or column not in finished:
-        raise ConfigError(f"study {study!r} has no finished trial with {metric} to export")
-    ascending = OBJECTIVES[metric] == "min"
-    ranked = finished.sort_values([column, "run_id"], ascending=[ascending, True])
-    if per_model:
-        picks = [
-            (model, group.iloc[0])
-            for model, group in ranked.groupby("tags.aestudy.model", sort=True)
-        ]
-    else:
-        picks = [("best", ranked.iloc[0])]
+    "Best" is `study.ranking`'s rule, the one every view uses; degenerate trials are never
+    exported. The study's objective names the aliases `champion[-<model>]`; any other metric
+    `best-<metric>[-<model>]`, so ranking by another metric never moves the champions."""
     out = Path(out)
-    return [_export_one(uri, study, label, row, metric, out / label) for label, row in picks]
+    check_out(out, force)
+    view = StudyView(uri, study)
+    metric = metric or view.objective
+    goal(metric)  # an unknown metric fails here, naming the known ones
+    ranked = rank(view.runs, metric)
+    picks = winners(ranked, per_model)
+    if not len(picks):
+        raise ConfigError(
+            f"study {study!r} has no finished, non-degenerate trial with {metric} to export "
+            f"(see `python -m study status {study}`)"
+        )
+    prefix = "champion" if metric == view.objective else f"best-{metric}"
+    if force:
+        clear_earlier_export(out)
+    exported = []
+    for _, row in picks.iterrows():
+        label = row["model"] if per_model else "best"
+        alias = prefix if label == "best" else f"{prefix}-{label}"
+        exported.append(_export_one(uri, study, label, alias, row, metric, out / label))
+    return exported
 
 
-def _export_one(uri: str, study: str, label: str, row: Any, metric: str, folder: Path) -> Exported:
+def check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is a file, or a folder holding anything unless --force."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder to export into")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise ConfigError(
+            f"--out {out} is not empty (holds {held}); choose an empty or new folder, or pass "
+            "--force to replace an earlier export there"
+        )
+
+
+def clear_earlier_export(out: Path) -> None:
+    """Remove the folders an earlier export wrote (a checkpoint and metrics.json); anything else
+    in `out` is the user's and stays."""
+    for folder in out.iterdir() if out.is_dir() else ():
+        if (folder / CHECKPOINT).is_dir() and (folder / "metrics.json").is_file():
+            shutil.rmtree(folder)
+
+
+def _export_one(
+    uri: str, study: str, label: str, alias: str, row: Any, metric: str, folder: Path
+) -> Exported:
     client = tracking.client(uri)
     run = client.get_run(row["run_id"])
-    if folder.exists():
-        shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         downloaded = client.download_artifacts(run.info.run_id, "", tmp)
@@ -75,33 +106,42 @@ def _export_one(uri: str, study: str, label: str, row: Any, metric: str, folder:
     record = {
         "study": study,
         "run_id": run.info.run_id,
-        "trial_id": run.data.tags.get(tracking.TRIAL_ID),
-        "model": run.data.tags.get("aestudy.model"),
-        "state": run.data.tags.get(tracking.STATE),
+        "trial_id": row["trial_id"],
+        "model": row["model"],
+        "state": row["state"],
+        "standing": row["standing"] or "full budget",
+        "epochs_trained": int(row["epoch"]),
+        "ranked_by": metric,
         "metrics": {k: v for k, v in sorted(run.data.metrics.items()) if not math.isnan(v)},
         "params": dict(sorted(run.data.params.items())),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
-    alias = "champion" if label == "best" else f"champion-{label}"
-    _register(client, study, f"{run.info.artifact_uri}/{CHECKPOINT}", run.info.run_id, alias)
-    return Exported(
-        label,
-        run.info.run_id,
-        metric,
-        float(row[f"metrics.{metric}"]),
-        folder,
-        f"models:/{study}@{alias}",
-    )
+    tags = {"trial_id": str(row["trial_id"]), "standing": record["standing"],
+            metric: f"{row[metric]:.6g}", "epochs_trained": str(record["epochs_trained"])}  # fmt: skip
+    source = f"{run.info.artifact_uri}/{CHECKPOINT}"
+    _register(client, study, source, run.info.run_id, alias, tags)
+    return Exported(label, run.info.run_id, str(row["trial_id"]), metric, float(row[metric]),
+                    row["standing"], folder, f"models:/{study}@{alias}")  # fmt: skip
 
 
-def _register(client: Any, name: str, source: str, run_id: str, alias: str) -> None:
+def _register(
+    client: Any, name: str, source: str, run_id: str, alias: str, tags: dict[str, str]
+) -> None:
+    """Point `alias` at the run's model version, creating the version only the first time: the
+    same run exported again adds no version."""
     from mlflow.exceptions import MlflowException
 
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=f"best checkpoints of study {name}")
-    version = client.create_model_version(name, source, run_id=run_id, tags={"alias": alias})
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    version = next((v for v in found if v.source == source), None)
+    if version is None:
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    else:
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version.version, key, value)
     client.set_registered_model_alias(name, alias, version.version)
 
 
@@ -113,8 +153,10 @@ def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> mode
         return models.load(path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path)
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.resolve_tracking_uri(tracking_uri))
-    mlflow.set_registry_uri(tracking.resolve_tracking_uri(tracking_uri))
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.check_reachable(uri, must_exist=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp)
         return models.load(local)

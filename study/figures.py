@@ -13,11 +13,9 @@ import torch
 from PIL import Image
 
 from models import AutoEncoder
-from models.vae import VariationalAutoEncoder
-from study.evaluate import noisy_copy
+from study.evaluate import eval_noise, noisy_copy
 
 N_DIGITS = 10
-GRID, GRID_RANGE = 30, 4.0  # the seed's 30×30 manifold over [-4, 4]²
 
 
 def first_of_each_class(y: torch.Tensor) -> torch.Tensor:
@@ -78,23 +76,6 @@ def latent_scatter(model: AutoEncoder, x: torch.Tensor, y: torch.Tensor, folder:
     return path
 
 
-@torch.no_grad()
-def vae_pictures(model: VariationalAutoEncoder, folder: Path, seed: int = 0) -> list[Path]:
-    """Digits decoded over a 30×30 grid of the latent plane ([-4, 4]², rows from +4 down), and 100
-    samples from the prior. Wider codes vary the first two dimensions and hold the others at 0."""
-    device = model.mu.weight.device
-    ticks = torch.linspace(-GRID_RANGE, GRID_RANGE, GRID, device=device)
-    z = torch.zeros(GRID * GRID, model.config.latent_dim, device=device)
-    z[:, 0] = ticks.repeat(GRID)
-    if model.config.latent_dim > 1:
-        z[:, 1] = ticks.flip(0).repeat_interleave(GRID)
-    samples = model.sample(100, torch.Generator(device=device).manual_seed(seed))
-    return [
-        mosaic(model.decode(z), GRID, folder / "latent_grid.png", scale=1, gap=0),
-        mosaic(samples, 10, folder / "prior_samples.png"),
-    ]
-
-
 def loss_curves(history: list[dict[str, float]], folder: Path) -> Path:
     """Training loss and held-out errors per epoch."""
     epochs = [m["epoch"] for m in history]
@@ -127,6 +108,10 @@ def trial_pictures(
         latent_scatter(model, x, y, folder),
         loss_curves(history, folder),
     ]
-    if isinstance(model, VariationalAutoEncoder):
-        paths += vae_pictures(model, folder)
+    with torch.no_grad():
+        for name, (images, columns) in model.extra_pictures(eval_noise()).items():
+            large = len(images) > 200  # a dense grid: one pixel per pixel, no gaps
+            paths.append(
+                mosaic(images, columns, folder / f"{name}.png", *((1, 0) if large else ()))
+            )
     return paths

@@ -1,15 +1,16 @@
-"""What the user sees while a sweep runs and when it ends: one line per trial event, then a summary."""
+"""What the user sees while a sweep runs: one line per trial event, ranked as every view ranks."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import pandas as pd
 from ray import tune
 from ray.tune import Callback
 
 from study.config import flat_config
+from study.ranking import rank
 from study.space import Space
 from study.tracking import StudyRecord, finish_trial
 
@@ -22,6 +23,24 @@ def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]
     return {"ERROR": "failed", "RUNNING": "running", "PAUSED": "paused"}.get(status, "pending")
 
 
+def live_runs(trials: list, objective: str, ended: dict[str, str] | None = None) -> pd.DataFrame:
+    """Tune's trials in the columns `study.ranking.rank` reads. `ended`: trial id -> state of a
+    trial whose end is being reported (Tune updates its status only after the callbacks)."""
+    rows = []
+    for t in trials:
+        last, config = t.last_result or {}, flat_config(t.config)
+        state = (ended or {}).get(t.trial_id) or trial_state(t.status, last, t.config)
+        rows.append({
+            "trial_id": t.trial_id,
+            "model": config.get("model", "ae"),
+            "state": state,
+            "epoch": last.get("training_iteration", 0),
+            "epochs": config.get("epochs"),
+            **{k: last.get(k, float("nan")) for k in {objective, "val_mse", "mean_digit_mse"}},
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 class ProgressPrinter(Callback):
     """Prints a line whenever a trial ends, and a heartbeat line at most every `every` seconds."""
 
@@ -31,20 +50,18 @@ class ProgressPrinter(Callback):
         self.start = time.monotonic()
         self.last_beat = 0.0
 
-    def _line(self, trials: list, event: str) -> None:
-        counts: dict[str, int] = {}
-        best: tuple[float, str] | None = None
-        metric, sign = self.space.objective, 1 if self.space.mode == "min" else -1
-        for t in trials:
-            state = trial_state(t.status, t.last_result or {}, t.config)
-            counts[state] = counts.get(state, 0) + 1
-            value = (t.last_result or {}).get(metric)
-            if value is not None and (best is None or sign * value < sign * best[0]):
-                best = (value, f"{t.trial_id} {flat_config(t.config).get('model', '?')}")
+    def _line(self, trials: list, event: str, ended: dict[str, str] | None = None) -> None:
+        runs = live_runs(trials, self.space.objective, ended)
+        counts = runs["state"].value_counts()
         shown = ", ".join(
             f"{counts.get(s, 0)} {s}" for s in ("running", "done", "stopped early", "failed")
         )
-        best_text = f"best {metric} {best[0]:.4f} ({best[1]})" if best else "no result yet"
+        ranked = rank(runs, self.space.objective)
+        best_text = "no finished trial yet"
+        if len(ranked):
+            top = ranked.iloc[0]
+            note = f", {top['standing']}" if top["standing"] else ""
+            best_text = f"best {self.space.objective} {top[self.space.objective]:.4f} ({top['trial_id']} {top['model']}{note})"
         print(
             f"[{time.monotonic() - self.start:6.0f}s] {shown} | {best_text} | {event}", flush=True
         )
@@ -56,13 +73,17 @@ class ProgressPrinter(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
-        self._line(trials, f"{trial.trial_id} {state}")
+        self._line(trials, f"{trial.trial_id} {state}", {trial.trial_id: state})
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._line(trials, f"{trial.trial_id} raised; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._line(trials, f"{trial.trial_id} failed (see `python -m study status`)")
+        self._line(
+            trials,
+            f"{trial.trial_id} failed (see `python -m study status`)",
+            {trial.trial_id: "failed"},
+        )
 
 
 class TrackingCallback(Callback):
@@ -81,60 +102,14 @@ class TrackingCallback(Callback):
         finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed")
 
 
-def trial_rows(results: tune.ResultGrid, space: Space) -> list[dict[str, Any]]:
-    """One row per trial: id, state, model, epochs run, objective, own training seconds."""
-    rows = []
+def own_seconds(results: tune.ResultGrid) -> float:
+    """The trials' own training + evaluation time, summed over every epoch they reported."""
+    total = 0.0
     for r in results:
-        config = flat_config(r.config or {})
         history = r.metrics_dataframe
-        own = 0.0
-        if history is not None and len(history):
-            for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
-                if col in history:
-                    own += float(history[col].fillna(0).sum())
-        metrics = r.metrics or {}
-        status = "ERROR" if r.error else "TERMINATED"
-        rows.append({
-            "trial_id": metrics.get("trial_id", "?"),
-            "state": trial_state(status, metrics, config),
-            "model": config.get("model", "ae"),
-            "epochs": metrics.get("training_iteration", 0),
-            space.objective: metrics.get(space.objective),
-            "train_seconds": own,
-            "config": config,
-        })  # fmt: skip
-    return rows
-
-
-def best_per_model(rows: list[dict[str, Any]], space: Space) -> dict[str, dict[str, Any]]:
-    """The best finished (or early-stopped) trial of each model type."""
-    sign = 1 if space.mode == "min" else -1
-    best: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        value = row[space.objective]
-        if row["state"] == "failed" or value is None:
+        if history is None or not len(history):
             continue
-        current = best.get(row["model"])
-        if current is None or sign * value < sign * current[space.objective]:
-            best[row["model"]] = row
-    return dict(sorted(best.items()))
-
-
-def print_summary(results: Any, space: Any, name: str, storage: str, wall: float) -> None:
-    from study.sweep import study_dir
-
-    rows = trial_rows(results, space)
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "stopped early", "failed")}
-    own = sum(r["train_seconds"] for r in rows)
-    print(f"\n{len(rows)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"best {space.objective} per model type:")
-    for model, row in best_per_model(rows, space).items():
-        shown = {
-            k: v for k, v in row["config"].items() if k not in ("dataset", "data_dir", "model")
-        }
-        print(
-            f"  {model:<5} {row[space.objective]:.4f}  trial {row['trial_id']}  {json.dumps(shown, sort_keys=True)}"
-        )
-    ratio = wall / own if own else float("nan")
-    print(f"wall time {wall:.0f}s; trials' own training+evaluation {own:.0f}s; ratio {ratio:.2f}")
-    print(f"results: {study_dir(storage, name)}  (python -m study status {name})")
+        for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
+            if col in history:
+                total += float(history[col].fillna(0).sum())
+    return total

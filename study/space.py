@@ -17,14 +17,8 @@ import yaml
 
 from models import MODELS, ConfigError
 from study.config import allowed_keys, split_config
+from study.metrics import OBJECTIVES
 
-OBJECTIVES = {
-    "val_mse": "min",
-    "val_bce": "min",
-    "denoise_mse": "min",
-    "probe_acc": "max",
-    "finetune_acc": "max",
-}
 ALGORITHMS = ("tpe", "random", "grid")
 TOP_KEYS = ("description", "dataset", "data_dir", "objective", "search", "num_samples", "epochs",
             "scheduler", "fixed", "params")  # fmt: skip

@@ -1,42 +1,210 @@
-"""`python -m study status NAME`: the trials of a study and their states, read from disk."""
+"""What a study holds, in the terminal: `status NAME`, `best NAME`, `list`, and the sweep's
+closing summary. All of them rank with `study.ranking.rank` over `study.runs.study_runs`."""
 
 from __future__ import annotations
 
+import json
+import math
+import shlex
+from dataclasses import asdict
 from pathlib import Path
 
-from study.config import flat_config
-from study.progress import trial_state
-from study.sweep import read_study, study_dir
+import pandas as pd
+
+from models import make_config
+from study import tracking
+from study.cli import TRAIN_OPTIONS
+from study.config import TrainSettings, allowed_keys
+from study.metrics import goal
+from study.ranking import DEGENERATE, best_per_model, rank, winners
+from study.runs import study_runs
+
+STATE_ORDER = {"running": 0, "unknown": 1, "failed": 2}
 
 
-def trial_states(name: str, storage: str | Path) -> list[dict]:
-    """One dict per trial: id, state, model, epochs reported, objective value."""
-    from ray.tune import ExperimentAnalysis
+class StudyView:
+    """One study as every view sees it: its runs, objective, searched parameters and ranking."""
 
-    space, options = read_study(name, storage)
-    folder = study_dir(options.storage, name)
-    if not any(folder.glob("experiment_state-*.json")):
-        return []
-    analysis = ExperimentAnalysis(str(folder))
-    rows = []
-    for t in sorted(analysis.trials, key=lambda t: t.trial_id):
-        last = t.last_result or {}
-        rows.append({
-            "trial_id": t.trial_id,
-            "state": trial_state(t.status, last, t.config),
-            "model": flat_config(t.config).get("model", "ae"),
-            "epochs": last.get("training_iteration", 0),
-            space.objective: last.get(space.objective),
-        })  # fmt: skip
-    return rows
+    def __init__(self, uri: str, name: str) -> None:
+        tracking.check_reachable(uri, must_exist=True)
+        self.uri, self.name = uri, name
+        self.info = tracking.study_params(uri, name)
+        self.objective = self.info.get("objective", "val_bce")
+        self.runs = study_runs(uri, name)
+        self.ranked = rank(self.runs, self.objective)
+        searched = self.info.get("searched", "")
+        self.searched = [p for p in searched.split(",") if p and p != "model"]
+
+    def counts(self) -> dict[str, int]:
+        states = self.runs["state"].value_counts() if len(self.runs) else {}
+        return {s: int(states.get(s, 0)) for s in ("done", "stopped early", "failed", "running")}
+
+    def unranked(self) -> pd.DataFrame:
+        """Trials not in the ranking (running, failed, …): running first, by their current value."""
+        rest = self.runs[~self.runs["run_id"].isin(self.ranked["run_id"])].copy()
+        if not len(rest):
+            return rest
+        rest["_order"] = rest["state"].map(STATE_ORDER).fillna(3)
+        direction = 1 if goal(self.objective) == "min" else -1
+        rest["_value"] = direction * rest[self.objective].fillna(math.inf * direction)
+        return rest.sort_values(["_order", "_value", "trial_id"]).drop(columns=["_order", "_value"])
+
+    def parameters(self, row: pd.Series) -> str:
+        """The searched parameters this trial was given (not another model's, nor defaults)."""
+        given = row.get("given")
+        shown = [f"{p}={_fmt(row[p])}" for p in self.searched
+                 if p in row and _present(row[p]) and (given is None or p in given)]  # fmt: skip
+        return " ".join(shown)
+
+    def error_file(self, trial_id: str) -> Path | None:
+        """The full traceback Tune wrote for a failed trial, in the study folder."""
+        folder = self.info.get("folder")
+        found = sorted(Path(folder).glob(f"*_{trial_id}/error.txt")) if folder else []
+        return found[0] if found else None
 
 
-def print_status(name: str, storage: str | Path) -> None:
-    space, _ = read_study(name, storage)
-    rows = trial_states(name, storage)
-    print(f"study {name}: {len(rows)} trials  (objective {space.objective}, {space.mode})")
-    print(f"{'trial':<18} {'state':<14} {'model':<6} {'epochs':>6} {space.objective:>10}")
-    for r in rows:
-        value = r[space.objective]
-        shown = f"{value:.4f}" if value is not None else "-"
-        print(f"{r['trial_id']:<18} {r['state']:<14} {r['model']:<6} {r['epochs']:>6} {shown:>10}")
+def print_status(uri: str, name: str) -> None:
+    """Every trial, ranked by the objective: state, epochs, objective and searched parameters."""
+    view = StudyView(uri, name)
+    counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n)
+    print(f"study {name}: {len(view.runs)} trials ({counts or 'none yet'}); "
+          f"objective {view.objective} ({goal(view.objective)})")  # fmt: skip
+    print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<18} {'epoch':>5}  "
+          f"{view.objective:>10}  parameters")  # fmt: skip
+    for _, row in view.ranked.iterrows():
+        state = row["state"]
+        if row["tier"] == DEGENERATE:
+            state = "degenerate" if state == "done" else "stopped, degenerate"
+        _status_line(view, str(row["rank"]), row, state)
+    for _, row in view.unranked().iterrows():
+        state = (
+            f"running, epoch {_int(row['epoch'])}" if row["state"] == "running" else row["state"]
+        )
+        _status_line(view, "-", row, state)
+        if row["state"] == "failed":
+            reason = (
+                str(row["error"]).splitlines()[0]
+                if _present(row["error"])
+                else "no reason recorded"
+            )
+            print(f"{'':6}reason: {reason}")
+            where = view.error_file(row["trial_id"])
+            print(
+                f"{'':6}full error: {where or 'not written (the worker died before Tune saw it)'}"
+            )
+    if (view.ranked["tier"] == DEGENERATE).any():
+        print("degenerate: no better on held-out digits than predicting the mean digit "
+              "(val_mse >= mean_digit_mse); ranked last and never exported")  # fmt: skip
+    planned = _int(view.info.get("num_samples"), 0)
+    if view.info.get("search") != "grid" and len(view.runs) < planned:
+        print(f"{planned - len(view.runs)} of {planned} trials not started yet")
+
+
+def _status_line(view: StudyView, rank_text: str, row: pd.Series, state: str) -> None:
+    value = row[view.objective]
+    shown = f"{value:.4f}" if _present(value) else "-"
+    epochs = f"{_int(row['epoch'])}/{_int(row.get('epochs'))}"
+    print(f"{rank_text:>4}  {row['trial_id']:<10} {row['model']:<5} {state:<18} {epochs:>5}  "
+          f"{shown:>10}  {view.parameters(row)}")  # fmt: skip
+
+
+def print_best(uri: str, name: str, model: str | None = None) -> int:
+    """The best trial of each model type (or of `model`), with the command that reproduces it."""
+    view = StudyView(uri, name)
+    picks = winners(view.ranked, per_model=True)
+    if model is not None:
+        picks = picks[picks["model"] == model]
+    if not len(picks):
+        which = f" of model {model!r}" if model else ""
+        print(
+            f"study {name} has no finished trial{which} to crown (see `python -m study status {name}`)"
+        )
+        return 1
+    for _, row in picks.iterrows():
+        standing = row["standing"] or f"ran all {_int(row['epoch'])} epochs"
+        print(f"{row['model']:<5} {view.objective} {row[view.objective]:.4f}  trial {row['trial_id']}"
+              f"  ({standing})  run {row['run_id']}")  # fmt: skip
+        print(f"      {train_command(row)}")
+    left_out = set(best_per_model(view.ranked)["model"]) - set(picks["model"])
+    for m in sorted(left_out if model is None else left_out & {model}):
+        print(
+            f"{m:<5} every finished trial is degenerate (no better than the mean digit): none crowned"
+        )
+    return 0
+
+
+def train_command(row: pd.Series) -> str:
+    """`python -m study train …` that reruns the trial: its settings where they differ from the
+    defaults, its seed, and the epochs it actually trained (a stopped trial's fewer)."""
+    model = row["model"]
+    defaults = {**asdict(TrainSettings()), **asdict(make_config(model, {}))}
+    config = {k: row[k] for k in allowed_keys(model) if k in row and _present(row[k])}
+    config["epochs"] = _int(row["epoch"])
+    args = ["python", "-m", "study", "train"]
+    for key, value in config.items():
+        if key not in ("model", "seed", "epochs") and _same(value, defaults.get(key)):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        args += (
+            [f"--{key.replace('_', '-')}", text]
+            if key in TRAIN_OPTIONS
+            else ["--set", f"{key}={text}"]
+        )
+    return shlex.join(args)
+
+
+def print_list(uri: str) -> None:
+    """The studies in the store: trials by state and the best score."""
+    tracking.check_reachable(uri, must_exist=True)
+    names = tracking.study_names(uri)
+    if not names:
+        print(f"no studies in {uri}")
+        return
+    print(f"{len(names)} stud{'y' if len(names) == 1 else 'ies'} in {uri}")
+    print(f"{'study':<28} {'trials':>6}  {'states':<40} best")
+    for name in names:
+        view = StudyView(uri, name)
+        counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n) or "no trials"
+        top = winners(view.ranked, per_model=False)
+        best = (f"{view.objective} {top.iloc[0][view.objective]:.4f} ({top.iloc[0]['model']}, "
+                f"trial {top.iloc[0]['trial_id']})" if len(top) else "-")  # fmt: skip
+        print(f"{name:<28} {len(view.runs):>6}  {counts:<40} {best}")
+
+
+def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: Path) -> None:
+    """The sweep's closing lines: trials by state and the best of each model type."""
+    view = StudyView(uri, name)
+    counts = view.counts()
+    print(f"\n{len(view.runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"best {view.objective} per model type (ranked as `status` and `export` rank):")
+    for _, row in best_per_model(view.ranked).iterrows():
+        note = f"  [{row['standing']}]" if row["standing"] else ""
+        print(f"  {row['model']:<5} {row[view.objective]:.4f}  trial {row['trial_id']}  "
+              f"{view.parameters(row)}{note}")  # fmt: skip
+    ratio = wall / own_seconds if own_seconds else float("nan")
+    print(
+        f"wall time {wall:.0f}s; trials' own training+evaluation {own_seconds:.0f}s; ratio {ratio:.2f}"
+    )
+    print(f"results: {folder}  (python -m study status {name}; python -m study best {name})")
+
+
+def _present(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _int(value: object, missing: int | str = "?") -> int | str:
+    try:
+        return int(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return missing
+
+
+def _same(value: object, default: object) -> bool:
+    default = list(default) if isinstance(default, tuple) else default
+    if isinstance(value, int | float) and isinstance(default, int | float):
+        return math.isclose(value, default)
+    return value == default
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

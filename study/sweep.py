@@ -28,7 +28,11 @@ from study.space import Space, SpaceSampler, parse_space
 from study.trainable import run_trial
 
 STUDY_FILE, OPTUNA_DB = "study.json", "optuna.db"
-DEFAULT_STORAGE = Path("studies")
+
+
+def default_storage() -> Path:
+    """Where studies live unless --storage says otherwise: <home>/studies (see tracking.home)."""
+    return tracking.home() / "studies"
 
 
 @dataclass
@@ -36,7 +40,7 @@ class SweepOptions:
     """Command-line options of `sweep`; stored with the study so `resume` reuses them."""
 
     name: str
-    storage: str = str(DEFAULT_STORAGE)
+    storage: str = ""  # "": default_storage()
     num_samples: int | None = None  # overrides the space's
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
@@ -46,6 +50,7 @@ class SweepOptions:
     tracking_uri: str | None = None  # None: sqlite:///<current folder>/mlflow.db
 
     def validate(self) -> None:
+        self.storage = self.storage or str(default_storage())
         if "://" in self.storage:
             raise ConfigError(
                 f"--storage {self.storage}: object-store URIs are not supported yet; use a folder "
@@ -82,7 +87,10 @@ def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
             f"`python -m study resume {options.name}` or choose another --name"
         )
     options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    if options.tracking_uri == tracking.resolve_tracking_uri(None):
+        tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
     tracking.check_reachable(options.tracking_uri)
+    check_name_is_free(options.tracking_uri, options.name, folder)
     load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail before any trial
     connect(options)
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,7 +107,20 @@ def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
     return finish_study(record, tuner.fit(), folder)
 
 
-def resume(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, tune.ResultGrid]:
+def check_name_is_free(uri: str, name: str, folder: Path) -> None:
+    """A study name is one study: refuse a name the tracking store already holds, which would
+    merge two studies' runs in one experiment."""
+    if not tracking.study_exists(uri, name):
+        return
+    other = tracking.study_params(uri, name).get("folder", "an unrecorded folder")
+    raise ConfigError(
+        f"study {name!r} already exists in the tracking store {uri} (its folder: {other}), and "
+        f"this sweep would put another study in {folder}: choose another --name, or continue "
+        f"that study with `python -m study resume {name} --storage {Path(other).parent}`"
+    )
+
+
+def resume(name: str, storage: str | Path | None = None) -> tuple[Space, tune.ResultGrid]:
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
     tracking.check_reachable(options.tracking_uri)
@@ -126,6 +147,7 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
         "dataset": space.dataset,
         "scheduler": space.scheduler["type"],
         "searched": ",".join(p.name for p in space.params),
+        "folder": str(study_dir(options.storage, options.name)),
     }
     record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
     tracking.client(record.uri).update_run(record.study_run_id, status="RUNNING")
@@ -165,9 +187,9 @@ def picture_epochs(space: Space) -> tuple[int, ...]:
     return tuple(rungs)
 
 
-def read_study(name: str, storage: str | Path = DEFAULT_STORAGE) -> tuple[Space, SweepOptions]:
+def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, SweepOptions]:
     """The space and options a study was launched with."""
-    folder = study_dir(storage, name)
+    folder = study_dir(storage or default_storage(), name)
     if not (folder / STUDY_FILE).is_file():
         raise ConfigError(
             f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"

@@ -29,17 +29,26 @@ from models import ConfigError
 from study.config import full_config
 
 ROLE, TRIAL_ID, STATE, ERROR = "aestudy.role", "aestudy.trial_id", "aestudy.state", "aestudy.error"
+GIVEN = "aestudy.given"
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+HOME_ENV = "AESTUDY_HOME"
+
+
+def home() -> Path:
+    """Where studies and the default tracking store live: $AESTUDY_HOME, else ~/.aestudy.
+
+    One absolute place, so every command (and `load_model`) finds the same store and studies
+    wherever it is run from."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".aestudy").expanduser().resolve()
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """The tracking URI with any SQLite path made absolute (trials run in other folders).
 
-    Default: `sqlite:///<current folder>/mlflow.db`.
+    Default: $MLFLOW_TRACKING_URI where set, else `sqlite:///<home()>/mlflow.db`.
     """
-    if uri is None:
-        return f"sqlite:///{Path.cwd().resolve() / DEFAULT_DB}"
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / DEFAULT_DB}"
     if uri.startswith("sqlite:///"):
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
     if uri.startswith(("http://", "https://", "databricks")):
@@ -57,10 +66,19 @@ def local_artifact_root(uri: str) -> str | None:
     return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
 
 
-def check_reachable(uri: str) -> None:
-    """Fail with a clear message, before anything launches, if the store cannot be used."""
+def check_reachable(uri: str, must_exist: bool = False) -> None:
+    """Fail with a clear message, before anything launches, if the store cannot be used.
+
+    `must_exist`: a command that only reads (status, export, table, …) refuses a SQLite store
+    that is not there rather than leave an empty database behind."""
     if uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
+        db = Path(uri.removeprefix("sqlite:///"))
+        if must_exist and not db.is_file():
+            raise ConfigError(
+                f"no tracking store at {db}: run a sweep first, or point at the store with "
+                f"--tracking-uri, MLFLOW_TRACKING_URI or {HOME_ENV}"
+            )
+        folder = db.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise ConfigError(f"tracking store {uri}: folder {folder} is missing or not writable")
         return
@@ -134,6 +152,9 @@ def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str
         TRIAL_ID: trial_id,
         "aestudy.study": study,
         "aestudy.model": str(config.get("model", "ae")),
+        # the keys the trial was given (sampled or fixed), as opposed to model defaults: views
+        # show a searched parameter only for the trials it applied to
+        GIVEN: ",".join(sorted(config)),
         "aestudy.seed": str(config.get("seed", 0)),
         "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
         "aestudy.cpus": str(os.cpu_count()),
@@ -216,6 +237,23 @@ def study_params(uri: str, study: str) -> dict[str, str]:
         raise ConfigError(f"no study {study!r} in the tracking store {uri}")
     found = c.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
     return dict(found[0].data.params) if found else {}
+
+
+def study_exists(uri: str, study: str) -> bool:
+    """Whether the store holds an experiment of that name (deleted ones included: MLflow
+    refuses to create another under a deleted one's name)."""
+    return client(uri).get_experiment_by_name(study) is not None
+
+
+def study_names(uri: str) -> list[str]:
+    """The studies in the store: experiments holding a study run, oldest first."""
+    c = client(uri)
+    experiments = sorted(c.search_experiments(), key=lambda e: e.creation_time or 0)
+    return [
+        e.name
+        for e in experiments
+        if c.search_runs([e.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
+    ]
 
 
 def trial_runs(uri: str, study: str):

@@ -21,10 +21,15 @@ from torch.nn import functional as F
 
 import models
 from models import AutoEncoder, Classifier
-from models.vae import VariationalAutoEncoder
-from study.config import TrainSettings, full_config, split_config
+from study.config import TrainSettings, split_config
 from study.data import Splits, load_splits
-from study.evaluate import noisy_copy, probe_accuracy, reconstruction_metrics, vae_metrics
+from study.evaluate import (
+    eval_noise,
+    mean_digit_mse,
+    noisy_copy,
+    probe_accuracy,
+    reconstruction_metrics,
+)
 
 
 @dataclass
@@ -72,17 +77,18 @@ def train(
     `out_dir` receives the final checkpoint.
     """
     settings, model_config = split_config(config)
-    record = full_config(config)
+    record = {**asdict(settings), **asdict(model_config)}  # what the checkpoint records
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
     data = cached_splits(settings.dataset, settings.data_dir).to(device)
-    model = models.build_model(settings.model, asdict(model_config)).to(device)
+    model = models.MODELS[settings.model](model_config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     history: list[dict[str, float]] = []
     if resume_from is not None:
         history = _restore(resume_from, model, optimizer, gen, device)
     val_noisy = noisy_copy(data.val_x)
+    baseline = mean_digit_mse(data.train_x, data.val_x)
 
     def save(path: str | Path, training: bool = True) -> Path:
         if not training:
@@ -95,14 +101,14 @@ def train(
     context = EpochContext(model=model, data=data, history=history, save=save)
 
     pretrain_seconds = 0.0
-    if not history and hasattr(model, "pretrain_stages") and model_config.pretrain_epochs > 0:
+    if not history and model.pretrain_stages():
         pretrain_seconds = pretrain_layerwise(model, data.train_x, settings, gen)
 
     for epoch in range(len(history) + 1, settings.epochs + 1):
         model.train()
         start = time.perf_counter()
         train_loss = run_epoch(
-            lambda idx: model(model.corrupt(data.train_x[idx], gen), data.train_x[idx]).loss,
+            lambda idx: model(model.corrupt(data.train_x[idx], gen), data.train_x[idx], gen).loss,
             optimizer, len(data.train_x), settings.batch_size, gen, f"epoch {epoch}",
         )  # fmt: skip
         metrics: dict[str, float] = {
@@ -120,6 +126,7 @@ def train(
             earlier + metrics["epoch_seconds"] + metrics.get("pretrain_seconds", 0.0)
         )
         metrics.update(evaluate(model, data, val_noisy))
+        metrics["mean_digit_mse"] = baseline
 
         if epoch == settings.epochs:
             metrics.update(final_metrics(model, data, settings, gen))
@@ -137,8 +144,7 @@ def evaluate(model: AutoEncoder, data: Splits, val_noisy: torch.Tensor) -> dict[
     start = time.perf_counter()
     metrics = reconstruction_metrics(model, data.val_x, val_noisy)
     metrics["probe_acc"] = probe_accuracy(model, data.train_x, data.train_y, data.val_x, data.val_y)
-    if isinstance(model, VariationalAutoEncoder):
-        metrics.update(vae_metrics(model, data.val_x))
+    metrics.update(model.extra_metrics(data.val_x, eval_noise()))
     metrics["eval_seconds"] = time.perf_counter() - start
     return metrics
 
@@ -184,7 +190,7 @@ def pretrain_layerwise(
     for i, stage in enumerate(model.pretrain_stages()):
         h = stage.inputs(train_x)  # codes of the frozen layers below, computed once per stage
         optimizer = torch.optim.Adam(stage.trainable_parameters(), lr=settings.lr)
-        for e in range(model.config.pretrain_epochs):
+        for e in range(model.config.pretrain_epochs):  # a model with stages has this field
             run_epoch(
                 lambda idx, h=h, stage=stage: stage(stage.corrupt(h[idx], gen), h[idx]).loss,
                 optimizer, len(h), settings.batch_size, gen, f"pretraining layer {i + 1} epoch {e + 1}",

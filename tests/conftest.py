@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ PYTHON = sys.executable
 
 # Tests run on 2 cores; keep torch from oversubscribing them when Ray runs trials in parallel.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Nothing a test runs may touch the user's ~/.aestudy or a store named in their environment.
+os.environ["AESTUDY_HOME"] = tempfile.mkdtemp(prefix="aestudy-test-home-")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture
@@ -27,15 +31,20 @@ def tiny_config() -> dict:
     return {"model": "ae", "latent_dim": 8, "epochs": 2, "batch_size": 128, "seed": 0}
 
 
+def home_env(folder: Path, env: dict | None = None) -> dict:
+    """The environment with AESTUDY_HOME at `folder`: the default store is folder/mlflow.db."""
+    return {**os.environ, **(env or {}), "AESTUDY_HOME": str(folder)}
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run `python -m study ARGS` in a fresh process; returns the CompletedProcess.
 
-    Sweeps should pass `cwd=tmp_path`: the default MLflow store is ./mlflow.db.
+    With `cwd`, that folder is also the aestudy home (its default store is cwd/mlflow.db).
     """
     return subprocess.run(
         [PYTHON, "-m", "study", *args],
         cwd=cwd or ROOT,
-        env=env,
+        env=home_env(cwd, env) if cwd else env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -79,3 +88,27 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     yield uri
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
+
+
+def tune_trial_states(name: str, storage: Path) -> list[dict]:
+    """Tune's own view of a study's trials (its experiment state on disk), to check the tool's
+    views against: one dict per trial with trial_id, state, model and epochs reported."""
+    from ray.tune import ExperimentAnalysis
+
+    from study.config import flat_config
+    from study.progress import trial_state
+    from study.sweep import study_dir
+
+    folder = study_dir(storage, name)
+    if not any(folder.glob("experiment_state-*.json")):
+        return []
+    rows = []
+    for t in sorted(ExperimentAnalysis(str(folder)).trials, key=lambda t: t.trial_id):
+        last = t.last_result or {}
+        rows.append({
+            "trial_id": t.trial_id,
+            "state": trial_state(t.status, last, t.config),
+            "model": flat_config(t.config).get("model", "ae"),
+            "epochs": last.get("training_iteration", 0),
+        })  # fmt: skip
+    return rows

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, run_cli
+from tests.conftest import PYTHON, home_env, run_cli
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -33,7 +33,7 @@ def make_table(folder, out, *extra, via_study=False):
     command = ["study", "table"] if via_study else ["analysis.table"]
     result = subprocess.run(
         [PYTHON, "-m", *command, "analysed", "--out", str(out), "--storage", str(folder), *extra],
-        cwd=folder, capture_output=True, text=True, timeout=600,
+        cwd=folder, env=home_env(folder), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return pd.read_csv(out / "table.csv")
@@ -95,5 +95,6 @@ def test_two_runs_give_identical_files_and_are_logged_to_the_study_run(study):
 
 def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
     result = subprocess.run([PYTHON, "-m", "analysis.table", "nope", "--out", str(tmp_path)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+                            cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
     assert result.returncode == 2 and "no study 'nope'" in result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from study.tracking import trial_runs
-from tests.conftest import PYTHON, free_port, run_cli, wait_until_healthy
+from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -49,7 +49,7 @@ def ui(tmp_path):
     port = free_port()
     log = tmp_path / "ui.log"
     proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                            env=home_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, proc, log)
     yield url, f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -16,9 +16,9 @@ import yaml
 
 from models import ConfigError
 from study.cluster import validate_cluster_config
-from study.status import trial_states
 from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, ROOT, free_port, run_cli
+from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import write_space
 
 

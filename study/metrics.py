@@ -1,0 +1,70 @@
+"""The one list of metrics: each name, its direction and what it measures.
+
+Space validation (which metrics may be an objective), the trainer's printed line, the tidy runs
+table, the comparison table, export's `--metric` and the README's "What is measured" all read
+this list, so a metric added here shows up everywhere and one left out is missing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import ConfigError
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    goal: str | None  # "min" or "max" for a score; None for bookkeeping (timings, sizes)
+    measures: str
+    objective: bool = False  # may be a study's objective (held out, every model, every epoch)
+    shown: bool = True  # a column of the comparison table
+    printed: bool = False  # on `study train`'s line per epoch
+
+
+_ALL = (
+    Metric("val_mse", "min", "per-pixel MSE of clean held-out digits", objective=True, printed=True),
+    Metric("val_bce", "min", "per-pixel BCE of clean held-out digits (outputs clamped into (0, 1))",
+           objective=True, printed=True),
+    Metric("denoise_mse", "min", "per-pixel MSE between clean held-out digits and the reconstruction "
+           "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True),
+    Metric("probe_acc", "max", "held-out accuracy of a logistic regression on frozen codes of the "
+           "training split", objective=True, printed=True),
+    Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "
+           "on the code, encoder fine-tuned)", objective=True),
+    Metric("kl", "min", "VAE: KL(q(z|x) || N(0, I)) per held-out digit", printed=True),
+    Metric("recon_kl", "min", "VAE: reconstruction loss summed over pixels + KL per held-out digit "
+           "(the negative ELBO only when the reconstruction loss is BCE)", printed=True),
+    Metric("test_mse", "min", "val_mse on the data set's test split, after the last epoch"),
+    Metric("test_bce", "min", "val_bce on the data set's test split, after the last epoch"),
+    Metric("test_denoise_mse", "min", "denoise_mse on the test split", shown=False),
+    Metric("test_probe_acc", "max", "probe_acc on the test split", shown=False),
+    Metric("mean_digit_mse", None, "val_mse of predicting the training digits' mean for every "
+           "held-out digit: a trial no better than this is degenerate", shown=False),
+    Metric("train_loss", "min", "the model's own training loss (on training digits)", shown=False,
+           printed=True),
+    Metric("params", None, "number of parameters"),
+    Metric("epoch", None, "epochs trained"),
+    Metric("train_seconds", None, "training time, pretraining included, evaluation not"),
+    Metric("epoch_seconds", None, "one epoch's training time", shown=False),
+    Metric("eval_seconds", None, "one epoch's evaluation time", shown=False),
+    Metric("pretrain_seconds", None, "SDAE: layer-wise pretraining time", shown=False),
+)  # fmt: skip
+
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+OBJECTIVES: dict[str, str] = {m.name: m.goal for m in _ALL if m.objective and m.goal}
+SCORES: dict[str, str] = {m.name: m.goal for m in _ALL if m.goal}
+SHOWN: tuple[str, ...] = tuple(m.name for m in _ALL if m.shown)
+PRINTED: tuple[str, ...] = tuple(m.name for m in _ALL if m.printed)
+
+
+def goal(name: str) -> str:
+    """'min' or 'max' for a score; ConfigError naming the scores for anything else."""
+    if name not in SCORES:
+        raise ConfigError(f"unknown metric {name!r}; choose one of {', '.join(SCORES)}")
+    return SCORES[name]
+
+
+def sign(name: str) -> int:
+    """+1 where lower is better, -1 where higher is: `sign * value` sorts best first."""
+    return 1 if goal(name) == "min" else -1

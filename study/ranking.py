@@ -1,0 +1,77 @@
+"""The one ranking rule: which trial is best, for every view of a study.
+
+The sweep's summary and progress lines, `status`, `best`, `list`, `table`, the plots, `export`
+(and so the registry's `champion` aliases) and docs/RESULTS.md all rank with `rank`. The rule:
+
+1. Only trials that finished (ran all their epochs, or were stopped early by the scheduler) and
+   have a value for the metric take part; failed and running trials do not.
+2. Tiers, each outranking the next whatever the values: trials that ran their full budget;
+   trials stopped early (their numbers come from fewer epochs); degenerate trials, no better on
+   held-out digits than predicting the mean digit (`val_mse >= mean_digit_mse`).
+3. Within a tier, the metric in its direction (`study.metrics`), then the trial id.
+
+Degenerate trials are ranked (and shown) but never crowned: `winners` leaves them out.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.metrics import sign
+
+FULL, STOPPED, DEGENERATE = 0, 1, 2
+FINISHED_STATES = ("done", "stopped early")
+
+
+def standing(row: pd.Series, stopped: bool) -> str:
+    """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit."""
+    words = [f"stopped early at epoch {int(row['epoch'])}"] if stopped else []
+    if row["tier"] == DEGENERATE:
+        words.append(
+            f"degenerate: val_mse {row['val_mse']:.4f} >= the mean digit's {row['mean_digit_mse']:.4f}"
+        )
+    return "; ".join(words)
+
+
+def stopped_early(runs: pd.DataFrame) -> pd.Series:
+    """Trials that trained fewer epochs than their budget, whatever their state tag says."""
+    budget = pd.to_numeric(runs["epochs"], errors="coerce") if "epochs" in runs else runs["epoch"]
+    return (runs["state"] == "stopped early") | (runs["epoch"] < budget)
+
+
+def tiers(runs: pd.DataFrame) -> pd.Series:
+    """Each trial's tier (see the module's rule)."""
+    degenerate = runs["val_mse"] >= runs["mean_digit_mse"]  # False where either is missing
+    tier = pd.Series(FULL, index=runs.index).mask(stopped_early(runs), STOPPED)
+    return tier.mask(degenerate, DEGENERATE)
+
+
+def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The finished trials of `runs` (a `study.runs.study_runs` frame) that have `metric`, best
+    first, with columns `tier`, `standing` and `rank` (1 = best) added."""
+    direction = sign(metric)
+    if not len(runs) or metric not in runs:
+        return runs.iloc[0:0].assign(tier=[], standing=[], rank=[])
+    ranked = runs[runs["state"].isin(FINISHED_STATES) & runs[metric].notna()].copy()
+    if not len(ranked):
+        return ranked.assign(tier=[], standing=[], rank=[])
+    ranked["tier"] = tiers(ranked)
+    ranked["_key"] = direction * ranked[metric]
+    ranked = ranked.sort_values(["tier", "_key", "trial_id"], kind="stable").drop(columns="_key")
+    stopped = stopped_early(ranked)
+    ranked["standing"] = [
+        standing(row, stop) for (_, row), stop in zip(ranked.iterrows(), stopped, strict=True)
+    ]
+    ranked["rank"] = range(1, len(ranked) + 1)
+    return ranked.reset_index(drop=True)
+
+
+def best_per_model(ranked: pd.DataFrame) -> pd.DataFrame:
+    """The first trial of each model type in a `rank` frame (model types in ranked order)."""
+    return ranked.drop_duplicates("model", keep="first").reset_index(drop=True)
+
+
+def winners(ranked: pd.DataFrame, per_model: bool) -> pd.DataFrame:
+    """What may be crowned: the best non-degenerate trial overall, or of each model type."""
+    crownable = ranked[ranked["tier"] != DEGENERATE]
+    return best_per_model(crownable) if per_model else crownable.head(1).reset_index(drop=True)

@@ -1,0 +1,189 @@
+"""One answer to "which trial is best": summary, status, best, list, table and export agree, on
+real sweeps (local Ray, SQLite MLflow store)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from study.runs import study_runs
+from study.tracking import client
+from tests.conftest import PYTHON, ROOT, home_env, run_cli
+from tests.test_sweep import write_space
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def stopped_study(tmp_path_factory):
+    """The vae runs first and all 3 epochs; the ae, behind it in val_bce at epoch 1 (its relu
+    output) though well ahead of the mean digit, is then stopped by ASHA at its first rung: a
+    model type whose every trial stopped early."""
+    folder = tmp_path_factory.mktemp("stopped")
+    space = write_space(
+        folder, search={"algorithm": "grid"}, num_samples=1, epochs=3,
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        fixed={"lr": 0.003}, params={"model": ["vae", "ae"], "latent_dim": [32]},
+    )  # fmt: skip
+    result = run_cli("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result.stdout
+
+
+def cli(folder, *args):
+    return run_cli(*args, cwd=folder)
+
+
+def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stopped_study):
+    folder, summary = stopped_study
+    runs = study_runs(f"sqlite:///{folder / 'mlflow.db'}", "stopped")
+    assert dict(zip(runs["model"], runs["state"], strict=True)) == {
+        "vae": "done", "ae": "stopped early"
+    }  # fmt: skip
+    ae_line = next(line for line in summary.splitlines() if line.strip().startswith("ae "))
+    assert "[stopped early at epoch 1]" in ae_line
+
+    status = cli(folder, "status", "stopped")
+    assert status.returncode == 0, status.stderr
+    ranked = [line.split() for line in status.stdout.splitlines()[2:4]]
+    assert [r[0] for r in ranked] == ["1", "2"] and [r[2] for r in ranked] == ["vae", "ae"]
+    assert "latent_dim=32" in status.stdout
+
+    table = cli(folder, "table", "stopped", "--out", str(folder / "report"))
+    assert table.returncode == 0, table.stderr
+    rows = pd.read_csv(folder / "report" / "table.csv").set_index("model")
+    assert set(rows.index) == {"ae", "vae"}
+    assert rows.loc["ae", "standing"] == "stopped early at epoch 1"
+    assert pd.isna(rows.loc["vae", "standing"])
+
+    out = folder / "exported"
+    export = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
+    assert export.returncode == 0, export.stderr
+    assert "[stopped early at epoch 1]" in next(
+        line for line in export.stdout.splitlines() if line.startswith("ae")
+    )
+    record = json.loads((out / "ae" / "metrics.json").read_text())
+    assert record["standing"] == "stopped early at epoch 1" and record["epochs_trained"] == 1
+    c = client(f"sqlite:///{folder / 'mlflow.db'}")
+    version = c.get_model_version_by_alias("stopped", "champion-ae")
+    assert version.tags["standing"] == "stopped early at epoch 1"
+
+
+def test_export_refuses_a_used_folder_and_adds_no_version_when_repeated(stopped_study):
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = folder / "twice"
+    first = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
+    assert first.returncode == 0, first.stderr
+    versions = len(client(uri).search_model_versions("name = 'stopped'"))
+
+    refused = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
+    assert (
+        refused.returncode == 2 and "is not empty" in refused.stderr and "--force" in refused.stderr
+    )
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+    forced = cli(folder, "export", "stopped", "--out", str(out), "--per-model", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert len(client(uri).search_model_versions("name = 'stopped'")) == versions
+
+    a_file = folder / "a-file"
+    a_file.write_text("x")
+    onto_file = cli(folder, "export", "stopped", "--out", str(a_file))
+    assert onto_file.returncode == 2 and "is a file" in onto_file.stderr
+    assert len(onto_file.stderr.strip().splitlines()) == 1
+
+
+def test_another_metric_gets_its_own_aliases_and_leaves_the_champions(stopped_study):
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    assert (
+        cli(folder, "export", "stopped", "--out", str(folder / "c"), "--per-model").returncode == 0
+    )
+    champion = client(uri).get_model_version_by_alias("stopped", "champion-vae").version
+    by_probe = cli(folder, "export", "stopped", "--out", str(folder / "p"), "--metric", "probe_acc")
+    assert by_probe.returncode == 0, by_probe.stderr
+    assert "models:/stopped@best-probe_acc" in by_probe.stdout
+    assert client(uri).get_model_version_by_alias("stopped", "champion-vae").version == champion
+
+
+def test_load_model_from_another_folder_finds_the_store_and_leaves_nothing(stopped_study, tmp_path):
+    folder, _ = stopped_study
+    assert (
+        cli(folder, "export", "stopped", "--out", str(folder / "l"), "--per-model").returncode == 0
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("from study.export import load_model; m = load_model('models:/stopped@champion-vae'); "
+            "print(type(m).__name__, m.config.latent_dim)")  # fmt: skip
+    result = subprocess.run([PYTHON, "-c", code], cwd=elsewhere, env=home_env(folder),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["VariationalAutoEncoder", "32"]
+    assert list(elsewhere.iterdir()) == []  # no stray mlflow.db
+
+
+def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
+    folder, _ = stopped_study
+    best = cli(folder, "best", "stopped", "--model", "vae")
+    assert best.returncode == 0, best.stderr
+    value = float(best.stdout.split()[2])
+    command = next(line.strip() for line in best.stdout.splitlines() if "study train" in line)
+    assert "--epochs 3" in command and "--latent-dim 32" in command and "--lr 0.003" in command
+    rerun = subprocess.run(command.replace("python", PYTHON, 1), shell=True, cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    final = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert round(final["val_bce"], 4) == round(value, 4)
+
+
+def test_list_shows_the_study_with_its_counts_and_best(stopped_study):
+    folder, _ = stopped_study
+    listed = cli(folder, "list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("stopped "))
+    assert "1 done, 1 stopped early" in line and "(vae, trial" in line
+
+
+def test_a_name_taken_in_the_store_under_another_storage_is_refused(stopped_study):
+    folder, _ = stopped_study
+    (folder / "again").mkdir()
+    space = write_space(folder / "again", epochs=1)
+    result = cli(
+        folder, "sweep", str(space), "--name", "stopped", "--storage", str(folder / "other")
+    )
+    assert result.returncode == 2
+    assert str(folder / "studies" / "stopped") in result.stderr
+    assert str(folder / "other" / "stopped") in result.stderr
+    assert not (folder / "other").exists()
+
+
+def test_a_maximised_objective_is_maximised_by_every_view(tmp_path):
+    space = write_space(
+        tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2, objective="probe_acc",
+        scheduler={"type": "none"}, fixed={"lr": 0.003},
+        params={"model": ["ae"], "latent_dim": [16, 32]},
+    )  # fmt: skip
+    sweep = run_cli("sweep", str(space), "--name", "acc", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "acc")
+    top = runs.loc[runs["probe_acc"].idxmax()]
+    assert runs["probe_acc"].nunique() == 2 and (runs["val_mse"] < runs["mean_digit_mse"]).all()
+
+    status = run_cli("status", "acc", cwd=tmp_path)
+    assert status.stdout.splitlines()[2].split()[1] == top["trial_id"]
+    best = run_cli("best", "acc", cwd=tmp_path)
+    assert f"trial {top['trial_id']}" in best.stdout
+    assert f"probe_acc {top['probe_acc']:.4f}" in best.stdout
+    run_cli("table", "acc", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    table = pd.read_csv(tmp_path / "r" / "table.csv")
+    assert table.loc[0, "probe_acc"] == pytest.approx(top["probe_acc"])
+    export = run_cli("export", "acc", "--out", str(tmp_path / "e"), cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert (
+        json.loads((tmp_path / "e" / "best" / "metrics.json").read_text())["trial_id"]
+        == top["trial_id"]
+    )

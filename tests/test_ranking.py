@@ -1,0 +1,59 @@
+"""The one ranking rule (study.ranking), on trial tables shaped like `study.runs.study_runs`."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.ranking import DEGENERATE, FULL, STOPPED, best_per_model, rank, winners
+
+MEAN_DIGIT = 0.067
+
+
+def trial(trial_id, model, state, value, epoch=8, epochs=8, val_mse=0.03, metric="val_bce"):
+    return {"trial_id": trial_id, "model": model, "state": state, metric: value, "epoch": epoch,
+            "epochs": epochs, "val_mse": val_mse, "mean_digit_mse": MEAN_DIGIT}  # fmt: skip
+
+
+def test_full_budget_outranks_stopped_early_and_degenerate_comes_last():
+    runs = pd.DataFrame([
+        trial("t1", "ae", "done", 0.30),
+        trial("t2", "ae", "stopped early", 0.10, epoch=2),  # better value, fewer epochs
+        trial("t3", "cae", "stopped early", 0.05, epoch=2),  # cae has only a stopped trial
+        trial("t4", "vae", "done", 0.01, val_mse=0.07),  # no better than the mean digit
+        trial("t5", "dae", "failed", 0.001, epoch=1),
+        trial("t6", "dae", "running", 0.002, epoch=3),
+        trial("t7", "vae", "done", 0.20),
+    ])  # fmt: skip
+    ranked = rank(runs, "val_bce")
+    assert list(ranked["trial_id"]) == ["t7", "t1", "t3", "t2", "t4"]
+    assert list(ranked["tier"]) == [FULL, FULL, STOPPED, STOPPED, DEGENERATE]
+    assert ranked.loc[ranked["trial_id"] == "t3", "standing"].item() == "stopped early at epoch 2"
+    assert ranked.loc[ranked["trial_id"] == "t4", "standing"].item().startswith("degenerate")
+    per_model = best_per_model(ranked)
+    assert dict(zip(per_model["model"], per_model["trial_id"], strict=True)) == {
+        "vae": "t7", "ae": "t1", "cae": "t3"
+    }  # fmt: skip
+    assert list(winners(ranked, per_model=False)["trial_id"]) == ["t7"]
+
+
+def test_a_trial_short_of_its_budget_counts_as_stopped_whatever_its_tag():
+    runs = pd.DataFrame([trial("t1", "ae", "done", 0.1, epoch=3), trial("t2", "ae", "done", 0.2)])
+    assert list(rank(runs, "val_bce")["trial_id"]) == ["t2", "t1"]
+
+
+def test_a_model_type_with_only_degenerate_trials_is_ranked_but_never_crowned():
+    runs = pd.DataFrame(
+        [trial("t1", "ae", "done", 0.3, val_mse=0.09), trial("t2", "vae", "done", 0.4)]
+    )
+    ranked = rank(runs, "val_bce")
+    assert list(ranked["trial_id"]) == ["t2", "t1"]
+    assert list(winners(ranked, per_model=True)["model"]) == ["vae"]
+
+
+def test_direction_comes_from_the_metric():
+    runs = pd.DataFrame([
+        trial("t1", "ae", "done", 0.80, metric="probe_acc"),
+        trial("t2", "ae", "done", 0.90, metric="probe_acc"),
+        trial("t3", "ae", "done", 0.85, metric="probe_acc"),
+    ])  # fmt: skip
+    assert list(rank(runs, "probe_acc")["trial_id"]) == ["t2", "t3", "t1"]
