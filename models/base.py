@@ -60,7 +60,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the bad field and what is allowed."""
-        if int(self.latent_dim) < 1:
+        if self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
@@ -73,6 +73,17 @@ class ModelConfig:
 def check_choice(name: str, value: object, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def check_bottleneck(latent_dim: int, hidden: tuple[int, ...]) -> None:
+    """The code must be the narrowest layer: a hidden layer narrower than `latent_dim` would be
+    the real bottleneck, and a study's `latent_dim` axis would be fiction."""
+    if hidden and min(hidden) < latent_dim:
+        raise ConfigError(
+            f"latent_dim {latent_dim} is wider than the hidden layer of {min(hidden)} in hidden "
+            f"{list(hidden)}, which would be the real bottleneck: choose latent_dim <= "
+            f"{min(hidden)} or wider hidden layers"
+        )
 
 
 def check_output_for_loss(output_activation: str, recon_loss: str) -> None:
@@ -88,15 +99,22 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Per-pixel mean loss, as Keras computes `mse` / `binary_crossentropy`."""
-    if kind == "mse":
-        return F.mse_loss(recon, target)
-    return F.binary_cross_entropy(recon, target)
+def reconstruction_loss(
+    logits: torch.Tensor, target: torch.Tensor, kind: str, output: str, reduction: str = "mean"
+) -> torch.Tensor:
+    """Reconstruction loss of the decoder's pre-activation outputs `logits` against `target`, as
+    Keras computes `mse` / `binary_crossentropy` (per-pixel mean, or per element with
+    reduction="none"). BCE works on the logits of the sigmoid output (`output` must be sigmoid,
+    which the configs check): stable where the sigmoid saturates, and never an error when the
+    outputs are not finite, so a diverging trial is caught by its loss's value."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target, reduction=reduction)
+    return F.mse_loss(activation(output)(logits), target, reduction=reduction)
 
 
 class AutoEncoder(nn.Module):
-    """Base class: subclasses define `encode`, `decode` and may override `forward`."""
+    """Base class: subclasses define `encode` and `decode_logits` and may override `forward`
+    and the hooks below."""
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     name: ClassVar[str] = ""
@@ -109,9 +127,18 @@ class AutoEncoder(nn.Module):
         """Images (N, 1, 28, 28) in [0, 1] -> codes (N, code_dim)."""
         raise NotImplementedError
 
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (N, code_dim) -> the decoder's outputs before its output activation, (N, 1, 28, 28)."""
+        raise NotImplementedError
+
+    @property
+    def output_activation(self) -> str:
+        """The decoder's output activation (a key of ACTIVATIONS)."""
+        return "sigmoid"
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Codes (N, code_dim) -> images (N, 1, 28, 28)."""
-        raise NotImplementedError
+        return activation(self.output_activation)(self.decode_logits(z))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction (the VAE uses the mean of q(z|x))."""
@@ -134,8 +161,9 @@ class AutoEncoder(nn.Module):
         """
         target = x if target is None else target
         z = self.encode(x)
-        recon = self.decode(z)
-        loss = reconstruction_loss(recon, target, self.config.recon_loss)
+        logits = self.decode_logits(z)
+        loss = reconstruction_loss(logits, target, self.config.recon_loss, self.output_activation)
+        recon = activation(self.output_activation)(logits.detach())
         return AEOutput(
             loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
         )

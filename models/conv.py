@@ -28,13 +28,13 @@ class CAEConfig(ModelConfig):
     noise: float = 0.0  # the seed never corrupted the CAE's input; > 0 makes it denoising
 
     def validate(self) -> None:
-        if self.latent_dim is not None and int(self.latent_dim) < 1:
+        if self.latent_dim is not None and self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         check_choice(
             "activation", self.activation, ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
         )
         check_choice("recon_loss", self.recon_loss, ("mse", "bce"))
-        if len(self.channels) != 2 or any(int(c) < 1 for c in self.channels):
+        if len(self.channels) != 2 or any(c < 1 for c in self.channels):
             raise ConfigError(f"channels must be two widths >= 1, got {list(self.channels)}")
         validate_noise(self.noise_kind, self.noise)
 
@@ -64,13 +64,13 @@ class ConvAutoEncoder(AutoEncoder):
         self.image = nn.Sequential(
             nn.Conv2d(c2, c2, 3, padding=1), activation(act), nn.Upsample(scale_factor=2),
             nn.Conv2d(c2, c1, 3, padding=1), activation(act), nn.Upsample(scale_factor=2),
-            nn.Conv2d(c1, 1, 3, padding=1), nn.Sigmoid(),
+            nn.Conv2d(c1, 1, 3, padding=1), nn.Identity(),  # the sigmoid: `output_activation`
         )  # fmt: skip
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_code(self.features(x).flatten(1))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.image(self.from_code(z).reshape(z.shape[0], *self.map_shape))
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -14,25 +14,39 @@ from models.base import (
     AutoEncoder,
     ModelConfig,
     activation,
+    check_bottleneck,
     check_output_for_loss,
     reconstruction_loss,
 )
 from models.errors import ConfigError
 from models.noise import corrupt, validate_noise
 
+SEED_DAE_HIDDEN = (128, 64, 10)
+
 
 @dataclass
 class AEConfig(ModelConfig):
     """Seed AE: 784 -> Dense(latent, relu) -> Dense(784, relu), MSE."""
 
-    hidden: tuple[int, ...] = ()  # widths between the input and the code, mirrored in the decoder
+    # Widths between the input and the code, mirrored in the decoder; None: the seed DAE's stack
+    # (see `widths`).
+    hidden: tuple[int, ...] | None = ()
     code_activation: str = "same"  # "same" applies `activation` to the code (seed AE); or "linear"
     output_activation: str = "relu"
 
+    def widths(self) -> tuple[int, ...]:
+        """The hidden widths the model is built with. None gives the seed DAE's 128-64-10 without
+        the layers no wider than the code, so `latent_dim` is always the bottleneck: the seed's
+        784-128-64-10-2 at latent 2, 784-128-64-32 at latent 32."""
+        if self.hidden is None:
+            return tuple(w for w in SEED_DAE_HIDDEN if w > self.latent_dim)
+        return self.hidden
+
     def validate(self) -> None:
         super().validate()
-        if any(int(h) < 1 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
+        if any(h < 1 for h in self.widths()):
+            raise ConfigError(f"hidden sizes must be >= 1, got {list(self.widths())}")
+        check_bottleneck(self.latent_dim, self.widths())
         if self.code_activation not in ("same", "linear"):
             raise ConfigError(
                 f"code_activation must be 'same' or 'linear'; got {self.code_activation!r}"
@@ -45,7 +59,7 @@ class DAEConfig(AEConfig):
     """Seed DAE: 784-128-64-10-latent (linear code), tanh output, trained on x + 0.5·N(0,1)
     (clipped) against the clean image (the seed's target was the noisy one: not copied)."""
 
-    hidden: tuple[int, ...] = (128, 64, 10)
+    hidden: tuple[int, ...] | None = None  # the seed's 128-64-10, narrowed to the code (widths)
     code_activation: str = "linear"
     output_activation: str = "tanh"
     noise_kind: str = "gaussian"
@@ -64,7 +78,7 @@ class SDAEConfig(DAEConfig):
 
     def validate(self) -> None:
         super().validate()
-        if int(self.pretrain_epochs) < 0:
+        if self.pretrain_epochs < 0:
             raise ConfigError(f"pretrain_epochs must be >= 0, got {self.pretrain_epochs}")
 
 
@@ -76,13 +90,18 @@ class MLPAutoEncoder(AutoEncoder):
 
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)
-        widths = [PIXELS, *config.hidden, config.latent_dim]
+        widths = [PIXELS, *config.widths(), config.latent_dim]
         code_act = config.activation if config.code_activation == "same" else "linear"
         back = widths[::-1]
         self.encoder_acts = [config.activation] * (len(widths) - 2) + [code_act]
         self.decoder_acts = [config.activation] * (len(back) - 2) + [config.output_activation]
         self.encoder = _stack(widths, self.encoder_acts)
-        self.decoder = _stack(back, self.decoder_acts)
+        # The output activation is applied by `decode`; training works on its input (logits).
+        self.decoder = _stack(back, [*self.decoder_acts[:-1], "linear"])
+
+    @property
+    def output_activation(self) -> str:
+        return self.config.output_activation
 
     @property
     def encoder_layers(self) -> list[nn.Linear]:
@@ -95,7 +114,7 @@ class MLPAutoEncoder(AutoEncoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x.reshape(x.shape[0], -1))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).reshape(z.shape[0], 1, 28, 28)
 
 
@@ -169,7 +188,7 @@ class PretrainStage(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
-        self.enc_act, self.dec_act = activation(encoder_act), activation(decoder_act)
+        self.enc_act, self.dec_act = activation(encoder_act), decoder_act
         self._below = nn.Sequential(*_interleave(below, below_acts))
         self.noise_kind = noise_kind if is_pixel_stage or noise_kind == "gaussian" else "masking"
         self.noise = noise
@@ -189,8 +208,9 @@ class PretrainStage(nn.Module):
 
     def forward(self, h_noisy: torch.Tensor, h_clean: torch.Tensor) -> AEOutput:
         z = self.enc_act(self.encoder(h_noisy))
-        recon = self.dec_act(self.decoder(z))
-        loss = reconstruction_loss(recon, h_clean, self.recon_loss)
+        logits = self.decoder(z)
+        loss = reconstruction_loss(logits, h_clean, self.recon_loss, self.dec_act)
+        recon = activation(self.dec_act)(logits.detach())
         return AEOutput(
             loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
         )

@@ -9,6 +9,7 @@ from models.base import AutoEncoder, ModelConfig
 from models.conv import ConvAutoEncoder
 from models.errors import ConfigError
 from models.mlp import DenoisingAutoEncoder, MLPAutoEncoder, StackedDenoisingAutoEncoder
+from models.typecheck import checked_fields
 from models.vae import VariationalAutoEncoder
 
 MODELS: dict[str, type[AutoEncoder]] = {
@@ -45,9 +46,7 @@ def make_config(name: str, params: dict[str, Any]) -> ModelConfig:
         raise ConfigError(
             f"model {name!r} has no parameter {', '.join(unknown)}; it accepts {', '.join(allowed)}"
         )
-    # JSON and YAML give lists where the dataclasses hold tuples.
-    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    config = config_class(**clean)
+    config = config_class(**checked_fields(config_class, params))
     config.validate()
     return config
 

@@ -7,9 +7,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from models.base import PIXELS, AEOutput, AutoEncoder, ModelConfig, activation
+from models.base import (
+    PIXELS,
+    AEOutput,
+    AutoEncoder,
+    ModelConfig,
+    activation,
+    check_bottleneck,
+    reconstruction_loss,
+)
 from models.errors import ConfigError
 
 
@@ -23,9 +30,10 @@ class VAEConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if any(int(h) < 1 for h in self.hidden):
+        if any(h < 1 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be >= 1, got {list(self.hidden)}")
-        if float(self.beta) < 0:
+        check_bottleneck(self.latent_dim, self.hidden)
+        if self.beta < 0:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
 
 
@@ -56,7 +64,8 @@ class VariationalAutoEncoder(AutoEncoder):
         dec: list[nn.Module] = []
         for a, b in itertools.pairwise(back):
             dec += [nn.Linear(a, b), activation(act)]
-        self.decoder = nn.Sequential(*dec, nn.Linear(back[-1], PIXELS), nn.Sigmoid())
+        # the sigmoid is `output_activation`, applied by `decode`; training uses the logits
+        self.decoder = nn.Sequential(*dec, nn.Linear(back[-1], PIXELS), nn.Identity())
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """μ and log σ² of q(z|x)."""
@@ -66,7 +75,7 @@ class VariationalAutoEncoder(AutoEncoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).reshape(z.shape[0], 1, 28, 28)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -84,10 +93,11 @@ class VariationalAutoEncoder(AutoEncoder):
         target = x if target is None else target
         mu, logvar = self.posterior(x)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        recon = self.decode(mu + torch.exp(0.5 * logvar) * eps)  # reparameterisation trick
-        recon_sum = summed_recon_loss(recon, target, self.config.recon_loss).mean()
+        logits = self.decode_logits(mu + torch.exp(0.5 * logvar) * eps)  # reparameterisation
+        recon_sum = summed_recon_loss(logits, target, self.config.recon_loss).mean()
         kl = kl_divergence(mu, logvar).mean()
         loss = recon_sum + self.config.beta * kl
+        recon = torch.sigmoid(logits.detach())
         return AEOutput(loss=loss, recon_loss=recon_sum, reg_loss=kl, recon=recon, z=mu)
 
     @torch.no_grad()
@@ -98,7 +108,7 @@ class VariationalAutoEncoder(AutoEncoder):
         eps = torch.randn(mu.shape, generator=noise).to(mu.device)
         kl = kl_divergence(mu, logvar)
         recon = torch.cat([
-            summed_recon_loss(self.decode(m + torch.exp(0.5 * lv) * e), xb, self.config.recon_loss)
+            summed_recon_loss(self.decode_logits(m + torch.exp(0.5 * lv) * e), xb, self.config.recon_loss)
             for m, lv, e, xb in zip(*(t.split(EVAL_BATCH) for t in (mu, logvar, eps, x)), strict=True)
         ])  # fmt: skip
         return {"kl": kl.mean().item(), "recon_kl": (recon + kl).mean().item()}
@@ -130,7 +140,7 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
-def summed_recon_loss(recon: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Reconstruction loss summed over pixels, per sample."""
-    fn = F.mse_loss if kind == "mse" else F.binary_cross_entropy
-    return fn(recon, target, reduction="none").flatten(1).sum(dim=1)
+def summed_recon_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Reconstruction loss of the decoder's logits, summed over pixels, per sample."""
+    loss = reconstruction_loss(logits, target, kind, "sigmoid", reduction="none")
+    return loss.flatten(1).sum(dim=1)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from models import ConfigError, ModelConfig, make_config, model_fields
+from models.typecheck import checked_fields
 from study.data import check_data_source
 
 
@@ -32,9 +33,9 @@ class TrainSettings:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.finetune_epochs) < 0:
+        if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
-        if not float(self.lr) > 0:
+        if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got {self.device!r}")
@@ -46,7 +47,8 @@ SETTING_KEYS = tuple(f.name for f in fields(TrainSettings))
 
 def split_config(config: dict[str, Any]) -> tuple[TrainSettings, ModelConfig]:
     """Validate a flat trial config completely and split it; raises ConfigError on any bad value."""
-    settings = TrainSettings(**{k: v for k, v in config.items() if k in SETTING_KEYS})
+    given = {k: v for k, v in config.items() if k in SETTING_KEYS}
+    settings = TrainSettings(**checked_fields(TrainSettings, given))
     settings.validate()
     model_params = {k: v for k, v in config.items() if k not in SETTING_KEYS}
     try:

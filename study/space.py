@@ -9,7 +9,7 @@ on parameters declared above it). Every problem is reported before anything runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +190,7 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
         ranged = [p.name for p in params if p.kind != "values"]
         if ranged:
             raise fail(f"params.{ranged[0]}", "grid search needs a list of values, not a range")
+        space = replace(space, num_samples=_grid_samples(raw, fail))
     if objective == "finetune_acc" and not int(fixed.get("finetune_epochs", 0)):
         raise fail("objective", "finetune_acc needs fixed: {finetune_epochs: N} with N >= 1")
     _check_against_models(space, fail)
@@ -200,6 +201,18 @@ def _positive_int(value: Any, fail, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise fail(key, f"must be a whole number >= 1, got {value!r}")
     return value
+
+
+def _grid_samples(raw: dict[str, Any], fail) -> int:
+    """A grid runs each point once: training is deterministic, so a repeat of a point is an exact
+    copy. Repeats that mean something vary the seed."""
+    if raw.get("num_samples", 1) != 1:
+        raise fail(
+            "num_samples",
+            "a grid runs each point once; for repeats with other seeds add `seed: [0, 1, 2]` "
+            "under params",
+        )
+    return 1
 
 
 def _epochs(value: Any, fail) -> dict[str, int]:
@@ -273,8 +286,13 @@ def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:
     if log and low <= 0:
         raise fail(f"{key}.log", f"a log range needs low > 0, got {low:g}")
     step = spec.get("step")
-    if step is not None and (log or not float(step) > 0):
-        raise fail(f"{key}.step", "must be > 0 and cannot combine with log")
+    if step is not None:
+        try:  # YAML reads 1e-3 (no dot) as a string
+            step = (int if kind == "int" else float)(float(step))
+        except (TypeError, ValueError):
+            raise fail(f"{key}.step", f"must be a number > 0, got {step!r}") from None
+        if log or not step > 0:
+            raise fail(f"{key}.step", "must be a number > 0 and cannot combine with log")
     return Param(name, kind, low=low, high=high, log=log, step=step, when=when)
 
 

@@ -80,6 +80,11 @@ def study_dir(storage: str | Path, name: str) -> Path:
 def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
     """Validate everything, then run a new study; returns Tune's results."""
     options.validate()
+    if space.algorithm == "grid" and (options.num_samples or 1) != 1:
+        raise ConfigError(
+            f"--num-samples {options.num_samples}: a grid runs each of its points once; for "
+            "repeats with other seeds add `seed: [0, 1, 2]` under params"
+        )
     folder = study_dir(options.storage, options.name)
     if (folder / STUDY_FILE).exists():
         raise ConfigError(

@@ -35,6 +35,11 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
         (["--model", "ae", "--dataset", "mnist", "--data-dir", "EMPTY"], "lacks the IDX files"),
         (["--model", "ae", "--epochs", "0"], "epochs must be >= 1"),
         (["--model", "ae", "--set", "nonsense"], "--set expects KEY=VALUE"),
+        (
+            ["--model", "ae", "--set", "latent_dim=4.5"],
+            "latent_dim must be a whole number, got 4.5",
+        ),
+        (["--model", "ae", "--set", "batch_size=[64]"], "batch_size must be a whole number"),
     ],
 )
 def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path):

@@ -73,9 +73,9 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
     shared = tmp_path / "shared"
     try:
         # CAE trials outlast a worker's start-up, so both nodes get work.
-        space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=2, epochs=3,
+        space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
                             scheduler={"type": "none"}, fixed={"batch_size": 64},
-                            params={"model": ["cae"], "latent_dim": [4, 8]})  # fmt: skip
+                            params={"model": ["cae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
         cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
                "--address", cluster.address, "--tracking-uri", mlflow_server]  # fmt: skip
         driver = subprocess.Popen(

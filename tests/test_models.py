@@ -83,8 +83,16 @@ def test_noise_kinds_change_about_the_requested_share(kind):
         ("ae", {"noise": 0.5}, "model 'ae' has no parameter noise"),
         ("vae", {"activation": "swish"}, "activation must be one of"),
         ("vae", {"beta": -1}, "beta must be >= 0"),
+        ("ae", {"latent_dim": 4.5}, "latent_dim must be a whole number, got 4.5"),
+        ("ae", {"latent_dim": True}, "latent_dim must be a whole number, got True"),
+        ("vae", {"beta": "strong"}, "beta must be a finite number, got 'strong'"),
+        ("vae", {"beta": float("inf")}, "beta must be a finite number"),
+        ("ae", {"activation": 3}, "activation must be a string, got 3"),
+        ("ae", {"hidden": [64, "x"]}, "hidden[1] must be a whole number"),
+        ("dae", {"latent_dim": 32, "hidden": [128, 16]}, "latent_dim 32 is wider than the hidden layer of 16"),
+        ("vae", {"latent_dim": 600}, "latent_dim 600 is wider than the hidden layer of 512"),
     ],
-)
+)  # fmt: skip
 def test_bad_model_config_is_rejected(name, params, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         models.build_model(name, params)
@@ -113,3 +121,17 @@ def test_checkpoint_weights_refuse_pickled_code(tmp_path):
     torch.save({"evil": object()}, tmp_path / "model.pt")
     with pytest.raises(Exception, match=r"[Ww]eights only load failed|Unsupported global"):
         models.load(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["dae", "sdae"])
+def test_latent_dim_is_the_real_bottleneck_of_the_denoising_stacks(name):
+    widths = lambda m: [layer.out_features for layer in m.encoder_layers]  # noqa: E731
+    assert widths(models.build_model(name, {"latent_dim": 2})) == [128, 64, 10, 2]  # the seed's
+    wide = models.build_model(name, {"latent_dim": 32})
+    assert widths(wide) == [128, 64, 32]
+    assert min(m.out_features for m in wide.modules() if isinstance(m, torch.nn.Linear)) >= 32
+
+
+def test_numbers_yaml_left_as_strings_are_read_as_numbers():
+    assert models.build_model("vae", {"beta": "1e-1"}).config.beta == 0.1
+    assert models.build_model("ae", {"latent_dim": 4.0}).config.latent_dim == 4

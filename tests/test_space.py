@@ -109,6 +109,9 @@ DELETE = object()
         ("num_samples", 0, "num_samples: must be a whole number >= 1"),
         ("params.epochs", [1, 2], "params.epochs: set by the sweep itself"),
         ("params.recon_loss", {"values": ["mse", "bce"]}, "params.recon_loss: for model 'ae': recon_loss 'bce' needs outputs in [0, 1]"),
+        ("params.latent_dim", [4, "x"], "params.latent_dim: for model 'ae': latent_dim must be a whole number, got 'x'"),
+        ("params.lr", {"float": [1e-4, 0.1], "step": "often"}, "params.lr.step: must be a number > 0"),
+        ("fixed", {"batch_size": 6.5}, "fixed: for model 'ae': batch_size must be a whole number, got 6.5"),
     ],
 )  # fmt: skip
 def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
@@ -133,3 +136,19 @@ def test_cli_rejects_a_bad_space_with_exit_code_2_before_starting_ray(tmp_path: 
     assert result.returncode == 2
     assert f"{bad}: params.latent_dim.int: empty or inverted range" in result.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_a_grid_runs_each_point_once():
+    raw = with_change("search", {"algorithm": "grid"})
+    raw["params"] = {"model": ["ae", "vae"], "seed": [0, 1, 2]}
+    del raw["num_samples"]
+    space = parse_space(raw, "grid.yaml")
+    assert space.num_samples == 1 and len(space.grid()) == 6
+    raw["num_samples"] = 10
+    with pytest.raises(SpaceError, match="num_samples: a grid runs each point once"):
+        parse_space(raw, "grid.yaml")
+
+
+def test_a_step_yaml_left_as_a_string_becomes_a_number():
+    space = parse_space(with_change("params.lr", {"float": [0.001, 0.1], "step": "1e-3"}), "s.yaml")
+    assert next(p for p in space.params if p.name == "lr").step == 0.001

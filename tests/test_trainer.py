@@ -79,9 +79,12 @@ def test_supervised_phase_reports_held_out_accuracy(tiny_config):
     assert 0.5 < history[-1]["finetune_acc"] <= 1.0
 
 
-def test_diverging_loss_stops_the_trial_with_a_clear_error(tiny_config):
-    config = {**tiny_config, "model": "vae", "recon_loss": "mse", "lr": 1e4}
-    with pytest.raises(TrainingDiverged, match="training loss became nan in epoch 1"):
+@pytest.mark.parametrize("recon_loss", ["mse", "bce"])
+def test_diverging_loss_stops_the_trial_with_a_clear_error(tiny_config, recon_loss):
+    # BCE works on logits: a diverged BCE trial is caught by its loss's value, not by an error
+    # that torch raises on outputs outside [0, 1].
+    config = {**tiny_config, "model": "vae", "recon_loss": recon_loss, "lr": 1e4}
+    with pytest.raises(TrainingDiverged, match="training diverged in epoch 1: its loss became nan"):
         train(config)
 
 
@@ -92,5 +95,43 @@ def test_an_infinite_loss_is_caught_too():
 
     w = torch.nn.Parameter(torch.ones(()))
     optimizer = torch.optim.SGD([w], lr=0.1)
-    with pytest.raises(TrainingDiverged, match="became inf in test"):
+    with pytest.raises(TrainingDiverged, match="diverged in test: its loss became inf"):
         run_epoch(lambda idx: w * 0 + float("inf"), optimizer, 10, 4, torch.Generator(), "test")
+
+
+@pytest.mark.parametrize("model", ["vae", "dae", "sdae", "cae"])
+def test_training_draws_nothing_from_the_global_rng(tiny_config, model):
+    # Every draw goes through the trial's generator: a resumed trial on a GPU (whose global CUDA
+    # RNG a checkpoint does not restore) then draws what an uninterrupted one would.
+    import torch
+
+    import models
+    from study.trainer import run_epoch
+
+    config = {**tiny_config, "model": model}
+    net = models.build_model(model, {"latent_dim": 4})
+    x = torch.rand(32, 1, 28, 28)
+    gen = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(net.parameters())
+    before = torch.get_rng_state()
+    run_epoch(lambda idx: net(net.corrupt(x[idx], gen), x[idx], gen).loss, optimizer, len(x),
+              config["batch_size"], gen, "test")  # fmt: skip
+    for stage in net.pretrain_stages():
+        h = stage.inputs(x)
+        stage(stage.corrupt(h, gen), h)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_evaluation_noise_is_the_same_on_every_device():
+    import torch
+
+    from study.evaluate import eval_noise, noisy_copy
+
+    x = torch.rand(50, 1, 28, 28)
+    cpu = noisy_copy(x)
+    assert torch.equal(cpu, noisy_copy(x.clone()))
+    assert not torch.equal(cpu, x)
+    if torch.cuda.is_available():
+        assert torch.equal(noisy_copy(x.cuda()).cpu(), cpu)
+    # the generator behind every evaluation draw is a CPU one, whatever device the model is on
+    assert eval_noise().device.type == "cpu"

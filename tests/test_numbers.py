@@ -1,0 +1,75 @@
+"""Numbers that mean what they say: the metric registry, the table's repeats, the seed rows.
+Fast: synthetic trial tables shaped like `study.runs.study_runs`, and one short training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.seed import seed_comparison
+from analysis.table import build_table
+from study.metrics import METRICS, OBJECTIVES, PRINTED
+from study.ranking import rank
+from study.space import parse_space
+from study.trainer import train
+from tests.test_space import with_change
+
+
+def runs_frame(rows: list[dict]) -> pd.DataFrame:
+    base = {"run_id": "", "error": None, "given": None, "state": "done", "epoch": 2, "epochs": 2,
+            "val_mse": 0.03, "mean_digit_mse": 0.067, "latent_dim": 2, "activation": "tanh",
+            "recon_loss": "mse", "lr": 0.001, "dataset": "mnist-5k"}  # fmt: skip
+    frame = pd.DataFrame([{**base, "run_id": r["trial_id"], **r} for r in rows])
+    for metric in METRICS:
+        if metric not in frame:
+            frame[metric] = np.nan
+    return frame
+
+
+def test_every_metric_the_trainer_reports_is_in_the_registry(tiny_config):
+    history = train({**tiny_config, "model": "vae", "epochs": 1, "finetune_epochs": 1})
+    assert set(history[-1]) <= set(METRICS), set(history[-1]) - set(METRICS)
+    assert {"kl", "recon_kl", "mean_digit_mse"} <= set(history[-1])
+    assert set(PRINTED) <= set(METRICS) and set(OBJECTIVES) <= set(METRICS)
+
+
+def test_objectives_a_space_accepts_are_the_registry_s():
+    for name in OBJECTIVES:
+        raw = with_change("objective", name)
+        raw["fixed"]["finetune_epochs"] = 1  # finetune_acc exists only with the supervised phase
+        assert parse_space(raw, "s.yaml").mode == OBJECTIVES[name]
+
+
+def test_a_seed_row_stays_empty_without_a_trial_that_meets_its_conditions():
+    # every VAE trained with MSE: the seed's BCE row must not show the MSE VAE's number
+    runs = runs_frame([
+        {"trial_id": "t1", "model": "vae", "recon_loss": "mse", "val_bce": 0.2, "recon_kl": 37.7},
+        {"trial_id": "t2", "model": "ae", "activation": "relu", "val_bce": 0.3, "val_mse": 0.05},
+    ])  # fmt: skip
+    seed = seed_comparison(rank(runs, "val_bce")).set_index(["model", "seed setting"])
+    assert list(seed.columns[:2]) == ["seed", "seed measured"]
+    bce = seed.loc[("vae", "BCE + KL, latent 2, 50 epochs")]
+    assert bce["ours"].startswith("–") and "recon_loss = bce" in bce["ours"]
+    assert seed.loc[("vae", "MSE + KL, latent 2, 50 epochs"), "ours"] == "37.7"
+    # the relu AE fills the relu row only, never the tanh one
+    assert seed.loc[("ae", "relu, latent 2"), "ours"] == "0.05"
+    assert seed.loc[("ae", "tanh, latent 2, 100 epochs"), "ours"].startswith("–")
+
+
+def test_a_seed_row_needs_the_seed_s_latent_size():
+    runs = runs_frame([{"trial_id": "t1", "model": "vae", "recon_loss": "bce", "latent_dim": 16,
+                        "val_bce": 0.2, "recon_kl": 120.0}])  # fmt: skip
+    seed = seed_comparison(rank(runs, "val_bce")).set_index(["model", "seed setting"])
+    assert "latent_dim = 2" in seed.loc[("vae", "BCE + KL, latent 2, 50 epochs"), "ours"]
+
+
+def test_the_table_s_n_counts_distinct_seeds():
+    runs = runs_frame([
+        {"trial_id": "t1", "model": "ae", "seed": 0, "val_bce": 0.20},
+        {"trial_id": "t2", "model": "ae", "seed": 0, "val_bce": 0.20},  # the same seed twice
+        {"trial_id": "t3", "model": "ae", "seed": 1, "val_bce": 0.24},
+        {"trial_id": "t4", "model": "ae", "seed": 0, "val_bce": 0.30, "lr": 0.01},  # other settings
+    ])  # fmt: skip
+    table = build_table(runs, "val_bce", [])
+    assert table.loc[0, "n"] == 2
+    assert abs(table.loc[0, "val_bce"] - 0.22) < 1e-12
