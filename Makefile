@@ -37,8 +37,10 @@ DATA_DIR   ?=
 quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on mnist-5k, then where to look
 	$(PY) -m study sweep search_spaces/quick.yaml --name $(STUDY)
 	@echo ""
+	@echo "Stored in:   $${AESTUDY_HOME:-$$HOME/.aestudy} (MLflow store mlflow.db, studies/$(STUDY))"
 	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:5000, experiment $(STUDY))"
 	@echo "Trials:      $(PY) -m study status $(STUDY)"
+	@echo "Winners:     $(PY) -m study best $(STUDY)"
 	@echo "Table:       $(PY) -m study table $(STUDY)   (writes reports/$(STUDY)/table.md and plots)"
 	@echo "Export best: $(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model"
 
@@ -52,7 +54,7 @@ cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline ag
 
 	$(PY) -m study cluster-check cluster.yaml cluster-onprem.yaml
 
-ui: setup ## the MLflow UI for ./mlflow.db on 127.0.0.1:5000
+ui: setup ## the MLflow UI for the default store (~/.aestudy/mlflow.db) on 127.0.0.1:5000
 	$(PY) -m study ui
 
 test: setup browser ## the whole suite, slow tests included (what CI runs)

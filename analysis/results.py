@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs/RESULTS.md")
     args = parser.parse_args(argv)
     try:
-        path = write_results(
-            tracking.resolve_tracking_uri(args.tracking_uri), args.name, Path(args.out)
-        )
+        uri = tracking.resolve_tracking_uri(args.tracking_uri)
+        tracking.check_reachable(uri, must_exist=True)
+        path = write_results(uri, args.name, Path(args.out))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         uri = tracking.resolve_tracking_uri(args.tracking_uri)
-        tracking.check_reachable(uri)
+        tracking.check_reachable(uri, must_exist=True)
         out = Path(args.out or Path("reports") / args.name)
         files = write_report(uri, args.name, out, args.by, Path(args.storage))
     except ConfigError as exc:

@@ -32,7 +32,7 @@ _ALL = (
            "training split", objective=True, printed=True),
     Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "
            "on the code, encoder fine-tuned)", objective=True),
-    Metric("kl", "min", "VAE: KL(q(z|x) || N(0, I)) per held-out digit", printed=True),
+    Metric("kl", "min", "VAE: KL divergence of the posterior q(z∣x) from N(0, I) per held-out digit", printed=True),
     Metric("recon_kl", "min", "VAE: reconstruction loss summed over pixels + KL per held-out digit "
            "(the negative ELBO only when the reconstruction loss is BCE)", printed=True),
     Metric("test_mse", "min", "val_mse on the data set's test split, after the last epoch"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,7 +66,7 @@ def test_failed_trials_are_recorded_as_failed_with_their_error(study):
     runs = trial_runs(uri, "analysed")
     failed = runs[runs["tags.aestudy.model"] == "vae"]
     assert len(failed) == 2 and set(failed["status"]) == {"FAILED"}
-    assert all("training loss became nan" in e for e in failed["tags.aestudy.error"])
+    assert all("training diverged in epoch 1" in e for e in failed["tags.aestudy.error"])
 
 
 def test_two_runs_give_identical_files_and_are_logged_to_the_study_run(study):
@@ -97,4 +98,27 @@ def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
     result = subprocess.run([PYTHON, "-m", "analysis.table", "nope", "--out", str(tmp_path)],
                             cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True,
                             timeout=300)  # fmt: skip
-    assert result.returncode == 2 and "no study 'nope'" in result.stderr
+    assert result.returncode == 2 and "no tracking store at" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing left behind
+    (tmp_path / "other").mkdir()
+    result = subprocess.run([PYTHON, "-m", "study", "status", "nope"], cwd=tmp_path / "other",
+                            env=home_env(tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 2 and "no tracking store at" in result.stderr
+    assert list(tmp_path.rglob("mlflow.db")) == []
+
+
+def test_status_shows_a_failed_trial_s_reason_and_where_its_full_error_is(study):
+    folder, _ = study
+    status = run_cli("status", "analysed", "--storage", str(folder), cwd=folder)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    failed = [i for i, line in enumerate(lines) if " failed " in line and " vae " in line]
+    assert len(failed) == 2
+    for i in failed:
+        assert (
+            lines[i + 1]
+            .strip()
+            .startswith("reason: TrainingDiverged: training diverged in epoch 1")
+        )
+        where = lines[i + 2].strip().removeprefix("full error: ")
+        assert where.endswith("error.txt") and "TrainingDiverged" in Path(where).read_text()

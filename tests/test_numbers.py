@@ -73,3 +73,11 @@ def test_the_table_s_n_counts_distinct_seeds():
     table = build_table(runs, "val_bce", [])
     assert table.loc[0, "n"] == 2
     assert abs(table.loc[0, "val_bce"] - 0.22) < 1e-12
+
+
+def test_the_readme_describes_every_metric():
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for name, metric in METRICS.items():
+        assert f"| `{name}` |" in readme and metric.measures in readme, name
