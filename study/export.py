@@ -14,7 +14,7 @@ from typing import Any
 import models
 from models import ConfigError
 from study import tracking
-from study.metrics import goal
+from study.metrics import SCORES
 from study.ranking import rank, winners
 from study.status import StudyView
 
@@ -52,7 +52,8 @@ def export_best(
     check_out(out, force)
     view = StudyView(uri, study)
     metric = metric or view.objective
-    goal(metric)  # an unknown metric fails here, naming the known ones
+    if metric not in SCORES:
+        raise ConfigError(f"--metric {metric!r}: not a score; choose one of {', '.join(SCORES)}")
     ranked = rank(view.runs, metric)
     picks = winners(ranked, per_model)
     if not len(picks):
@@ -146,17 +147,37 @@ def _register(
 
 
 def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> models.AutoEncoder:
-    """A model from an exported folder, a checkpoint folder or a `models:/<study>@<alias>` URI."""
+    """A model from an exported folder, a checkpoint folder, a registry URI
+    (`models:/<study>@<alias>` or `models:/<study>/<version>`) or `runs:/<run_id>/checkpoint`.
+
+    Registry and run URIs are read from `tracking_uri`, else the default store (see
+    `tracking.resolve_tracking_uri`), whatever the current folder; nothing global is changed."""
     text = str(uri_or_path)
     if not text.startswith(("models:/", "runs:/")):
         path = Path(text)
         return models.load(path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path)
-    import mlflow
-
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_reachable(uri, must_exist=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    run_id, artifact = _resolve(uri, text)
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=tmp)
-        return models.load(local)
+        return models.load(tracking.client(uri).download_artifacts(run_id, artifact, tmp))
+
+
+def _resolve(uri: str, text: str) -> tuple[str, str]:
+    """(run id, artifact path) of a `models:/` or `runs:/` URI in the store at `uri`."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracking.client(uri)
+    if text.startswith("runs:/"):
+        run_id, _, artifact = text.removeprefix("runs:/").partition("/")
+        return run_id, artifact or CHECKPOINT
+    name, at, alias = text.removeprefix("models:/").partition("@")
+    try:
+        if at:
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, number = name.partition("/")
+            version = client.get_model_version(name, number)
+    except MlflowException as exc:
+        raise ConfigError(f"{text}: not in the registry of {uri} ({exc.message})") from None
+    return version.run_id, CHECKPOINT

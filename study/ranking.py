@@ -21,11 +21,12 @@ from study.metrics import sign
 
 FULL, STOPPED, DEGENERATE = 0, 1, 2
 FINISHED_STATES = ("done", "stopped early")
+ADDED = ("stopped", "tier", "standing", "rank")
 
 
-def standing(row: pd.Series, stopped: bool) -> str:
+def standing(row: pd.Series) -> str:
     """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit."""
-    words = [f"stopped early at epoch {int(row['epoch'])}"] if stopped else []
+    words = [f"stopped early at epoch {int(row['epoch'])}"] if row["stopped"] else []
     if row["tier"] == DEGENERATE:
         words.append(
             f"degenerate: val_mse {row['val_mse']:.4f} >= the mean digit's {row['mean_digit_mse']:.4f}"
@@ -33,35 +34,25 @@ def standing(row: pd.Series, stopped: bool) -> str:
     return "; ".join(words)
 
 
-def stopped_early(runs: pd.DataFrame) -> pd.Series:
-    """Trials that trained fewer epochs than their budget, whatever their state tag says."""
-    budget = pd.to_numeric(runs["epochs"], errors="coerce") if "epochs" in runs else runs["epoch"]
-    return (runs["state"] == "stopped early") | (runs["epoch"] < budget)
-
-
-def tiers(runs: pd.DataFrame) -> pd.Series:
-    """Each trial's tier (see the module's rule)."""
-    degenerate = runs["val_mse"] >= runs["mean_digit_mse"]  # False where either is missing
-    tier = pd.Series(FULL, index=runs.index).mask(stopped_early(runs), STOPPED)
-    return tier.mask(degenerate, DEGENERATE)
-
-
 def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The finished trials of `runs` (a `study.runs.study_runs` frame) that have `metric`, best
-    first, with columns `tier`, `standing` and `rank` (1 = best) added."""
+    first, with columns `stopped`, `tier`, `standing` and `rank` (1 = best) added."""
     direction = sign(metric)
-    if not len(runs) or metric not in runs:
-        return runs.iloc[0:0].assign(tier=[], standing=[], rank=[])
+    if metric not in runs or not len(runs):
+        return pd.DataFrame(columns=[*runs.columns, *ADDED])
     ranked = runs[runs["state"].isin(FINISHED_STATES) & runs[metric].notna()].copy()
     if not len(ranked):
-        return ranked.assign(tier=[], standing=[], rank=[])
-    ranked["tier"] = tiers(ranked)
+        return ranked.assign(**{column: [] for column in ADDED})
+    budget = pd.to_numeric(ranked["epochs"], errors="coerce")
+    # Stopped early: fewer epochs trained than the budget, whatever the state tag says.
+    ranked["stopped"] = (ranked["state"] == "stopped early") | (ranked["epoch"] < budget)
+    degenerate = ranked["val_mse"] >= ranked["mean_digit_mse"]  # False where either is NaN
+    ranked["tier"] = FULL
+    ranked.loc[ranked["stopped"], "tier"] = STOPPED
+    ranked.loc[degenerate, "tier"] = DEGENERATE
     ranked["_key"] = direction * ranked[metric]
     ranked = ranked.sort_values(["tier", "_key", "trial_id"], kind="stable").drop(columns="_key")
-    stopped = stopped_early(ranked)
-    ranked["standing"] = [
-        standing(row, stop) for (_, row), stop in zip(ranked.iterrows(), stopped, strict=True)
-    ]
+    ranked["standing"] = [standing(row) for _, row in ranked.iterrows()]
     ranked["rank"] = range(1, len(ranked) + 1)
     return ranked.reset_index(drop=True)
 

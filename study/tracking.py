@@ -257,14 +257,34 @@ def study_names(uri: str) -> list[str]:
 
 
 def trial_runs(uri: str, study: str):
-    """All trial runs of a study as a pandas DataFrame (`mlflow.search_runs` layout)."""
-    import mlflow
+    """All trial runs of a study as a pandas DataFrame in `mlflow.search_runs`'s layout (run_id,
+    status, tags.*, params.*, metrics.*).
 
-    experiment = client(uri).get_experiment_by_name(study)
+    Read through a client of its own: `mlflow.set_tracking_uri` would set MLFLOW_TRACKING_URI in
+    this process's environment, and every process it starts later would log to this store."""
+    import pandas as pd
+
+    c = client(uri)
+    experiment = c.get_experiment_by_name(study)
     if experiment is None:
         raise ConfigError(f"no study {study!r} in the tracking store {uri}")
-    mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{ROLE}` = 'trial'")
+    rows, token = [], None
+    while True:
+        page = c.search_runs(
+            [experiment.experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=1000,
+            page_token=token,
+        )  # fmt: skip
+        for run in page:
+            rows.append({
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                **{f"tags.{k}": v for k, v in run.data.tags.items()},
+                **{f"params.{k}": v for k, v in run.data.params.items()},
+                **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+            })  # fmt: skip
+        token = page.token
+        if not token:
+            return pd.DataFrame(rows)
 
 
 @cache

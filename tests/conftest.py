@@ -33,7 +33,8 @@ def tiny_config() -> dict:
 
 def home_env(folder: Path, env: dict | None = None) -> dict:
     """The environment with AESTUDY_HOME at `folder`: the default store is folder/mlflow.db."""
-    return {**os.environ, **(env or {}), "AESTUDY_HOME": str(folder)}
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**base, **(env or {}), "AESTUDY_HOME": str(folder)}
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):

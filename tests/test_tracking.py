@@ -65,8 +65,10 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
         artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
         assert artifacts >= PICTURES | {"checkpoint"}
         if params["model"] == "vae":
-            assert {"latent_grid.png", "prior_samples.png"} <= artifacts
-            assert "kl" in run.data.metrics and "elbo" in run.data.metrics
+            assert "prior_samples.png" in artifacts
+            # the seed's latent grid only where the code is 2-D: wider codes show one slice
+            assert ("latent_grid.png" in artifacts) == (params["latent_dim"] == "2")
+            assert "kl" in run.data.metrics and "recon_kl" in run.data.metrics
         assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
             "checkpoint/config.json", "checkpoint/model.pt"}  # fmt: skip
 
@@ -93,7 +95,14 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
     assert result.returncode == 0, result.stderr[-3000:]
     val = load_splits("mnist-5k").val_x
     runs = trial_runs(uri, "tracked")
-    for model_type in ("ae", "vae"):
+    # What may be crowned, computed here from the raw runs: trials that ran all 3 epochs and
+    # beat the mean digit; the best by val_bce of each type.
+    full = runs[
+        (runs["metrics.epoch"] == 3) & (runs["metrics.val_mse"] < runs["metrics.mean_digit_mse"])
+    ]
+    crowned = set(full["tags.aestudy.model"])
+    assert crowned and {p.name for p in tmp_path.iterdir()} == crowned
+    for model_type in sorted(crowned):
         folder = tmp_path / model_type
         record = json.loads((folder / "metrics.json").read_text())
         assert record["model"] == model_type and {p.name for p in folder.iterdir()} >= PICTURES
@@ -103,7 +112,7 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
         again = reconstruction_metrics(exported, val, noisy_copy(val))["val_mse"]
         assert again == pytest.approx(logged, rel=1e-6)
         # the best of its type really is the best by the study's objective
-        mine = runs[runs["tags.aestudy.model"] == model_type]
+        mine = full[full["tags.aestudy.model"] == model_type]
         assert record["metrics"]["val_bce"] == pytest.approx(mine["metrics.val_bce"].min())
         registered = load_model(f"models:/tracked@champion-{model_type}", tracking_uri=uri)
         x = val[:16]
