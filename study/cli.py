@@ -13,6 +13,8 @@ import yaml
 
 from models import ConfigError
 
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
 # Options of `train` that map one-to-one onto trial-config keys (None: not given, keep the default).
 TRAIN_OPTIONS: dict[str, type] = {
     "model": str,
@@ -41,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune's saved state stands, nothing was pruned
+        name = getattr(args, "name", None)
+        hint = f"; continue with `python -m study resume {name}`" if name else ""
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return INTERRUPTED
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,27 +236,32 @@ def run_sweep(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)
-    results, wall = timed(launch, space, options)
-    summarise(options, results, wall)
-    return 0
+    outcome, wall = timed(launch, space, options)
+    return summarise(options, outcome, wall)
 
 
 def run_resume(args: argparse.Namespace) -> int:
     from study.sweep import read_study, resume
 
     _, options = read_study(args.name, args.storage)  # a missing study fails before Ray starts
-    (_, results), wall = timed(resume, args.name, args.storage)
-    summarise(options, results, wall)
-    return 0
+    (_, outcome), wall = timed(resume, args.name, args.storage)
+    return summarise(options, outcome, wall)
 
 
-def summarise(options: Any, results: Any, wall: float) -> None:
+def summarise(options: Any, outcome: Any, wall: float) -> int:
+    """The closing summary; exit code 130 when a signal interrupted the sweep."""
     from study.progress import own_seconds
     from study.status import print_summary
-    from study.sweep import study_dir
+    from study.sweep import default_storage, study_dir
 
     folder = study_dir(options.storage, options.name)
-    print_summary(options.tracking_uri, options.name, own_seconds(results), wall, folder)
+    print_summary(options.tracking_uri, options.name, own_seconds(outcome.results), wall, folder)
+    if not outcome.interrupted:
+        return 0
+    print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
+          f"`python -m study resume {options.name}`"
+          + (f" --storage {folder.parent}" if folder.parent != default_storage() else ""))  # fmt: skip
+    return INTERRUPTED
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,7 @@ def study_dir(storage: str | Path, name: str) -> Path:
     return (Path(storage).expanduser() / name).resolve()
 
 
-def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
+def launch(space: Space, options: SweepOptions) -> Outcome:
     """Validate everything, then run a new study; returns Tune's results."""
     options.validate()
     if space.algorithm == "grid" and (options.num_samples or 1) != 1:
@@ -109,7 +111,7 @@ def launch(space: Space, options: SweepOptions) -> tune.ResultGrid:
         tune_config=tune_config(space, options, folder),
         run_config=run_config(space, options, record),
     )
-    return finish_study(record, tuner.fit(), folder)
+    return fit(record, tuner, folder)
 
 
 def check_name_is_free(uri: str, name: str, folder: Path) -> None:
@@ -125,7 +127,7 @@ def check_name_is_free(uri: str, name: str, folder: Path) -> None:
     )
 
 
-def resume(name: str, storage: str | Path | None = None) -> tuple[Space, tune.ResultGrid]:
+def resume(name: str, storage: str | Path | None = None) -> tuple[Space, Outcome]:
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
     tracking.check_reachable(options.tracking_uri)
@@ -137,7 +139,7 @@ def resume(name: str, storage: str | Path | None = None) -> tuple[Space, tune.Re
         resume_unfinished=True,
         resume_errored=True,
     )
-    return space, finish_study(record, tuner.fit(), study_dir(options.storage, name))
+    return space, fit(record, tuner, study_dir(options.storage, name))
 
 
 def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:
@@ -159,26 +161,65 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
     return record
 
 
-def finish_study(
-    record: tracking.StudyRecord, results: tune.ResultGrid, folder: Path
-) -> tune.ResultGrid:
-    tracking.client(record.uri).set_terminated(record.study_run_id, "FINISHED")
-    prune_checkpoints(folder)
-    return results
+@dataclass
+class Outcome:
+    """How a sweep's `fit` ended: Tune's results and the trials it left unfinished (a Ctrl-C,
+    SIGTERM or SIGUSR1 stops the sweep with the state saved; `resume` continues them)."""
+
+    results: tune.ResultGrid
+    unfinished: list[str]
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.unfinished)
 
 
-def prune_checkpoints(folder: Path) -> None:
-    """Keep only each trial's latest checkpoint, once the sweep is over.
+def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
+    """Run the tuner, then close the study: FINISHED when every trial ended, KILLED (and the
+    unfinished trials' runs marked interrupted) when a signal stopped it."""
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    with sigterm_as_sigint():
+        results = tuner.fit()
+    trials = ExperimentAnalysis(str(folder)).trials  # the state Tune saved: what resume reads
+    ended = (Trial.TERMINATED, Trial.ERROR)
+    unfinished = sorted(t.trial_id for t in trials if t.status not in ended)
+    for trial_id in unfinished:
+        tracking.finish_trial(record.uri, record.experiment_id, trial_id, "interrupted")
+    status = "KILLED" if unfinished else "FINISHED"
+    tracking.client(record.uri).set_terminated(record.study_run_id, status)
+    prune_checkpoints([t for t in trials if t.status == Trial.TERMINATED])
+    return Outcome(results, unfinished)
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint():
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the sweep the way Ctrl-C does: Tune saves
+    its state and returns, and `resume` continues. Tune itself handles only SIGINT and SIGUSR1."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def prune_checkpoints(trials: list) -> None:
+    """Keep only the checkpoint the saved state points at, for trials that have ended.
 
     During a sweep Tune keeps every checkpoint (num_to_keep=None): when it prunes, a driver killed
     between deleting a checkpoint and saving its experiment state leaves that state pointing at a
-    deleted checkpoint, and the resumed trial cannot restore (seen here). After `fit` returns the
-    saved state points at the latest checkpoints, so the older ones can go.
+    deleted checkpoint, and the resumed trial cannot restore (seen here). Only ended trials are
+    pruned, and only around the checkpoint their saved state names: an interrupted or failed
+    trial resumes from that one, which need not be its newest folder.
     """
-    for trial in folder.iterdir():
-        checkpoints = sorted(trial.glob("checkpoint_*")) if trial.is_dir() else []
-        for old in checkpoints[:-1]:
-            shutil.rmtree(old, ignore_errors=True)
+    for trial in trials:
+        kept = getattr(trial.checkpoint, "path", None)
+        if kept is None:
+            continue
+        for folder in Path(kept).parent.glob("checkpoint_*"):
+            if folder != Path(kept):
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def picture_epochs(space: Space) -> tuple[int, ...]:

@@ -176,6 +176,8 @@ class TrialRun:
         if found:
             self.run_id = found
             self.client.update_run(self.run_id, status="RUNNING")
+            if STATE in self.client.get_run(found).data.tags:  # e.g. "interrupted": running again
+                self.client.delete_tag(found, STATE)
         else:
             run = self.client.create_run(
                 record.experiment_id,
@@ -211,8 +213,12 @@ class TrialRun:
         self.client.set_tag(self.run_id, ERROR, f"{type(exc).__name__}: {exc}"[-4000:])
 
 
+RUN_STATUS = {"failed": "FAILED", "interrupted": "KILLED"}  # else FINISHED
+
+
 def finish_trial(uri: str, experiment_id: str, trial_id: str, state: str) -> None:
-    """Close a trial's run with its final state: done / stopped early (FINISHED) or failed (FAILED).
+    """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
+    interrupted (KILLED: `resume` reopens it).
 
     A failed trial's error was tagged on the run by the worker (`TrialRun.record_error`)."""
     c = client(uri)
@@ -220,7 +226,7 @@ def finish_trial(uri: str, experiment_id: str, trial_id: str, state: str) -> Non
     if run_id is None:
         return
     c.set_tag(run_id, STATE, state)
-    c.set_terminated(run_id, "FAILED" if state == "failed" else "FINISHED")
+    c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
 
 def find_trial_run(c: Any, experiment_id: str, trial_id: str) -> str | None:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from study.config import flat_config
-from study.tracking import trial_runs
+from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, home_env, run_cli
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
@@ -152,3 +152,52 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
     assert time.monotonic() - start < 120
     assert not (tmp_path / "gpu").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, stop):
+    # CAE trials last long enough (seconds an epoch) to be stopped in the middle of one
+    space = write_space(tmp_path, num_samples=2, epochs=4, scheduler={"type": "none"},
+                        fixed={"batch_size": 64},
+                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "stopped", "--storage",
+           str(tmp_path), "--max-concurrent", "1"]  # fmt: skip
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline, seen = time.monotonic() + 300, []
+    for line in driver.stdout:  # one trial finished, the next one started: stop mid-trial
+        seen.append(line)
+        if line.rstrip().endswith(" done") or time.monotonic() > deadline:
+            break
+    time.sleep(3)
+    driver.send_signal(stop)
+    rest, _ = driver.communicate(timeout=180)
+    output = "".join(seen) + rest
+    assert driver.returncode == 130, output[-3000:]
+    assert "interrupted: " in output and "python -m study resume stopped" in output
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = trial_runs(uri, "stopped")
+    assert "interrupted" in set(runs["tags.aestudy.state"])
+    assert set(runs.loc[runs["tags.aestudy.state"] == "interrupted", "status"]) == {"KILLED"}
+    experiment = client(uri).get_experiment_by_name("stopped").experiment_id
+    study_run = client(uri).search_runs([experiment], "tags.`aestudy.role` = 'study'")[0]
+    assert study_run.info.status == "KILLED"
+
+    result = run_cli("resume", "stopped", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    after = trial_states("stopped", tmp_path)
+    assert len(after) == 2 and all(r["state"] == "done" and r["epochs"] == 4 for r in after)
+    runs = trial_runs(uri, "stopped")
+    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
+    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"]) == {"done"}
+    for run_id in runs["run_id"]:  # no epoch logged twice, none lost
+        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4]
+    assert len(optuna_trials(tmp_path / "stopped")) == 2  # no orphan left by the stop
+
+
+def optuna_trials(folder: Path) -> list:
+    import optuna
+
+    storage = f"sqlite:///{folder / 'optuna.db'}"
+    return optuna.load_study(study_name=folder.name, storage=storage).trials
