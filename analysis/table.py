@@ -1,6 +1,7 @@
 """The comparison table of a study, regenerated from what MLflow recorded.
 
     python -m analysis.table NAME [--tracking-uri URI] [--out DIR] [--by activation] [--storage DIR]
+    python -m study table NAME ...    (the same command)
 
 Writes reports/NAME/: table.md, table.csv, table.tex, the plots, and logs them to the study's run.
 One row per model type (× the `--by` columns): its best trial by the ranking rule every view uses
@@ -162,36 +163,53 @@ def write_report(
     seed.to_csv(out / "seed_comparison.csv", index=False)
     (out / "table.tex").write_text(table.to_latex(index=False, float_format="%.4g", na_rep=""))
     files = [out / n for n in ("table.md", "table.csv", "seed_comparison.csv", "table.tex")]
+    if storage is None and info.get("folder"):
+        storage = Path(info["folder"]).parent
     files += write_plots(uri, study, runs, objective, out, storage)
     record = tracking.ensure_study(uri, study, "", {})
     tracking.client(uri).log_artifacts(record.study_run_id, str(out), "report")
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's arguments: shared by `python -m analysis.table` and `python -m study table`."""
     parser.add_argument("name", help="the study")
-    parser.add_argument("--tracking-uri", help="default: sqlite:///./mlflow.db")
-    parser.add_argument("--out", help="default: reports/NAME")
     parser.add_argument(
-        "--by", action="append", default=[], help="also split rows by this parameter"
+        "--tracking-uri",
+        help="default: $MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db (~/.aestudy/mlflow.db)",
+    )
+    parser.add_argument("--out", help="folder for the report (default: reports/NAME)")
+    parser.add_argument(
+        "--by", action="append", default=[], help="also split rows by this parameter (repeatable)"
     )
     parser.add_argument(
-        "--storage", default="studies", help="study folders (for Optuna's importances)"
+        "--storage",
+        help="the folder holding the study's folder, for Optuna's importances (default: the "
+        "folder the study recorded)",
     )
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report of `args.name`; exit code 2 with one line on bad input."""
     try:
         uri = tracking.resolve_tracking_uri(args.tracking_uri)
         tracking.check_reachable(uri, must_exist=True)
         out = Path(args.out or Path("reports") / args.name)
-        files = write_report(uri, args.name, out, args.by, Path(args.storage))
+        storage = Path(args.storage) if args.storage else None
+        files = write_report(uri, args.name, out, args.by, storage)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((out / "table.md").read_text())
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

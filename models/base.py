@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.errors import ConfigError
+from models.errors import ConfigError, did_you_mean
 
 PIXELS = 28 * 28
 IMAGE_SHAPE = (1, 28, 28)
@@ -72,7 +72,10 @@ class ModelConfig:
 
 def check_choice(name: str, value: object, allowed) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        raise ConfigError(
+            f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+            + did_you_mean(value, allowed)
+        )
 
 
 def check_bottleneck(latent_dim: int, hidden: tuple[int, ...]) -> None:

@@ -56,6 +56,19 @@ def save(
     return path
 
 
+def check_out_folder(out: Path, force: bool) -> None:
+    """Refuse to write into `out` if it is a file, or a folder holding anything (unless `force`):
+    a checkpoint or export written over another would silently replace it."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise ConfigError(
+            f"--out {out} is not empty (holds {held}); choose an empty or new folder, or pass "
+            "--force to replace what is there"
+        )
+
+
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's config.json."""
     file = Path(path) / CONFIG_FILE

@@ -7,7 +7,7 @@ from typing import Any
 
 from models.base import AutoEncoder, ModelConfig
 from models.conv import ConvAutoEncoder
-from models.errors import ConfigError
+from models.errors import ConfigError, did_you_mean
 from models.mlp import DenoisingAutoEncoder, MLPAutoEncoder, StackedDenoisingAutoEncoder
 from models.typecheck import checked_fields
 from models.vae import VariationalAutoEncoder
@@ -28,7 +28,9 @@ DENOISING_MODELS = ("dae", "sdae", "cae")
 
 def model_class(name: str) -> type[AutoEncoder]:
     if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(
+            f"unknown model {name!r}{did_you_mean(name, MODELS)}; choose one of {', '.join(MODELS)}"
+        )
     return MODELS[name]
 
 
@@ -44,7 +46,8 @@ def make_config(name: str, params: dict[str, Any]) -> ModelConfig:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(
-            f"model {name!r} has no parameter {', '.join(unknown)}; it accepts {', '.join(allowed)}"
+            f"model {name!r} has no parameter {', '.join(unknown)}"
+            f"{did_you_mean(unknown[0], allowed)}; it accepts {', '.join(allowed)}"
         )
     config = config_class(**checked_fields(config_class, params))
     config.validate()

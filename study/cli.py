@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -62,10 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("configs", nargs="+", help="e.g. cluster.yaml cluster-onprem.yaml")
     p.set_defaults(handler=run_cluster_check)
 
+    from analysis.table import __doc__ as table_doc
+    from analysis.table import add_arguments as table_arguments
+
     p = commands.add_parser(
-        "table", help="the comparison table and plots of a study (analysis.table)", add_help=False
+        "table",
+        help="the comparison table and plots of a study (reports/NAME/)",
+        description=table_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    table_arguments(p)
     p.set_defaults(handler=run_table)
 
     return parser
@@ -78,7 +85,10 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         description="Train one autoencoder on held-out-scored data. Last line: final metrics as JSON.",
     )
     for key, kind in TRAIN_OPTIONS.items():
-        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None)
+        p.add_argument(
+            f"--{key.replace('_', '-')}", dest=key, type=kind, default=None,
+            help=train_option_help(key),
+        )  # fmt: skip
     p.add_argument(
         "--set",
         dest="extra",
@@ -87,8 +97,34 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any other model parameter, e.g. --set hidden=[256,64] --set pretrain_epochs=3",
     )
-    p.add_argument("--out", default=None, help="directory for the final checkpoint")
+    p.add_argument("--out", default=None, help="an empty or new folder for the final checkpoint")
+    p.add_argument("--force", action="store_true", help="replace a checkpoint already in --out")
     p.set_defaults(handler=run_train)
+
+
+def train_option_help(key: str) -> str:
+    """Allowed values and the default of one `train` option, from the registries and configs.
+    (Not argparse `choices`: a bad value gets the tool's one-line error with a suggestion.)"""
+    from dataclasses import fields
+
+    from models import MODELS
+    from models.base import ACTIVATIONS, RECON_LOSSES
+    from models.noise import NOISE_RANGES
+    from study.config import TrainSettings
+    from study.data import DATASETS
+
+    choices = {"model": list(MODELS), "activation": list(ACTIVATIONS), "recon_loss": list(RECON_LOSSES),
+               "noise_kind": list(NOISE_RANGES), "dataset": list(DATASETS)}.get(key)  # fmt: skip
+    allowed = f"one of {', '.join(choices)}; " if choices else ""
+    settings = {f.name: f.default for f in fields(TrainSettings)}
+    if key in settings:
+        return f"{allowed}default: {settings[key]}"
+    per_model = ", ".join(
+        f"{name} {getattr(cls.config_class(), key)}"
+        for name, cls in MODELS.items()
+        if key in cls.config_class.field_names()
+    )
+    return f"{allowed}default per model (the seed's): {per_model}"
 
 
 def parse_assignments(items: list[str]) -> dict[str, Any]:
@@ -103,12 +139,15 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from models.checkpoint import check_out_folder
     from study.config import split_config
     from study.trainer import TrainingDiverged, train
 
     config = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     config = {**config, **parse_assignments(args.extra)}
     split_config(config)  # every bad option fails here, before any data is loaded
+    if args.out:
+        check_out_folder(Path(args.out), args.force)  # before any data is loaded too
     try:
         history = train(config, on_epoch=print_epoch(), out_dir=args.out)
     except TrainingDiverged as exc:
@@ -216,8 +255,6 @@ def study_uri(args: argparse.Namespace) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from study.space import load_space
     from study.sweep import SweepOptions, launch
 
@@ -338,7 +375,6 @@ def run_ui(args: argparse.Namespace) -> int:
 def run_server(args: argparse.Namespace) -> int:
     import socket
     import subprocess
-    from pathlib import Path
 
     from study.tracking import resolve_tracking_uri
 
@@ -383,9 +419,9 @@ def run_cluster_check(args: argparse.Namespace) -> int:
 
 def run_table(args: argparse.Namespace) -> int:
     """`study table ...` is `python -m analysis.table ...`: one implementation, two doors."""
-    from analysis.table import main as table_main
+    from analysis.table import run
 
-    return table_main(args.rest)
+    return run(args)
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

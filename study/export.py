@@ -13,6 +13,7 @@ from typing import Any
 
 import models
 from models import ConfigError
+from models.checkpoint import check_out_folder
 from study import tracking
 from study.metrics import SCORES
 from study.ranking import rank, winners
@@ -49,7 +50,7 @@ def export_best(
     exported. The study's objective names the aliases `champion[-<model>]`; any other metric
     `best-<metric>[-<model>]`, so ranking by another metric never moves the champions."""
     out = Path(out)
-    check_out(out, force)
+    check_out_folder(out, force)
     view = StudyView(uri, study)
     metric = metric or view.objective
     if metric not in SCORES:
@@ -70,18 +71,6 @@ def export_best(
         alias = prefix if label == "best" else f"{prefix}-{label}"
         exported.append(_export_one(uri, study, label, alias, row, metric, out / label))
     return exported
-
-
-def check_out(out: Path, force: bool) -> None:
-    """Refuse an --out that is a file, or a folder holding anything unless --force."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder to export into")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise ConfigError(
-            f"--out {out} is not empty (holds {held}); choose an empty or new folder, or pass "
-            "--force to replace an earlier export there"
-        )
 
 
 def clear_earlier_export(out: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from models import MODELS, ConfigError
+from models.errors import did_you_mean
 from study.config import allowed_keys, split_config
 from study.metrics import OBJECTIVES
 
@@ -150,7 +151,8 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
 
     unknown = sorted(set(raw) - set(TOP_KEYS))
     if unknown:
-        raise fail(unknown[0], f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+        hint = did_you_mean(unknown[0], TOP_KEYS)
+        raise fail(unknown[0], f"unknown key{hint}; allowed: {', '.join(TOP_KEYS)}")
     objective = raw.get("objective", "val_bce")
     if objective not in OBJECTIVES:
         raise fail("objective", f"unknown metric {objective!r}; allowed: {', '.join(OBJECTIVES)}")
@@ -320,7 +322,15 @@ def _check_against_models(space: Space, fail) -> None:
         if m not in MODELS:
             raise fail(
                 "params.model" if model_param else "fixed.model",
-                f"unknown model {m!r}; allowed: {', '.join(MODELS)}",
+                f"unknown model {m!r}{did_you_mean(m, MODELS)}; allowed: {', '.join(MODELS)}",
+            )
+    for p in space.params:
+        wrong = [m for m in p.when.get("model", ()) if m not in models_]
+        if wrong:
+            raise fail(
+                f"params.{p.name}.when.model",
+                f"{wrong[0]!r} is not among the study's models{did_you_mean(wrong[0], models_)}; "
+                f"they are {', '.join(map(str, models_))}",
             )
     for m in models_:
         accepted = set(allowed_keys(m))
@@ -336,13 +346,21 @@ def _check_against_models(space: Space, fail) -> None:
             if p.name == "model" or m not in p.when.get("model", (m,)):
                 continue
             if p.name not in accepted:
-                raise fail(
-                    f"params.{p.name}",
-                    f"applies to model {m!r}, which has no such parameter; "
-                    f"add when: {{model: [...]}} naming only models that have it",
-                )
+                raise fail(f"params.{p.name}", _not_a_parameter(p.name, m, models_))
             for value in p.extremes():
                 _try({**base, p.name: value}, f"params.{p.name}", fail)
+
+
+def _not_a_parameter(name: str, model: str, models_: list[str]) -> str:
+    """Why `name` cannot reach `model`: a misspelling, or a parameter of other models only."""
+    having = [m for m in models_ if name in allowed_keys(m)]
+    if not having:
+        known = sorted({k for m in MODELS for k in allowed_keys(m)})
+        return f"no model has a parameter {name!r}{did_you_mean(name, known)}"
+    return (
+        f"applies to model {model!r}, which has no such parameter; add "
+        f"when: {{model: [{', '.join(having)}]}} naming only models that have it"
+    )
 
 
 def _try(config: dict[str, Any], key: str, fail) -> None:

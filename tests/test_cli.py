@@ -51,3 +51,52 @@ def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_pa
     assert message in lines[0]
     assert "epoch" not in result.stdout
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["train", "sweep", "resume", "status", "best", "list", "ui", "server", "export", "table",
+     "cluster-check"],
+)  # fmt: skip
+def test_every_subcommand_has_help(command, capsys):
+    from study.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: python -m study {command}")
+
+
+def test_train_help_lists_allowed_values_and_defaults(capsys):
+    from study.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--model MODEL one of ae, dae, sdae, cae, vae; default: ae" in text
+    assert "default per model (the seed's): ae mse, dae mse, sdae mse, cae bce, vae bce" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "vea"], "unknown model 'vea' (did you mean vae?)"),
+        (["--model", "ae", "--set", "latnet_dim=4"], "no parameter latnet_dim (did you mean latent_dim?)"),
+        (["--model", "ae", "--activation", "tahn"], "got 'tahn' (did you mean tanh?)"),
+    ],
+)  # fmt: skip
+def test_a_misspelling_gets_a_suggestion(args, message):
+    result = run_cli("train", *args)
+    assert result.returncode == 2 and message in result.stderr
+
+
+def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path):
+    first = run_cli("train", "--model", "ae", "--epochs", "1", "--out", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    written = (tmp_path / "config.json").read_text()
+    again = run_cli("train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path))
+    assert again.returncode == 2 and "is not empty" in again.stderr and "--force" in again.stderr
+    assert (tmp_path / "config.json").read_text() == written
+    forced = run_cli("train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert '"model": "vae"' in (tmp_path / "config.json").read_text()

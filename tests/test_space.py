@@ -111,6 +111,10 @@ DELETE = object()
         ("params.recon_loss", {"values": ["mse", "bce"]}, "params.recon_loss: for model 'ae': recon_loss 'bce' needs outputs in [0, 1]"),
         ("params.latent_dim", [4, "x"], "params.latent_dim: for model 'ae': latent_dim must be a whole number, got 'x'"),
         ("params.lr", {"float": [1e-4, 0.1], "step": "often"}, "params.lr.step: must be a number > 0"),
+        ("params.latnet_dim", {"int": [2, 8]}, "params.latnet_dim: no model has a parameter 'latnet_dim' (did you mean latent_dim?)"),
+        ("params.model", ["ae", "vea"], "unknown model 'vea' (did you mean vae?)"),
+        ("objectve", "val_mse", "objectve: unknown key (did you mean objective?)"),
+        ("params.noise", {"float": [0.1, 0.5], "when": {"model": ["dea"]}}, "params.noise.when.model: 'dea' is not among the study's models (did you mean dae?)"),
         ("fixed", {"batch_size": 6.5}, "fixed: for model 'ae': batch_size must be a whole number, got 6.5"),
     ],
 )  # fmt: skip
