@@ -264,7 +264,7 @@ def study_names(uri: str) -> list[str]:
 
 def trial_runs(uri: str, study: str):
     """All trial runs of a study as a pandas DataFrame in `mlflow.search_runs`'s layout (run_id,
-    status, tags.*, params.*, metrics.*).
+    experiment_id, status, start_time, end_time, tags.*, params.*, metrics.*).
 
     Read through a client of its own: `mlflow.set_tracking_uri` would set MLFLOW_TRACKING_URI in
     this process's environment, and every process it starts later would log to this store."""
@@ -283,7 +283,10 @@ def trial_runs(uri: str, study: str):
         for run in page:
             rows.append({
                 "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
                 "status": run.info.status,
+                "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
                 **{f"tags.{k}": v for k, v in run.data.tags.items()},
                 **{f"params.{k}": v for k, v in run.data.params.items()},
                 **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
