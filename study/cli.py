@@ -204,11 +204,13 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data-dir", help="folder of IDX files for mnist / fashion-mnist (shared on a cluster)"
     )
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(handler=run_sweep)
 
     p = commands.add_parser("resume", help="continue an interrupted study")
     p.add_argument("name")
     p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(handler=run_resume)
 
     p = commands.add_parser("status", help="a study's trials, ranked, with states and parameters")
@@ -227,6 +229,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_list)
 
 
+VERBOSE_HELP = "let Ray Tune, MLflow and Optuna print their own messages too"
 STORAGE_HELP = "folder that holds the study (default: $AESTUDY_HOME/studies, ~/.aestudy/studies)"
 TRACKING_HELP = (
     "MLflow store: sqlite:///path/mlflow.db or http://host:port (default: the study's own, else "
@@ -258,6 +261,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from study.space import load_space
     from study.sweep import SweepOptions, launch
 
+    quiet_libraries(args.verbose)
     data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
     # every problem in the file is reported before Ray starts
     space = load_space(args.space, {"dataset": args.dataset, "data_dir": data_dir})
@@ -280,9 +284,31 @@ def run_sweep(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     from study.sweep import read_study, resume
 
+    quiet_libraries(args.verbose)
     _, options = read_study(args.name, args.storage)  # a missing study fails before Ray starts
     (_, outcome), wall = timed(resume, args.name, args.storage)
     return summarise(options, outcome, wall)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Unless `verbose`, the terminal shows the tool's own lines only: Tune's reporter (tables,
+    "View detailed results", a TensorBoard hint, `Tuner.restore` advice) and the INFO lines of
+    MLflow and Optuna say nothing the progress lines and summary do not, or say it wrongly.
+    Errors still show."""
+    if verbose:
+        return
+    import logging
+    import os
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0, Tune's legacy reporter is silent
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("ray.tune", "ray.train", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(
+            logging.ERROR if name.startswith("ray") else logging.WARNING
+        )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def summarise(options: Any, outcome: Any, wall: float) -> int:
@@ -366,10 +392,25 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+    print_study_pages(uri, args.port)
     cmd = mlflow_command(
         "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)
     )
     return subprocess.call(cmd)
+
+
+def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
+    """The newest studies' trial pages (sorted by their objective) in the UI about to start."""
+    from study import tracking
+    from study.metrics import goal
+
+    if not Path(uri.removeprefix("sqlite:///")).is_file():
+        return
+    for name in tracking.study_names(uri)[-newest:]:
+        objective = tracking.study_params(uri, name).get("objective", "val_bce")
+        experiment = tracking.client(uri).get_experiment_by_name(name).experiment_id
+        page = tracking.runs_page(uri, experiment, objective, goal(objective) == "min", port)
+        print(f"  {name}: {page}")
 
 
 def run_server(args: argparse.Namespace) -> int:

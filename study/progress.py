@@ -12,7 +12,7 @@ from ray.tune import Callback
 from study.config import flat_config
 from study.ranking import rank
 from study.space import Space
-from study.tracking import StudyRecord, finish_trial
+from study.tracking import StudyRecord, finish_trial, runs_page
 
 
 def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
@@ -21,6 +21,13 @@ def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]
         epochs = flat_config(config).get("epochs", 0)
         return "stopped early" if last_result.get("training_iteration", 0) < epochs else "done"
     return {"ERROR": "failed", "RUNNING": "running", "PAUSED": "paused"}.get(status, "pending")
+
+
+def print_where_to_watch(record: StudyRecord, space: Space) -> None:
+    """Where the trials show up while the sweep runs."""
+    page = runs_page(record.uri, record.experiment_id, space.objective, space.mode == "min")
+    serve = "" if record.uri.startswith("http") else "  (serve it: python -m study ui)"
+    print(f"trials in the MLflow UI: {page}{serve}", flush=True)
 
 
 def live_runs(trials: list, objective: str, ended: dict[str, str] | None = None) -> pd.DataFrame:
@@ -47,6 +54,12 @@ class ProgressPrinter(Callback):
     def __init__(self, space: Space, every: float = 30.0) -> None:
         self.space = space
         self.every = every
+        self.start = time.monotonic()
+        self.last_beat = 0.0
+
+    def setup(self, **info) -> None:
+        """Tune calls this when a run starts, a resumed one too: its clock counts from here
+        (the printer itself is restored from the study's saved state)."""
         self.start = time.monotonic()
         self.last_beat = 0.0
 

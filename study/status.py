@@ -35,6 +35,13 @@ class StudyView:
         searched = self.info.get("searched", "")
         self.searched = [p for p in searched.split(",") if p and p != "model"]
 
+    def page(self) -> str:
+        """The study's trials in the MLflow UI, sorted by the objective."""
+        experiment = tracking.client(self.uri).get_experiment_by_name(self.name).experiment_id
+        return tracking.runs_page(
+            self.uri, experiment, self.objective, goal(self.objective) == "min"
+        )
+
     def counts(self) -> dict[str, int]:
         states = self.runs["state"].value_counts() if len(self.runs) else {}
         return {s: int(states.get(s, 0)) for s in ("done", "stopped early", "failed", "running")}
@@ -186,6 +193,7 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
         f"wall time {wall:.0f}s; trials' own training+evaluation {own_seconds:.0f}s; ratio {ratio:.2f}"
     )
     print(f"results: {folder}  (python -m study status {name}; python -m study best {name})")
+    print(f"trials in the MLflow UI: {view.page()}")
 
 
 def _present(value: object) -> bool:

@@ -25,7 +25,7 @@ from study import tracking
 from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
-from study.progress import ProgressPrinter, TrackingCallback
+from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import run_trial
 
@@ -105,6 +105,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
 
     (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
     record = open_study_record(space, options)
+    print_where_to_watch(record, space)
     tuner = tune.Tuner(
         trainable(options, record, picture_epochs(space)),
         param_space=param_space(space),

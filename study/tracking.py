@@ -245,6 +245,23 @@ def study_params(uri: str, study: str) -> dict[str, str]:
     return dict(found[0].data.params) if found else {}
 
 
+def runs_page(
+    uri: str, experiment_id: str, objective: str, ascending: bool, port: int = 5000
+) -> str:
+    """The MLflow UI's page of a study's trials, sorted by its objective (MLflow 3.17 keeps this
+    state in the URL; checked in headless Chromium): the runs table, not the GenAI overview,
+    and the study's own run filtered out. A SQLite store is served by `study ui` on `port`."""
+    from urllib.parse import quote
+
+    base = uri if uri.startswith("http") else f"http://127.0.0.1:{port}"
+    query = (
+        "workflowType=machine_learning"
+        f"&orderByKey={quote(f'metrics.`{objective}`')}&orderByAsc={str(ascending).lower()}"
+        f"&searchFilter={quote(f'tags.`{ROLE}` = {chr(39)}trial{chr(39)}')}"
+    )
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
 def study_exists(uri: str, study: str) -> bool:
     """Whether the store holds an experiment of that name (deleted ones included: MLflow
     refuses to create another under a deleted one's name)."""

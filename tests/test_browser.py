@@ -46,26 +46,31 @@ def ui(tmp_path):
         "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
+    assert len(printed) == 2  # at the start and in the summary
+    page = printed[-1].split("trials in the MLflow UI: ")[1].split()[0]
     port = free_port()
     log = tmp_path / "ui.log"
     proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
                             env=home_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, proc, log)
-    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}", page.replace(":5000/", f":{port}/")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
 def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
-    url, store = ui
+    url, store, runs_page = ui
     runs = trial_runs(store, "browsed")
     experiment = runs["experiment_id"].iloc[0]
     names = list(runs["tags.mlflow.runName"])
-    runs_page = f"{url}/#/experiments/{experiment}/runs"
+    # the page the sweep printed: the runs table of the trials, sorted by the objective
     dom = chromium(runs_page, tmp_path / "profile", "--dump-dom")
     for name in names:
         assert name in dom, f"run {name} is not listed in the UI"
+    assert "study browsed" not in dom  # the study's own run is filtered out
+    assert "val_bce" in dom  # the objective the table is sorted by
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
     picture_page = f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
