@@ -175,7 +175,9 @@ class AutoEncoder(nn.Module):
     # instead of asking which model it holds.
 
     def pretrain_stages(self) -> list[nn.Module]:
-        """Greedy layer-wise pretraining stages the trainer fits before end-to-end training."""
+        """Greedy layer-wise pretraining stages the trainer fits, in order, before end-to-end
+        training. Each stage has `inputs(x)`, `corrupt(h, generator)`, `forward(noisy, clean)`
+        (an AEOutput), `trainable_parameters()` and `epochs`."""
         return []
 
     def extra_metrics(self, x: torch.Tensor, noise: torch.Generator) -> dict[str, float]:

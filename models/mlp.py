@@ -159,6 +159,7 @@ class StackedDenoisingAutoEncoder(DenoisingAutoEncoder):
                     noise=self.config.noise,
                     recon_loss=self.config.recon_loss if i == 0 else "mse",
                     is_pixel_stage=i == 0,
+                    epochs=self.config.pretrain_epochs,
                 )
             )
         return stages
@@ -185,6 +186,7 @@ class PretrainStage(nn.Module):
         noise: float,
         recon_loss: str,
         is_pixel_stage: bool,
+        epochs: int,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
@@ -194,6 +196,7 @@ class PretrainStage(nn.Module):
         self.noise = noise
         self.recon_loss = recon_loss
         self.is_pixel_stage = is_pixel_stage
+        self.epochs = epochs  # how long the trainer fits this stage
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*self.encoder.parameters(), *self.decoder.parameters()]

@@ -190,7 +190,7 @@ def pretrain_layerwise(
     for i, stage in enumerate(model.pretrain_stages()):
         h = stage.inputs(train_x)  # codes of the frozen layers below, computed once per stage
         optimizer = torch.optim.Adam(stage.trainable_parameters(), lr=settings.lr)
-        for e in range(model.config.pretrain_epochs):  # a model with stages has this field
+        for e in range(stage.epochs):
             run_epoch(
                 lambda idx, h=h, stage=stage: stage(stage.corrupt(h[idx], gen), h[idx]).loss,
                 optimizer, len(h), settings.batch_size, gen, f"pretraining layer {i + 1} epoch {e + 1}",
