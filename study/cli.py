@@ -224,6 +224,14 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="only this model type")
     p.set_defaults(handler=run_best)
 
+    p = commands.add_parser(
+        "dashboard", help="optuna-dashboard on a study's Optuna search (127.0.0.1)"
+    )
+    p.add_argument("name")
+    p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(handler=run_dashboard)
+
     p = commands.add_parser("list", help="the studies in the tracking store")
     p.add_argument("--tracking-uri", help=TRACKING_HELP)
     p.set_defaults(handler=run_list)
@@ -338,6 +346,29 @@ def run_best(args: argparse.Namespace) -> int:
     from study.status import print_best
 
     return print_best(study_uri(args), args.name, args.model)
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    """Replace this process with optuna-dashboard on the study's `optuna.db`: a stop signal
+    then reaches the server itself and leaves nothing running."""
+    import os
+
+    from study.sweep import OPTUNA_DB, read_study, study_dir
+
+    space, options = read_study(args.name, args.storage)
+    db = study_dir(options.storage, args.name) / OPTUNA_DB
+    if not db.is_file():
+        raise ConfigError(
+            f"study {args.name!r} is a {space.algorithm} search, which Optuna does not drive: "
+            "there is no Optuna study to browse; see its trials with `python -m study status` "
+            "or `python -m study ui`"
+        )
+    print(f"optuna-dashboard for study {args.name} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)",
+          flush=True)  # fmt: skip
+    exe = Path(sys.executable).parent / "optuna-dashboard"  # installed beside this Python
+    command = [str(exe), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(args.port)]
+    os.execv(exe, command)
+    return 0  # not reached
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -187,3 +187,9 @@ def test_a_maximised_objective_is_maximised_by_every_view(tmp_path):
         json.loads((tmp_path / "e" / "best" / "metrics.json").read_text())["trial_id"]
         == top["trial_id"]
     )
+
+
+def test_a_grid_study_has_no_dashboard_to_open(stopped_study):
+    folder, _ = stopped_study
+    result = cli(folder, "dashboard", "stopped")
+    assert result.returncode == 2 and "is a grid search" in result.stderr

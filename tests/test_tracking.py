@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+import urllib.request
 
 import pytest
 import torch
@@ -12,7 +16,7 @@ from study.data import load_splits
 from study.evaluate import noisy_copy, reconstruction_metrics
 from study.export import load_model
 from study.tracking import client, trial_runs
-from tests.conftest import free_port, run_cli
+from tests.conftest import PYTHON, free_port, run_cli
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -139,3 +143,28 @@ def test_unreachable_tracking_server_fails_before_launch(tmp_path):
     assert result.returncode == 2
     assert f"tracking server {dead} cannot be reached" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_study, tmp_path):
+    _, folder = logged_study
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "study", "dashboard", "tracked", "--storage", str(folder), "--port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/studies", timeout=2) as reply:
+                studies = json.loads(reply.read())["study_summaries"]
+                break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(1)
+    assert [s["study_name"] for s in studies] == ["tracked"]
+    proc.send_signal(signal.SIGTERM)  # the dashboard itself: `study dashboard` execs it
+    proc.wait(timeout=30)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
