@@ -17,6 +17,8 @@ from study import tracking
 from study.metrics import goal
 from study.ranking import best_per_model, rank
 
+# Fewer points than this say nothing a table does not: such plots are not drawn.
+MIN_POINTS = 5
 # Fixed metadata keeps the PNGs byte-identical between runs of the command.
 PNG_META = {"Software": None}
 
@@ -33,7 +35,7 @@ def _models(runs: pd.DataFrame) -> list[str]:
 
 
 def objective_vs_latent(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
-    if "latent_dim" not in done or done["latent_dim"].isna().all():
+    if "latent_dim" not in done or done["latent_dim"].notna().sum() < MIN_POINTS:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model in _models(done):
@@ -69,7 +71,7 @@ def activations(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
 
 
 def noise_vs_denoising(done: pd.DataFrame, out: Path) -> Path | None:
-    if "noise" not in done or done["noise"].isna().all():
+    if "noise" not in done or done["noise"].notna().sum() < MIN_POINTS:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model in _models(done):
@@ -110,48 +112,73 @@ def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> 
 def parallel_coordinates(
     done: pd.DataFrame, objective: str, params: list[str], out: Path
 ) -> list[Path]:
-    """Every compared trial as a line through its parameters and objective (PNG and HTML)."""
+    """Every compared trial as a line through its searched parameters and objective (PNG and
+    HTML). Each axis is labelled with its values; a parameter a trial does not have (noise for
+    a VAE) sits on the axis's "absent" mark below the others."""
+    if len(done) < MIN_POINTS:
+        return []
     columns = [p for p in params if p in done and done[p].notna().any()] + [objective]
-    encoded = pd.DataFrame(index=done.index)
-    ticks: dict[str, tuple[list[float], list[str]]] = {}
-    for c in columns:
-        values = done[c]
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().sum() == values.notna().sum():
-            encoded[c] = numeric
-        else:
-            labels = sorted(values.dropna().astype(str).unique())
-            encoded[c] = values.astype(str).map({v: i for i, v in enumerate(labels)})
-            ticks[c] = (list(range(len(labels))), labels)
-    low, high = encoded.min(), encoded.max()
-    scaled = (encoded - low) / (high - low).replace(0, 1)
-    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(columns)), 4.5))
-    colours = plt.cm.viridis(
-        (encoded[objective] - low[objective]) / max(high[objective] - low[objective], 1e-12)
-    )
-    for (_, row), colour in zip(scaled.iterrows(), colours, strict=True):
-        ax.plot(range(len(columns)), row.values, color=colour, alpha=0.7)
+    axes = {c: _axis(done[c]) for c in columns}
+    scaled = pd.DataFrame({c: axes[c][0] for c in columns}, index=done.index)
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(columns)), 4.8))
+    norm = plt.Normalize(done[objective].min(), done[objective].max())
+    for (_, row), value in zip(scaled.iterrows(), done[objective], strict=True):
+        ax.plot(range(len(columns)), row.values, color=plt.cm.viridis(norm(value)), alpha=0.7)
+    for i, c in enumerate(columns):
+        ax.axvline(i, color="0.6", linewidth=0.8)
+        for y, text in zip(*axes[c][1:], strict=True):
+            ax.annotate(text, (i, y), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                        va="center")  # fmt: skip
     ax.set_xticks(range(len(columns)), columns, rotation=20)
     ax.set_yticks([])
-    ax.set_title(f"parallel coordinates (colour: {objective})")
+    ax.set_ylim(-0.2, 1.08)
+    ax.set_title("parallel coordinates: one line per trial")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=objective)
     paths = [_save(fig, out / "parallel_coordinates.png")]
-    paths.append(_parallel_html(encoded, ticks, columns, objective, out))
+    paths.append(_parallel_html(scaled, axes, columns, done[objective], out))
     return paths
 
 
+ABSENT = -0.12  # where an axis marks trials that do not have the parameter
+
+
+def _axis(values: pd.Series) -> tuple[pd.Series, list[float], list[str]]:
+    """Values scaled into [0, 1] (absent ones at ABSENT), tick positions and their labels."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().sum() == values.notna().sum():
+        low, high = numeric.min(), numeric.max()
+        span = (high - low) or 1.0
+        scaled = (numeric - low) / span
+        ticks, labels = [0.0, 1.0], [_fmt(low), _fmt(high)]
+        if low == high:
+            ticks, labels = [0.0], [_fmt(low)]
+    else:
+        names = sorted(values.dropna().astype(str).unique())
+        step = 1 / max(len(names) - 1, 1)
+        scaled = values.map(lambda v: None if pd.isna(v) else names.index(str(v)) * step)
+        ticks, labels = [i * step for i in range(len(names))], names
+    if values.isna().any():
+        ticks, labels = [*ticks, ABSENT], [*labels, "absent"]
+    return scaled.astype(float).fillna(ABSENT), ticks, labels
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
 def _parallel_html(
-    encoded: pd.DataFrame, ticks: dict, columns: list[str], objective: str, out: Path
+    scaled: pd.DataFrame, axes: dict, columns: list[str], objective: pd.Series, out: Path
 ) -> Path:
     import plotly.graph_objects as go
 
-    dims = []
-    for c in columns:
-        dim = {"label": c, "values": encoded[c].fillna(-1).tolist()}
-        if c in ticks:
-            dim["tickvals"], dim["ticktext"] = ticks[c]
-        dims.append(dim)
-    fig = go.Figure(go.Parcoords(line={"color": encoded[objective].tolist(), "colorscale": "Viridis",
-                                       "showscale": True}, dimensions=dims))  # fmt: skip
+    dims = [
+        {"label": c, "values": scaled[c].tolist(), "range": [ABSENT, 1.0],
+         "tickvals": axes[c][1], "ticktext": axes[c][2]}
+        for c in columns
+    ]  # fmt: skip
+    line = {"color": objective.tolist(), "colorscale": "Viridis", "showscale": True,
+            "colorbar": {"title": {"text": objective.name}}}  # fmt: skip
+    fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
     path = out / "parallel_coordinates.html"
     fig.write_html(path, include_plotlyjs=True, full_html=True, div_id="parallel-coordinates")
     return path
@@ -183,13 +210,20 @@ def importances(study: str, storage: Path | None, out: Path) -> Path | None:
 
 
 def write_plots(
-    uri: str, study: str, runs: pd.DataFrame, objective: str, out: Path, storage: Path | None
+    uri: str,
+    study: str,
+    runs: pd.DataFrame,
+    objective: str,
+    out: Path,
+    storage: Path | None,
+    searched: list[str] | None = None,
 ) -> list[Path]:
-    """Every plot the study supports, written into `out`."""
+    """Every plot the study supports, written into `out`. `searched`: the parameters the study
+    searched (default, for studies that predate that record: those that vary)."""
     from study.runs import varying_settings
 
     done = runs[runs["state"] == "done"]
-    searched = varying_settings(done)
+    searched = searched or ["model", *varying_settings(done)]
     made = [
         objective_vs_latent(done, objective, out),
         activations(done, objective, out),

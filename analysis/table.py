@@ -165,7 +165,7 @@ def write_report(
     files = [out / n for n in ("table.md", "table.csv", "seed_comparison.csv", "table.tex")]
     if storage is None and info.get("folder"):
         storage = Path(info["folder"]).parent
-    files += write_plots(uri, study, runs, objective, out, storage)
+    files += write_plots(uri, study, runs, objective, out, storage, searched_params(info))
     record = tracking.ensure_study(uri, study, "", {})
     tracking.client(uri).log_artifacts(record.study_run_id, str(out), "report")
     return files

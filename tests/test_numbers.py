@@ -81,3 +81,22 @@ def test_the_readme_describes_every_metric():
     readme = (ROOT / "README.md").read_text()
     for name, metric in METRICS.items():
         assert f"| `{name}` |" in readme and metric.measures in readme, name
+
+
+def test_parallel_coordinates_label_every_axis_and_show_absent_parameters(tmp_path):
+    from analysis.plots import parallel_coordinates
+
+    runs = runs_frame([
+        {"trial_id": f"t{i}", "model": model, "noise": noise, "latent_dim": latent, "val_bce": v}
+        for i, (model, noise, latent, v) in enumerate([
+            ("dae", 0.2, 4, 0.25), ("dae", 0.5, 8, 0.22), ("vae", np.nan, 16, 0.18),
+            ("vae", np.nan, 32, 0.17), ("ae", np.nan, 8, 0.30),
+        ])
+    ])  # fmt: skip
+    png, html = parallel_coordinates(runs, "val_bce", ["model", "latent_dim", "noise"], tmp_path)
+    assert png.stat().st_size > 10_000
+    text = html.read_text()
+    for label in ('"ticktext":["ae","dae","vae"]', '"absent"', '"text":"val_bce"'):
+        assert label in text, label
+    assert "-1" not in text.split('"values":[')[3].split("]")[0]  # no made-up value for absent
+    assert parallel_coordinates(runs.head(4), "val_bce", ["model"], tmp_path) == []
