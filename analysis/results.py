@@ -17,11 +17,11 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.seed import SEED_NUMBERS, seed_match
-from analysis.table import build_table, markdown, searched_params, seed_comparison, state_counts
+from analysis.table import build_table, markdown, searched_params, seed_comparison
 from models import ConfigError
 from study import tracking
 from study.ranking import best_per_model, rank
-from study.runs import study_runs
+from study.runs import state_counts, study_runs
 
 
 def _ours(ranked: pd.DataFrame, model: str, setting_starts: str) -> float | None:

@@ -24,18 +24,12 @@ from models import MODELS, ConfigError
 from study import tracking
 from study.metrics import METRICS, SHOWN
 from study.ranking import rank
-from study.runs import setting_columns, study_runs, varying_settings
+from study.runs import setting_columns, state_counts, study_runs, varying_settings
 
 
 def searched_params(info: dict[str, str]) -> list[str] | None:
     """The parameters the study searched, as recorded (None for studies that predate the record)."""
     return info["searched"].split(",") if info.get("searched") else None
-
-
-def state_counts(runs: pd.DataFrame) -> dict[str, int]:
-    return {
-        s: int((runs["state"] == s).sum()) for s in ("done", "stopped early", "failed", "running")
-    }
 
 
 def build_table(
@@ -113,7 +107,8 @@ def markdown(
         f"# Study {study}",
         "",
         f"Trials: {counts['done']} ran to their last epoch, {counts['stopped early']} stopped "
-        f"early (ASHA), {counts['failed']} failed, {counts['running']} unfinished. Each row is the "
+        f"early (ASHA), {counts['failed']} failed, {counts['interrupted'] + counts['running']} "
+        "unfinished. Each row is the "
         f"best trial of its model type by `{objective}` under the ranking rule every view uses "
         "(full-budget trials outrank early-stopped ones; degenerate trials, no better than "
         "predicting the mean digit, come last); a ± gives the standard deviation over `n` "

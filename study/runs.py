@@ -15,6 +15,7 @@ from study.metrics import METRICS
 
 # Params that identify the settings of a trial besides its seed (repeats share all of them).
 NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")
+STATES = ("done", "stopped early", "failed", "interrupted", "running")
 BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given"]
 # MLflow's run status, for runs the driver never closed with a state tag (a killed worker or
 # driver): FINISHED without a tag cannot tell done from stopped, so it reads as unknown.
@@ -46,6 +47,12 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
         column = f"metrics.{metric}"
         out[metric] = raw[column].astype(float) if column in raw else float("nan")
     return out.sort_values("trial_id", kind="stable").reset_index(drop=True)
+
+
+def state_counts(runs: pd.DataFrame) -> dict[str, int]:
+    """How many trials are in each state, every state named (zeros included)."""
+    states = runs["state"].value_counts() if len(runs) else {}
+    return {s: int(states.get(s, 0)) for s in STATES}
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:

@@ -17,9 +17,9 @@ from study.cli import TRAIN_OPTIONS
 from study.config import TrainSettings, allowed_keys
 from study.metrics import goal
 from study.ranking import DEGENERATE, best_per_model, rank, winners
-from study.runs import study_runs
+from study.runs import state_counts, study_runs
 
-STATE_ORDER = {"running": 0, "unknown": 1, "failed": 2}
+STATE_ORDER = {"running": 0, "interrupted": 1, "unknown": 2, "failed": 3}
 
 
 class StudyView:
@@ -43,15 +43,14 @@ class StudyView:
         )
 
     def counts(self) -> dict[str, int]:
-        states = self.runs["state"].value_counts() if len(self.runs) else {}
-        return {s: int(states.get(s, 0)) for s in ("done", "stopped early", "failed", "running")}
+        return state_counts(self.runs)
 
     def unranked(self) -> pd.DataFrame:
         """Trials not in the ranking (running, failed, …): running first, by their current value."""
         rest = self.runs[~self.runs["run_id"].isin(self.ranked["run_id"])].copy()
         if not len(rest):
             return rest
-        rest["_order"] = rest["state"].map(STATE_ORDER).fillna(3)
+        rest["_order"] = rest["state"].map(STATE_ORDER).fillna(len(STATE_ORDER))
         direction = 1 if goal(self.objective) == "min" else -1
         rest["_value"] = direction * rest[self.objective].fillna(math.inf * direction)
         return rest.sort_values(["_order", "_value", "trial_id"]).drop(columns=["_order", "_value"])
