@@ -61,8 +61,9 @@ def build_table(
             zip(keys, group_key if isinstance(group_key, tuple) else (group_key,), strict=True)
         )
         row["n"] = len(repeats)
-        row["settings"] = ", ".join(f"{c}={_fmt(top[c])}" for c in searched
-                                    if c not in keys and _present(top[c]))  # fmt: skip
+        given = top.get("given")  # the keys the trial was given: not another model's defaults
+        row["settings"] = ", ".join(f"{c}={_fmt(top[c])}" for c in searched if c not in keys
+                                    and _present(top[c]) and (given is None or c in given))  # fmt: skip
         row["standing"] = top["standing"] or None
         for metric in SHOWN:
             values = repeats[metric].dropna() if metric in repeats else pd.Series(dtype=float)
