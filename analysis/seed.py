@@ -62,7 +62,12 @@ def seed_match(ranked: pd.DataFrame, s: SeedNumber) -> tuple[float | None, str]:
         return None, f"no finished {s.model} trial"
     for column, wanted in s.where:
         values = match[column] if column in match else pd.Series(None, index=match.index)
-        same = values.isna() if wanted is None else values.astype(str) == str(wanted)
+        if wanted is None:
+            same = values.isna()
+        elif isinstance(wanted, int | float):  # a column with gaps holds floats: 2.0 is 2
+            same = pd.to_numeric(values, errors="coerce") == wanted
+        else:
+            same = values.astype(str) == str(wanted)
         match = match[same]
         if not len(match):
             shown = "its own feature map" if wanted is None else wanted

@@ -45,6 +45,7 @@ def test_a_seed_row_stays_empty_without_a_trial_that_meets_its_conditions():
     runs = runs_frame([
         {"trial_id": "t1", "model": "vae", "recon_loss": "mse", "val_bce": 0.2, "recon_kl": 37.7},
         {"trial_id": "t2", "model": "ae", "activation": "relu", "val_bce": 0.3, "val_mse": 0.05},
+        {"trial_id": "t3", "model": "cae", "latent_dim": np.nan, "val_bce": 0.25},  # 2 -> 2.0
     ])  # fmt: skip
     seed = seed_comparison(rank(runs, "val_bce")).set_index(["model", "seed setting"])
     assert list(seed.columns[:2]) == ["seed", "seed measured"]
