@@ -6,34 +6,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from models import ConfigError
+from study.cli_servers import run_dashboard, run_server, run_ui
+from study.cli_train import add_train_command
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
-
-# Options of `train` that map one-to-one onto trial-config keys (None: not given, keep the default).
-TRAIN_OPTIONS: dict[str, type] = {
-    "model": str,
-    "latent_dim": int,
-    "activation": str,
-    "noise": float,
-    "noise_kind": str,
-    "recon_loss": str,
-    "beta": float,
-    "dataset": str,
-    "data_dir": str,
-    "epochs": int,
-    "batch_size": int,
-    "lr": float,
-    "seed": int,
-    "finetune_epochs": int,
-    "device": str,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_command(commands)
@@ -76,99 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=run_table)
 
     return parser
-
-
-def add_train_command(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "train",
-        help="train one model (no Ray), print metrics per epoch, save a checkpoint",
-        description="Train one autoencoder on held-out-scored data. Last line: final metrics as JSON.",
-    )
-    for key, kind in TRAIN_OPTIONS.items():
-        p.add_argument(
-            f"--{key.replace('_', '-')}", dest=key, type=kind, default=None,
-            help=train_option_help(key),
-        )  # fmt: skip
-    p.add_argument(
-        "--set",
-        dest="extra",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other model parameter, e.g. --set hidden=[256,64] --set pretrain_epochs=3",
-    )
-    p.add_argument("--out", default=None, help="an empty or new folder for the final checkpoint")
-    p.add_argument("--force", action="store_true", help="replace a checkpoint already in --out")
-    p.set_defaults(handler=run_train)
-
-
-def train_option_help(key: str) -> str:
-    """Allowed values and the default of one `train` option, from the registries and configs.
-    (Not argparse `choices`: a bad value gets the tool's one-line error with a suggestion.)"""
-    from dataclasses import fields
-
-    from models import MODELS
-    from models.base import ACTIVATIONS, RECON_LOSSES
-    from models.noise import NOISE_RANGES
-    from study.config import TrainSettings
-    from study.data import DATASETS
-
-    choices = {"model": list(MODELS), "activation": list(ACTIVATIONS), "recon_loss": list(RECON_LOSSES),
-               "noise_kind": list(NOISE_RANGES), "dataset": list(DATASETS)}.get(key)  # fmt: skip
-    allowed = f"one of {', '.join(choices)}; " if choices else ""
-    settings = {f.name: f.default for f in fields(TrainSettings)}
-    if key in settings:
-        return f"{allowed}default: {settings[key]}"
-    per_model = ", ".join(
-        f"{name} {getattr(cls.config_class(), key)}"
-        for name, cls in MODELS.items()
-        if key in cls.config_class.field_names()
-    )
-    return f"{allowed}default per model (the seed's): {per_model}"
-
-
-def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` strings to a dict; VALUE is read as YAML (numbers, lists, null)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from models.checkpoint import check_out_folder
-    from study.config import split_config
-    from study.trainer import TrainingDiverged, train
-
-    config = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
-    config = {**config, **parse_assignments(args.extra)}
-    split_config(config)  # every bad option fails here, before any data is loaded
-    if args.out:
-        check_out_folder(Path(args.out), args.force)  # before any data is loaded too
-    try:
-        history = train(config, on_epoch=print_epoch(), out_dir=args.out)
-    except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.out:
-        print(f"checkpoint: {args.out}  (load with models.load({args.out!r}))")
-    print(json.dumps(history[-1], sort_keys=True))
-    return 0
-
-
-def print_epoch() -> Callable[[dict[str, float], Any], None]:
-    from study.metrics import PRINTED as keys
-
-    def show(metrics: dict[str, float], _save: Any) -> None:
-        shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
-        print(
-            f"epoch {metrics['epoch']:>3}  {shown}  ({metrics['epoch_seconds']:.1f}s)", flush=True
-        )
-
-    return show
 
 
 def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
@@ -348,29 +237,6 @@ def run_best(args: argparse.Namespace) -> int:
     return print_best(study_uri(args), args.name, args.model)
 
 
-def run_dashboard(args: argparse.Namespace) -> int:
-    """Replace this process with optuna-dashboard on the study's `optuna.db`: a stop signal
-    then reaches the server itself and leaves nothing running."""
-    import os
-
-    from study.sweep import OPTUNA_DB, read_study, study_dir
-
-    space, options = read_study(args.name, args.storage)
-    db = study_dir(options.storage, args.name) / OPTUNA_DB
-    if not db.is_file():
-        raise ConfigError(
-            f"study {args.name!r} is a {space.algorithm} search, which Optuna does not drive: "
-            "there is no Optuna study to browse; see its trials with `python -m study status` "
-            "or `python -m study ui`"
-        )
-    print(f"optuna-dashboard for study {args.name} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)",
-          flush=True)  # fmt: skip
-    exe = Path(sys.executable).parent / "optuna-dashboard"  # installed beside this Python
-    command = [str(exe), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(args.port)]
-    os.execv(exe, command)
-    return 0  # not reached
-
-
 def run_list(args: argparse.Namespace) -> int:
     from study.status import print_list
     from study.tracking import resolve_tracking_uri
@@ -407,61 +273,6 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
         "aliases champion and champion-<model>; another metric's get best-<metric>[-<model>])",
     )
     p.set_defaults(handler=run_export)
-
-
-def mlflow_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mlflow", *args]
-
-
-def run_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
-    from study.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    if not uri.startswith("sqlite:///"):
-        print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
-        return 0
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    print_study_pages(uri, args.port)
-    cmd = mlflow_command(
-        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)
-    )
-    return subprocess.call(cmd)
-
-
-def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
-    """The newest studies' trial pages (sorted by their objective) in the UI about to start."""
-    from study import tracking
-    from study.metrics import goal
-
-    if not Path(uri.removeprefix("sqlite:///")).is_file():
-        return
-    for name in tracking.study_names(uri)[-newest:]:
-        objective = tracking.study_params(uri, name).get("objective", "val_bce")
-        experiment = tracking.client(uri).get_experiment_by_name(name).experiment_id
-        page = tracking.runs_page(uri, experiment, objective, goal(objective) == "min", port)
-        print(f"  {name}: {page}")
-
-
-def run_server(args: argparse.Namespace) -> int:
-    import socket
-    import subprocess
-
-    from study.tracking import resolve_tracking_uri
-
-    store = resolve_tracking_uri(args.backend_store_uri)
-    artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
-    shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
-    print(
-        f"tracking server: --tracking-uri http://{shown}:{args.port}  (store {store}, artifacts {artifacts})",
-        flush=True,
-    )
-    cmd = mlflow_command(
-        "server", "--backend-store-uri", store, "--artifacts-destination", artifacts,
-        "--serve-artifacts", "--host", args.host, "--port", str(args.port),
-    )  # fmt: skip
-    return subprocess.call(cmd)
 
 
 def run_export(args: argparse.Namespace) -> int:

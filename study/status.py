@@ -13,7 +13,7 @@ import pandas as pd
 
 from models import make_config
 from study import tracking
-from study.cli import TRAIN_OPTIONS
+from study.cli_train import TRAIN_OPTIONS
 from study.config import TrainSettings, allowed_keys
 from study.metrics import goal
 from study.ranking import DEGENERATE, best_per_model, rank, winners
