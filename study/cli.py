@@ -163,7 +163,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     # every problem in the file is reported before Ray starts
     space = load_space(args.space, {"dataset": args.dataset, "data_dir": data_dir})
     options = SweepOptions(
-        name=args.name or Path(args.space).stem,
+        name=Path(args.space).stem if args.name is None else args.name,
         storage=args.storage or "",
         num_samples=args.num_samples,
         max_concurrent=args.max_concurrent,

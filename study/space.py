@@ -127,14 +127,48 @@ class SpaceSampler:
         return {k: v for k, v in self.space.trial_config(chosen).items() if k not in chosen}
 
 
+MAX_SPACE_BYTES = 100_000
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader without what a space file never needs and a hostile one abuses:
+    aliases (a few hundred bytes of nested anchors expand to gigabytes) and duplicate keys
+    (the last one silently wins)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in a space file", mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_space(path: str | Path, overrides: dict[str, Any] | None = None) -> Space:
     """Read and validate the space file at `path`, with top-level `overrides` (e.g. the data set
     from the command line) applied first; raises SpaceError naming file and key."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"{path}: no such space file (see search_spaces/ for examples)")
+    if path.stat().st_size > MAX_SPACE_BYTES:
+        raise SpaceError(
+            f"{path}: {path.stat().st_size:,} bytes; a space file is a few lines of YAML"
+        )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=StrictLoader)  # StrictLoader is a SafeLoader
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not a text file; a space file is YAML") from None
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(raw, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 from dataclasses import asdict, dataclass
@@ -58,8 +59,11 @@ class SweepOptions:
                 f"--storage {self.storage}: object-store URIs are not supported yet; use a folder "
                 "(on a cluster, one that every node mounts, e.g. /shared/studies)"
             )
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"--name {self.name!r} must be a plain folder name")
+        check_name(self.name)
+        if self.max_failures < 0:
+            raise ConfigError(
+                f"--max-failures must be >= 0 (retries per trial), got {self.max_failures}"
+            )
         if self.cpus_per_trial <= 0:
             raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial < 0 or (
@@ -74,8 +78,21 @@ class SweepOptions:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: str) -> None:
+    """A study name is one safe path segment: it names a folder and an MLflow experiment."""
+    if not NAME.fullmatch(name):
+        raise ConfigError(
+            f"study name {name!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+
+
 def study_dir(storage: str | Path, name: str) -> Path:
     """Where study `name` lives; absolute, because trials run in their own working folders."""
+    check_name(name)
     return (Path(storage).expanduser() / name).resolve()
 
 

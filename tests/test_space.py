@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -156,3 +157,47 @@ def test_a_grid_runs_each_point_once():
 def test_a_step_yaml_left_as_a_string_becomes_a_number():
     space = parse_space(with_change("params.lr", {"float": [0.001, 0.1], "step": "1e-3"}), "s.yaml")
     assert next(p for p in space.params if p.name == "lr").step == 0.001
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &x [1, 2]\nb: *x\n", "aliases (*name) are not allowed"),
+        ("epochs: 3\nepochs: 4\n", "duplicate key 'epochs'"),
+    ],
+)
+def test_yaml_that_hides_or_multiplies_content_is_refused(tmp_path: Path, text, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError, match=re.escape(message)):
+        load_space(path)
+
+
+def test_a_binary_or_huge_space_file_is_refused(tmp_path: Path):
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpaceError, match="not a text file"):
+        load_space(binary)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# x\n" * 50_000)
+    with pytest.raises(SpaceError, match="a space file is a few lines"):
+        load_space(huge)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--name", "../escape"], "study name '../escape': use 1-100 letters"),
+        (["--name", ""], "study name '': use"),
+        (["--name", "two\nlines"], "study name 'two\\nlines'"),
+        (["--name", "ok", "--max-failures", "-1"], "--max-failures must be >= 0"),
+    ],
+)
+def test_bad_names_and_retries_are_refused_before_ray_starts(tmp_path: Path, args, message):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(GOOD))
+    result = run_cli("sweep", str(space), *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "studies").exists()
+    status = run_cli("status", "../escape", cwd=tmp_path)
+    assert status.returncode == 2 and "study name '../escape'" in status.stderr
