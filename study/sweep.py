@@ -50,7 +50,7 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     max_failures: int = 2
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
-    tracking_uri: str | None = None  # None: sqlite:///<current folder>/mlflow.db
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else <home>/mlflow.db
 
     def validate(self) -> None:
         self.storage = self.storage or str(default_storage())
@@ -97,7 +97,7 @@ def study_dir(storage: str | Path, name: str) -> Path:
 
 
 def launch(space: Space, options: SweepOptions) -> Outcome:
-    """Validate everything, then run a new study; returns Tune's results."""
+    """Validate everything, then run a new study; returns how it ended."""
     options.validate()
     if space.algorithm == "grid" and (options.num_samples or 1) != 1:
         raise ConfigError(
@@ -137,11 +137,13 @@ def check_name_is_free(uri: str, name: str, folder: Path) -> None:
     merge two studies' runs in one experiment."""
     if not tracking.study_exists(uri, name):
         return
-    other = tracking.study_params(uri, name).get("folder", "an unrecorded folder")
+    other = tracking.study_params(uri, name).get("folder")
+    storage = Path(other).parent if other else "FOLDER"
     raise ConfigError(
-        f"study {name!r} already exists in the tracking store {uri} (its folder: {other}), and "
-        f"this sweep would put another study in {folder}: choose another --name, or continue "
-        f"that study with `python -m study resume {name} --storage {Path(other).parent}`"
+        f"study {name!r} already exists in the tracking store {uri} (its folder: "
+        f"{other or 'not recorded'}), and this sweep would put another study in {folder}: choose "
+        f"another --name, or continue that study with "
+        f"`python -m study resume {name} --storage {storage}`"
     )
 
 
