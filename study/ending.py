@@ -1,0 +1,76 @@
+"""How a sweep ends: Tune's `fit`, a stop signal turned into a saved, resumable state, the
+study's runs closed accordingly, and checkpoints pruned only where that is safe."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray import tune
+
+from study import tracking
+
+
+@dataclass
+class Outcome:
+    """How a sweep's `fit` ended: Tune's results and the trials it left unfinished (a Ctrl-C,
+    SIGTERM or SIGUSR1 stops the sweep with the state saved; `resume` continues them)."""
+
+    results: tune.ResultGrid
+    unfinished: list[str]
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.unfinished)
+
+
+def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
+    """Run the tuner, then close the study: FINISHED when every trial ended, KILLED (and the
+    unfinished trials' runs marked interrupted) when a signal stopped it."""
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    with sigterm_as_sigint():
+        results = tuner.fit()
+    trials = ExperimentAnalysis(str(folder)).trials  # the state Tune saved: what resume reads
+    ended = (Trial.TERMINATED, Trial.ERROR)
+    unfinished = sorted(t.trial_id for t in trials if t.status not in ended)
+    for trial_id in unfinished:
+        tracking.finish_trial(record.uri, record.experiment_id, trial_id, "interrupted")
+    status = "KILLED" if unfinished else "FINISHED"
+    tracking.client(record.uri).set_terminated(record.study_run_id, status)
+    prune_checkpoints([t for t in trials if t.status == Trial.TERMINATED])
+    return Outcome(results, unfinished)
+
+
+@contextlib.contextmanager
+def sigterm_as_sigint():
+    """SIGTERM (a scheduler's or `kill`'s stop) ends the sweep the way Ctrl-C does: Tune saves
+    its state and returns, and `resume` continues. Tune itself handles only SIGINT and SIGUSR1."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def prune_checkpoints(trials: list) -> None:
+    """Keep only the checkpoint the saved state points at, for trials that have ended.
+
+    During a sweep Tune keeps every checkpoint (num_to_keep=None): when it prunes, a driver killed
+    between deleting a checkpoint and saving its experiment state leaves that state pointing at a
+    deleted checkpoint, and the resumed trial cannot restore (seen here). Only ended trials are
+    pruned, and only around the checkpoint their saved state names: an interrupted or failed
+    trial resumes from that one, which need not be its newest folder.
+    """
+    for trial in trials:
+        kept = getattr(trial.checkpoint, "path", None)
+        if kept is None:
+            continue
+        for folder in Path(kept).parent.glob("checkpoint_*"):
+            if folder != Path(kept):
+                shutil.rmtree(folder, ignore_errors=True)
