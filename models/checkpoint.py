@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,23 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     file = Path(path) / CONFIG_FILE
     if not file.is_file():
         raise ConfigError(f"{path} is not a checkpoint directory: {CONFIG_FILE} is missing")
-    return json.loads(file.read_text())
+    return _read_json(file)
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> AutoEncoder:
     """Load the model saved in `path`, in eval mode, on `device`."""
     meta = read_config(path)
+    if not isinstance(meta, dict) or not {"model", "model_config"} <= set(meta):
+        raise ConfigError(f"{Path(path) / CONFIG_FILE}: not a checkpoint's config (no model)")
     model = build_model(meta["model"], meta["model_config"])
-    weights = torch.load(Path(path) / WEIGHTS_FILE, map_location=device, weights_only=True)
-    model.load_state_dict(weights)
+    weights = _read_tensors(Path(path) / WEIGHTS_FILE, device)
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ConfigError(
+            f"{Path(path) / WEIGHTS_FILE}: its weights do not fit the {meta['model']} that "
+            f"{CONFIG_FILE} describes ({str(exc).splitlines()[0]})"
+        ) from None
     return model.to(device).eval()
 
 
@@ -91,6 +100,38 @@ def load_training_state(
 ) -> tuple[dict, dict]:
     """The optimizer/RNG state and the epoch/history record of a training checkpoint."""
     path = Path(path)
-    training = torch.load(path / TRAINING_FILE, map_location=device, weights_only=True)
-    state = json.loads((path / STATE_FILE).read_text())
-    return training, state
+    return _read_tensors(path / TRAINING_FILE, device), _read_json(path / STATE_FILE)
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            f"{file}: unreadable or not JSON ({exc}); the checkpoint is damaged"
+        ) from None
+
+
+def _read_tensors(file: Path, device: str | torch.device) -> Any:
+    """torch.load with weights_only=True, its failures named by file and cause. torch's own
+    message for a pickle naming code suggests `weights_only=False`, which must not be taken."""
+    if not file.is_file():
+        raise ConfigError(f"{file} is missing; the checkpoint is incomplete")
+    if file.stat().st_size == 0:
+        raise ConfigError(f"{file} is empty; the checkpoint is damaged (an interrupted write?)")
+    try:
+        return torch.load(file, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = str(exc).split("Weights only load failed", 1)[-1].strip(" .").splitlines()
+        detail = next((x.strip(" .") for x in lines if "GLOBAL" in x or "Unsupported" in x), "")
+        raise ConfigError(
+            f"{file} is not a plain-weights torch file (the safe loader refused it: "
+            f"{detail or 'unpickling error'}): it is damaged, or it holds pickled code, which "
+            "this tool never runs; do not retry with weights_only=False unless you trust "
+            "whoever wrote it"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{file}: not a readable torch file ({type(exc).__name__}: {exc}); the checkpoint "
+            "is damaged"
+        ) from None

@@ -99,6 +99,12 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("resume", help="continue an interrupted study")
     p.add_argument("name")
     p.add_argument("--storage", help=STORAGE_HELP)
+    p.add_argument(
+        "--trust-state",
+        action="store_true",
+        help="resume even if the study folder holds pickled state this tool did not sign "
+        "(see docs/architecture.md, 'The study folder')",
+    )
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(handler=run_resume)
 
@@ -183,7 +189,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
     quiet_libraries(args.verbose)
     _, options = read_study(args.name, args.storage)  # a missing study fails before Ray starts
-    (_, outcome), wall = timed(resume, args.name, args.storage)
+    (_, outcome), wall = timed(resume, args.name, args.storage, args.trust_state)
     return summarise(options, outcome, wall)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
-from study import tracking
+from study import tracking, trust
 
 
 @dataclass
@@ -44,6 +44,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     status = "KILLED" if unfinished else "FINISHED"
     tracking.client(record.uri).set_terminated(record.study_run_id, status)
     prune_checkpoints([t for t in trials if t.status == Trial.TERMINATED])
+    trust.sign(folder)  # the state as it ended, for `resume`
     return Outcome(results, unfinished)
 
 

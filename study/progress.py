@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -13,10 +16,13 @@ from study.config import flat_config
 from study.ranking import rank
 from study.space import Space
 from study.tracking import StudyRecord, finish_trial, runs_page
+from study.trainable import FAILED
 
 
 def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
     """done | stopped early | failed | running | pending, from Tune's status and the last report."""
+    if status == "TERMINATED" and last_result.get(FAILED):
+        return "failed"  # a deterministic failure, ended without retries (study.trainable)
     if status == "TERMINATED":
         epochs = flat_config(config).get("epochs", 0)
         return "stopped early" if last_result.get("training_iteration", 0) < epochs else "done"
@@ -101,18 +107,73 @@ class ProgressPrinter(Callback):
 
 class TrackingCallback(Callback):
     """Closes each trial's MLflow run with its final state; only the driver knows it (ASHA's stop
-    ends the trial function from outside, and a failed trial cannot report its own end)."""
+    ends the trial function from outside, and a failed trial cannot report its own end).
 
-    def __init__(self, record: StudyRecord) -> None:
+    The calls run on a thread of their own: during a tracking-server outage MLflow retries for
+    minutes, which on Tune's loop would stall every trial, and an exception raised into the loop
+    would turn a finished trial into a failed one. Pending closes are retried until the server
+    answers; the sweep waits for them at its end for at most `drain_seconds`."""
+
+    def __init__(self, record: StudyRecord, drain_seconds: float = 120.0) -> None:
         self.record = record
+        self.drain_seconds = drain_seconds
+        self._queue: queue.Queue | None = None
+
+    def __getstate__(self) -> dict:  # saved in Tune's state: the thread and queue are not
+        return {**self.__dict__, "_queue": None}
+
+    def _submit(self, trial_id: str, state: str, reason: str | None = None) -> None:
+        if self._queue is None:
+            self._queue = queue.Queue()
+            threading.Thread(target=self._work, daemon=True, name="mlflow-closer").start()
+        self._queue.put((trial_id, state, reason))
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            for wait in (1, 2, 5, 10, 30, 60, 60, 60, 60, 60):
+                try:
+                    finish_trial(self.record.uri, self.record.experiment_id, *item)
+                    break
+                except Exception as exc:
+                    error = exc
+                    time.sleep(wait)
+            else:
+                print(f"warning: could not close trial {item[0]}'s MLflow run: {error}", flush=True)
+            self._queue.task_done()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
-        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, state)
+        self._submit(
+            trial.trial_id, trial_state("TERMINATED", trial.last_result or {}, trial.config)
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        # The error itself was tagged on the run by the failing worker (study.trainable).
-        finish_trial(self.record.uri, self.record.experiment_id, trial.trial_id, "failed")
+        self._submit(trial.trial_id, "failed", error_reason(trial))
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Wait (bounded) for the closes still queued, so the summary reads final states."""
+        if self._queue is None:
+            return
+        deadline = time.monotonic() + self.drain_seconds
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self._queue.unfinished_tasks:
+            print(
+                f"warning: {self._queue.unfinished_tasks} trial run(s) not yet closed in MLflow "
+                f"({self.record.uri} unreachable?); their state shows as running there",
+                flush=True,
+            )
+
+
+def error_reason(trial: Any) -> str | None:
+    """The last failure Tune recorded for a trial (its error.txt), in one line: what the driver
+    knows when the worker could not say (killed, or its restore failed)."""
+    path = getattr(trial, "error_file", None)
+    if not path or not Path(path).is_file():
+        return None
+    last = Path(path).read_text().rsplit("Failure # ", 1)[-1].splitlines()[1:]
+    lines = [line.strip() for line in last if line.strip()]
+    return f"{lines[0]} (see {path})"[:1000] if lines else None
 
 
 def own_seconds(results: tune.ResultGrid) -> float:

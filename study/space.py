@@ -196,6 +196,9 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
         raise fail("search", "expected {algorithm: tpe|random|grid, seed: N}")
     if search.get("algorithm", "tpe") not in ALGORITHMS:
         raise fail("search.algorithm", f"{search['algorithm']!r}; allowed: {', '.join(ALGORITHMS)}")
+    seed = search.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise fail("search.seed", f"must be a whole number >= 0 (or left out), got {seed!r}")
     num_samples = _positive_int(raw.get("num_samples", 10), fail, "num_samples")
     epochs = _epochs(raw.get("epochs", 10), fail)
     scheduler = _scheduler(raw.get("scheduler", {"type": "asha"}), min(epochs.values()), fail)
@@ -213,7 +216,7 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
         objective=objective,
         mode=OBJECTIVES[objective],
         algorithm=search.get("algorithm", "tpe"),
-        seed=search.get("seed"),
+        seed=seed,
         num_samples=num_samples,
         epochs=epochs,
         scheduler=scheduler,

@@ -95,9 +95,8 @@ def print_status(uri: str, name: str) -> None:
             )
             print(f"{'':6}reason: {reason}")
             where = view.error_file(row["trial_id"])
-            print(
-                f"{'':6}full error: {where or 'not written (the worker died before Tune saw it)'}"
-            )
+            if where:  # a deterministic failure ends the trial without an error file
+                print(f"{'':6}full error: {where}")
     if (view.ranked["tier"] == DEGENERATE).any():
         print("degenerate: no better on held-out digits than predicting the mean digit "
               "(val_mse >= mean_digit_mse); ranked last and never exported")  # fmt: skip
@@ -122,9 +121,9 @@ def print_best(uri: str, name: str, model: str | None = None) -> int:
         picks = picks[picks["model"] == model]
     if not len(picks):
         which = f" of model {model!r}" if model else ""
-        print(
-            f"study {name} has no finished trial{which} to crown (see `python -m study status {name}`)"
-        )
+        degenerate = " that is not degenerate" if len(view.ranked) else ""
+        print(f"study {name} has no finished trial{which}{degenerate} to crown (see "
+              f"`python -m study status {name}`)")  # fmt: skip
         return 1
     for _, row in picks.iterrows():
         standing = row["standing"] or f"ran all {_int(row['epoch'])} epochs"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from models import ConfigError
-from study import tracking
+from study import tracking, trust
 from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
 from study.ending import Outcome, fit
+from study.lock import study_lock
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.space import Space, SpaceSampler, parse_space
-from study.trainable import run_trial
+from study.trainable import FAILED, run_trial
 
 STUDY_FILE, OPTUNA_DB = "study.json", "optuna.db"
 
@@ -103,31 +105,47 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             "repeats with other seeds add `seed: [0, 1, 2]` under params"
         )
     folder = study_dir(options.storage, options.name)
-    if (folder / STUDY_FILE).exists():
-        raise ConfigError(
-            f"study {options.name!r} already exists in {folder.parent}: continue it with "
-            f"`python -m study resume {options.name}` or choose another --name"
-        )
-    options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
-    if options.tracking_uri == tracking.resolve_tracking_uri(None):
-        tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
-    tracking.check_reachable(options.tracking_uri)
-    check_name_is_free(options.tracking_uri, options.name, folder)
-    load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail before any trial
-    connect(options)
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
+    with study_lock(options.storage, options.name):
+        if (folder / STUDY_FILE).exists():
+            raise ConfigError(
+                f"study {options.name!r} already exists in {folder.parent}: continue it with "
+                f"`python -m study resume {options.name}` or choose another --name"
+            )
+        options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
+        if options.tracking_uri == tracking.resolve_tracking_uri(None):
+            tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
+        tracking.check_reachable(options.tracking_uri)
+        check_name_is_free(options.tracking_uri, options.name, folder)
+        load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail early
+        connect(options)
+        with undone_on_failure(folder, options.tracking_uri, options.name):
+            record = open_study_record(space, options)
+            tuner = tune.Tuner(
+                trainable(options, record, picture_epochs(space)),
+                param_space=param_space(space),
+                tune_config=tune_config(space, options, folder),
+                run_config=run_config(space, options, record, folder),
+            )
+            # Written last: its presence is what makes the folder a study that `resume` continues.
+            saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
+            (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
+        print_where_to_watch(record, space)
+        return finish(record, tuner, folder)
 
-    (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
-    record = open_study_record(space, options)
-    print_where_to_watch(record, space)
-    tuner = tune.Tuner(
-        trainable(options, record, picture_epochs(space)),
-        param_space=param_space(space),
-        tune_config=tune_config(space, options, folder),
-        run_config=run_config(space, options, record),
-    )
-    return fit(record, tuner, folder)
+
+@contextlib.contextmanager
+def undone_on_failure(folder: Path, uri: str, name: str):
+    """A launch that fails (or is interrupted) before its first trial leaves nothing behind:
+    neither the study folder nor its MLflow experiment, so the same name can be launched again."""
+    existed = folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        tracking.abandon_study(uri, name)
+        raise
 
 
 def check_name_is_free(uri: str, name: str, folder: Path) -> None:
@@ -136,6 +154,8 @@ def check_name_is_free(uri: str, name: str, folder: Path) -> None:
     if not tracking.study_exists(uri, name):
         return
     other = tracking.study_params(uri, name).get("folder")
+    if other == str(folder) and not (folder / STUDY_FILE).exists():
+        return  # a launch of this very study killed before it began: its experiment is reused
     storage = Path(other).parent if other else "FOLDER"
     raise ConfigError(
         f"study {name!r} already exists in the tracking store {uri} (its folder: "
@@ -145,19 +165,46 @@ def check_name_is_free(uri: str, name: str, folder: Path) -> None:
     )
 
 
-def resume(name: str, storage: str | Path | None = None) -> tuple[Space, Outcome]:
+def resume(
+    name: str, storage: str | Path | None = None, trust_state: bool = False
+) -> tuple[Space, Outcome]:
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
-    tracking.check_reachable(options.tracking_uri)
-    connect(options)
-    record = open_study_record(space, options)
-    tuner = tune.Tuner.restore(
-        str(study_dir(options.storage, name)),
-        trainable=trainable(options, record, picture_epochs(space)),
-        resume_unfinished=True,
-        resume_errored=True,
-    )
-    return space, fit(record, tuner, study_dir(options.storage, name))
+    folder = study_dir(options.storage, name)
+    with study_lock(options.storage, name):
+        if not (folder / "tuner.pkl").is_file():
+            raise ConfigError(
+                f"study {name!r} in {folder} has no saved Tune state (tuner.pkl): its launch "
+                "stopped before the first trial. Launch it again under another --name (or "
+                f"remove {folder} first)"
+            )
+        if not trust_state:
+            trust.check(folder, name)
+        tracking.check_reachable(options.tracking_uri)
+        connect(options)
+        record = open_study_record(space, options)
+        tuner = tune.Tuner.restore(
+            str(folder),
+            trainable=trainable(options, record, picture_epochs(space)),
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+        return space, finish(record, tuner, folder)
+
+
+def finish(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
+    """Run the sweep to its end; once every trial has ended, Optuna trials still RUNNING are
+    orphans of a killed driver (Tune will never report them) and are marked failed."""
+    outcome = fit(record, tuner, folder)
+    if not outcome.interrupted and (folder / OPTUNA_DB).is_file():
+        import optuna
+
+        storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
+        for study in storage.get_all_studies():
+            for t in storage.get_all_trials(study._study_id, deepcopy=False):
+                if t.state == optuna.trial.TrialState.RUNNING:
+                    storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+    return outcome
 
 
 def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:
@@ -206,6 +253,7 @@ def connect(options: SweepOptions) -> None:
     """Start a local Ray or join a cluster, then check the cluster can run one trial at all."""
     if not ray.is_initialized():
         if options.address:
+            check_address(options.address)
             try:
                 ray.init(address=options.address)
             except ConnectionError as exc:
@@ -225,9 +273,39 @@ def connect(options: SweepOptions) -> None:
                 configure_logging=False,
                 log_to_driver=False,
             )
+            private_token()
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options)
+
+
+def private_token() -> None:
+    """Ray writes its token (~/.ray/auth_token) readable by every user of the machine; the
+    token is what keeps other users from submitting code to this Ray, so keep it the owner's."""
+    import os
+    import stat
+
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """A host:port that does not answer fails now: Ray itself retries connecting for minutes."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--address {address}: nothing answers there ({exc}); start the cluster's head "
+            "(`ray up cluster.yaml`, or `ray start --head` on that machine) or fix the address "
+            "(host:port of the head's GCS, 6379 by default)"
+        ) from None
 
 
 def check_multi_node(options: SweepOptions) -> None:
@@ -299,6 +377,11 @@ class ResumableOptunaSearch(OptunaSearch):
     (`on_trial_complete` already tolerates the same case.)
     """
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if result and result.get(FAILED):  # failed for good: FAIL in Optuna, not a NaN value
+            return super().on_trial_complete(trial_id, None, error=True)
+        return super().on_trial_complete(trial_id, result, error)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
@@ -339,12 +422,14 @@ def scheduler(space: Space):
     )
 
 
-def run_config(space: Space, options: SweepOptions, record: tracking.StudyRecord) -> tune.RunConfig:
+def run_config(
+    space: Space, options: SweepOptions, record: tracking.StudyRecord, folder: Path
+) -> tune.RunConfig:
     return tune.RunConfig(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see ending.prune_checkpoints
-        callbacks=[ProgressPrinter(space), TrackingCallback(record)],
+        callbacks=[ProgressPrinter(space), TrackingCallback(record), trust.Signer(folder)],
         verbose=0,
     )

@@ -216,15 +216,20 @@ class TrialRun:
 RUN_STATUS = {"failed": "FAILED", "interrupted": "KILLED"}  # else FINISHED
 
 
-def finish_trial(uri: str, experiment_id: str, trial_id: str, state: str) -> None:
+def finish_trial(
+    uri: str, experiment_id: str, trial_id: str, state: str, reason: str | None = None
+) -> None:
     """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
     interrupted (KILLED: `resume` reopens it).
 
-    A failed trial's error was tagged on the run by the worker (`TrialRun.record_error`)."""
+    A failed trial's error is tagged on the run by the worker (`TrialRun.record_error`); `reason`
+    (what the driver saw: a killed worker, a failed restore) is tagged when the worker could not."""
     c = client(uri)
     run_id = find_trial_run(c, experiment_id, trial_id)
     if run_id is None:
         return
+    if reason and state == "failed" and ERROR not in c.get_run(run_id).data.tags:
+        c.set_tag(run_id, ERROR, reason[-4000:])
     c.set_tag(run_id, STATE, state)
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
@@ -266,6 +271,17 @@ def study_exists(uri: str, study: str) -> bool:
     """Whether the store holds an experiment of that name (deleted ones included: MLflow
     refuses to create another under a deleted one's name)."""
     return client(uri).get_experiment_by_name(study) is not None
+
+
+def abandon_study(uri: str, study: str) -> None:
+    """Take back the experiment of a launch that failed before any trial ran: renamed (so the
+    name is free again: MLflow keeps a deleted experiment's name) and deleted."""
+    c = client(uri)
+    experiment = c.get_experiment_by_name(study)
+    if experiment is None:
+        return
+    c.rename_experiment(experiment.experiment_id, f"{study}.abandoned-{experiment.experiment_id}")
+    c.delete_experiment(experiment.experiment_id)
 
 
 def study_names(uri: str) -> list[str]:

@@ -17,9 +17,15 @@ import ray
 import torch
 from ray import tune
 
+from models import ConfigError
 from study.config import flat_config
+from study.metrics import OBJECTIVES
 from study.tracking import StudyRecord, TrialRun, run_tags
-from study.trainer import EpochContext, train
+from study.trainer import EpochContext, TrainingDiverged, train
+
+# A trial that ends with this key in its last result failed for good (study.progress.trial_state).
+FAILED = "failed_for_good"
+DETERMINISTIC = (TrainingDiverged, ConfigError)
 
 # Testing hook for retries: with AESTUDY_FAIL_ONCE_AT_EPOCH=N and AESTUDY_FAIL_MARKERS=DIR, every
 # trial raises once, right after reporting epoch N; the marker file in DIR makes it once only.
@@ -74,6 +80,12 @@ def run_trial(
             return
         with checkpoint.as_directory() as resume_dir:
             train(trial_config, on_epoch=report, resume_from=resume_dir)
+    except DETERMINISTIC as exc:
+        # Trained again from its checkpoint, the same config fails the same way: end the trial
+        # now, failed, rather than let Tune retry it --max-failures times.
+        if run is not None:
+            run.record_error(exc)
+        tune.report({**{m: float("nan") for m in OBJECTIVES}, FAILED: str(exc).splitlines()[0]})
     except Exception as exc:
         # The worker knows the error; the driver's callback only learns that the trial failed.
         if run is not None:

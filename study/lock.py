@@ -1,0 +1,54 @@
+"""One driver per study: a sweep or resume holds an exclusive lock on `<storage>/.<name>.lock`
+from before it writes anything until it returns.
+
+Two drivers of one study would write two experiment states into one folder and twice as many
+trials into its Optuna and MLflow records. The lock is `flock`-based, so the kernel releases it
+when its holder dies however it dies (SIGKILL included): a stale lock file never blocks anyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from models import ConfigError
+
+
+def lock_path(storage: str | Path, name: str) -> Path:
+    """Beside the study folder rather than in it, so taking it writes nothing into the study."""
+    return Path(storage).expanduser().resolve() / f".{name}.lock"
+
+
+@contextlib.contextmanager
+def study_lock(storage: str | Path, name: str) -> Iterator[None]:
+    """Hold the study's lock for the duration of the block; exit 2 (ConfigError) naming the
+    holder when another process has it."""
+    path = lock_path(storage, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for as long as the lock is
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or "
+                "resume to end, or stop it (Ctrl-C) and then `python -m study resume "
+                f"{name}`"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        command = "python -m study " + " ".join(sys.argv[1:])
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({command!r}, since {started})")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock; the file stays, harmlessly

@@ -1,0 +1,233 @@
+"""Faults with real processes: concurrent drivers, failed launches, hostile state, killed
+workers, deterministic failures, servers stopped by signals. Each sweep test ends with the
+counts the issue asks for: trials in Tune, runs in MLflow by state, trials in Optuna,
+duplicates, trials lost."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from study import tracking
+from study.sweep import undone_on_failure
+from tests.conftest import PYTHON, free_port, home_env, run_cli
+from tests.conftest import tune_trial_states as trial_states
+from tests.test_sweep import optuna_trials, write_space
+
+pytestmark = pytest.mark.ray
+
+
+def counts(storage: Path, name: str) -> dict:
+    """Tune's trials, MLflow's runs by status, Optuna's trials, duplicates and lost trials."""
+    tune = trial_states(name, storage)
+    runs = tracking.trial_runs(f"sqlite:///{storage / 'mlflow.db'}", name)
+    ids = list(runs["tags.aestudy.trial_id"])
+    optuna = optuna_trials(storage / name) if (storage / name / "optuna.db").exists() else []
+    return {
+        "tune": len(tune),
+        "mlflow": dict(Counter(runs["status"])),
+        "optuna": dict(Counter(t.state.name for t in optuna)),
+        "duplicates": len(ids) - len(set(ids)),
+        "lost": len({t["trial_id"] for t in tune} - set(ids)),
+    }
+
+
+def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess.Popen:
+    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", name, "--storage", str(folder),
+           *extra]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path):
+    space = write_space(tmp_path, num_samples=2, epochs=2, scheduler={"type": "none"})
+    first = start_sweep(space, "twice", tmp_path)
+    lock = tmp_path / ".twice.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text()):  # the first driver holds it
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    second = run_cli("sweep", str(space), "--name", "twice", "--storage", str(tmp_path),
+                     cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 2
+    assert f"study 'twice' is in use by pid {first.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out[-3000:]
+    assert counts(tmp_path, "twice") == {
+        "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
+    }  # fmt: skip
+    resume = run_cli("resume", "twice", "--storage", str(tmp_path), cwd=tmp_path)
+    assert resume.returncode == 0, resume.stderr[-2000:]  # the lock is free again
+
+
+def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    folder = tmp_path / "half"
+    with pytest.raises(RuntimeError), undone_on_failure(folder, uri, "half"):
+        tracking.ensure_study(uri, "half", "", {"folder": str(folder)})
+        (folder / "tuner.pkl").write_bytes(b"half-made")
+        raise RuntimeError("something failed after validation")
+    assert not folder.exists()
+    assert not tracking.study_exists(uri, "half")  # the name is free for the next launch
+    space = write_space(tmp_path, num_samples=1, epochs=1)
+    again = run_cli("sweep", str(space), "--name", "half", "--storage", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert counts(tmp_path, "half")["mlflow"] == {"FINISHED": 1}
+
+
+def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path):
+    space = write_space(tmp_path, search={"algorithm": "tpe", "seed": "abc"})
+    result = run_cli("sweep", str(space), "--name", "seedy", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "search.seed: must be a whole number >= 0" in result.stderr
+    assert not (tmp_path / "seedy").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_unreachable_address_fails_within_seconds(tmp_path):
+    space = write_space(tmp_path)
+    start = time.monotonic()
+    result = run_cli("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
+                     "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert "nothing answers there" in result.stderr
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "far").exists()
+
+
+class Planted:
+    """A pickle that runs code when loaded: it creates the file it names."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
+    space = write_space(tmp_path, num_samples=1, epochs=1)
+    made = run_cli("sweep", str(space), "--name", "signed", "--storage", str(tmp_path), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert run_cli("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path).returncode == 0
+    marker = tmp_path / "code-ran"
+    (tmp_path / "signed" / "tuner.pkl").write_bytes(pickle.dumps(Planted(marker)))
+    result = run_cli("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "holds pickled state this tool did not write or sign (tuner.pkl)" in result.stderr
+    assert "--trust-state" in result.stderr
+    assert not marker.exists()
+
+
+def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_never_crowned(
+    tmp_path,
+):
+    # lr 1000: the VAE's loss becomes NaN in epoch 1; the AE's stays finite but learns nothing
+    space = write_space(tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"},
+                        search={"algorithm": "grid"}, fixed={"batch_size": 256, "lr": 1000.0},
+                        params={"model": ["vae", "ae"]})  # fmt: skip
+    start = time.monotonic()
+    result = run_cli("sweep", str(space), "--name", "wild", "--storage", str(tmp_path),
+                     "--max-failures", "2", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "raised; retrying" not in result.stdout
+    runs = tracking.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild")
+    vae = runs[runs["params.model"] == "vae"].iloc[0]
+    assert vae["status"] == "FAILED" and "training diverged in epoch 1" in vae["tags.aestudy.error"]
+    vae_dir = next((tmp_path / "wild").glob("vae_*"))
+    assert not (vae_dir / "error.txt").exists()  # Tune saw no failure: nothing was retried
+    assert counts(tmp_path, "wild") == {
+        "tune": 2, "mlflow": {"FAILED": 1, "FINISHED": 1}, "optuna": {}, "duplicates": 0,
+        "lost": 0,
+    }  # fmt: skip
+    best = run_cli("best", "wild", "--storage", str(tmp_path), cwd=tmp_path)
+    assert best.returncode != 0 and "degenerate" in best.stdout + best.stderr
+    assert time.monotonic() - start < 300
+
+
+def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
+    space = write_space(tmp_path, num_samples=1, epochs=30, scheduler={"type": "none"},
+                        fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
+    driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 240
+    while True:  # the trial's run has logged an epoch: its worker is training
+        time.sleep(1)
+        assert driver.poll() is None and time.monotonic() < deadline
+        if tracking.study_exists(uri, "killed-worker"):
+            runs = tracking.trial_runs(uri, "killed-worker")
+            if "metrics.epoch" in runs and runs["metrics.epoch"].fillna(0).max() >= 1:
+                break
+    workers = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True)
+    pids = [int(p) for p in workers.stdout.split()]
+    assert pids, "no trial worker found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, out[-3000:]
+    runs = tracking.trial_runs(uri, "killed-worker")
+    assert list(runs["status"]) == ["FAILED"]
+    reason = runs["tags.aestudy.error"].iloc[0]
+    assert isinstance(reason, str) and reason.strip() and "error.txt" in reason
+    status = run_cli("status", "killed-worker", "--storage", str(tmp_path), cwd=tmp_path)
+    assert "no reason recorded" not in status.stdout
+    assert counts(tmp_path, "killed-worker") == {
+        "tune": 1, "mlflow": {"FAILED": 1}, "optuna": {"FAIL": 1}, "duplicates": 0, "lost": 0
+    }  # fmt: skip
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds `text` (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("command", ["ui", "server"])
+def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command, tmp_path):
+    store = f"sqlite:///{tmp_path / 'served.db'}"
+    flag = "--tracking-uri" if command == "ui" else "--backend-store-uri"
+    port = free_port()
+    args = [PYTHON, "-m", "study", command, "--port", str(port), flag, store]
+    if command == "server":
+        args += ["--artifacts-destination", str(tmp_path / "artifacts")]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not listening(port):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-2000:]
+        time.sleep(0.5)
+    busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
+    assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
+
+    proc.send_signal(signal.SIGTERM)  # to the command only, as a scheduler or `kill` would
+    assert proc.wait(timeout=60) == 0
+    assert not listening(port)
+    deadline = time.monotonic() + 15
+    while processes_mentioning(str(tmp_path / "served.db")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_mentioning(str(tmp_path / "served.db")) == []
+    shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
