@@ -87,7 +87,9 @@ def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
 
 def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path):
     space = write_space(tmp_path, search={"algorithm": "tpe", "seed": "abc"})
-    result = run_cli("sweep", str(space), "--name", "seedy", "--storage", str(tmp_path), cwd=tmp_path)
+    result = run_cli(
+        "sweep", str(space), "--name", "seedy", "--storage", str(tmp_path), cwd=tmp_path
+    )
     assert result.returncode == 2
     assert "search.seed: must be a whole number >= 0" in result.stderr
     assert not (tmp_path / "seedy").exists() and not (tmp_path / "mlflow.db").exists()
@@ -116,7 +118,9 @@ class Planted:
 
 def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
     space = write_space(tmp_path, num_samples=1, epochs=1)
-    made = run_cli("sweep", str(space), "--name", "signed", "--storage", str(tmp_path), cwd=tmp_path)
+    made = run_cli(
+        "sweep", str(space), "--name", "signed", "--storage", str(tmp_path), cwd=tmp_path
+    )
     assert made.returncode == 0, made.stderr[-2000:]
     assert run_cli("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path).returncode == 0
     marker = tmp_path / "code-ran"
