@@ -235,3 +235,21 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
         time.sleep(0.5)
     assert processes_mentioning(str(tmp_path / "served.db")) == []
     shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
+
+
+def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
+    from types import SimpleNamespace
+
+    from study.progress import TrackingCallback
+
+    dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
+    callback = TrackingCallback(dead, drain_seconds=3)
+    trial = SimpleNamespace(trial_id="t1", last_result={"training_iteration": 2},
+                            config={"epochs": 2}, error_file=None)  # fmt: skip
+    start = time.monotonic()
+    callback.on_trial_complete(0, [trial], trial)  # Tune's loop thread: must return at once
+    callback.on_trial_error(0, [trial], trial)
+    assert time.monotonic() - start < 1.0
+    callback.on_experiment_end([trial])  # waits for the closes, bounded, then says what is left
+    assert time.monotonic() - start < 10
+    assert "trial run(s) not yet closed in MLflow" in capsys.readouterr().out

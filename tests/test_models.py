@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import torch
 
@@ -114,13 +116,50 @@ def test_loading_a_folder_that_is_no_checkpoint_fails_clearly(tmp_path):
         models.load(tmp_path)
 
 
-def test_checkpoint_weights_refuse_pickled_code(tmp_path):
-    """A model.pt that smuggles a Python object is refused by weights_only loading."""
-    model = models.build_model("ae")
-    models.save(tmp_path, model)
-    torch.save({"evil": object()}, tmp_path / "model.pt")
-    with pytest.raises(Exception, match=r"[Ww]eights only load failed|Unsupported global"):
+class RunsCode:
+    """Unpickling this would create the file it names."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+def _empty(folder):
+    (folder / "model.pt").write_bytes(b"")
+
+
+def _truncated_json(folder):
+    (folder / "config.json").write_text('{"model": "ae", "model_con')
+
+
+def _code(folder):
+    torch.save({"evil": RunsCode(folder / "code-ran")}, folder / "model.pt")
+
+
+def _other_model(folder):
+    torch.save(models.build_model("vae").state_dict(), folder / "model.pt")
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_empty, "model.pt is empty; the checkpoint is damaged"),
+        (_truncated_json, "config.json: unreadable or not JSON"),
+        (_code, "model.pt is not a plain-weights torch file .* never runs"),
+        (_other_model, "model.pt: its weights do not fit the ae"),
+    ],
+    ids=["empty weights", "truncated json", "pickled code", "another model's weights"],
+)
+def test_a_damaged_or_hostile_checkpoint_is_refused_naming_the_file(damage, message, tmp_path):
+    models.save(tmp_path, models.build_model("ae"))
+    damage(tmp_path)
+    with pytest.raises(ConfigError, match=message) as caught:
         models.load(tmp_path)
+    assert str(tmp_path) in str(caught.value)
+    assert "weights_only=False unless you trust" in str(caught.value) or damage is not _code
+    assert not (tmp_path / "code-ran").exists()
 
 
 @pytest.mark.parametrize("name", ["dae", "sdae"])

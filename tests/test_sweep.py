@@ -143,6 +143,9 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     assert set(runs["status"]) == {"FINISHED"}
     for run_id in runs["run_id"]:
         assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4, 5, 6]
+    # Optuna: the 4 trials Tune ran are complete; a trial orphaned by the kill is failed, not RUNNING
+    states = [t.state.name for t in optuna_trials(tmp_path / "killed")]
+    assert states.count("COMPLETE") == 4 and "RUNNING" not in states
 
 
 def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
