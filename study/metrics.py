@@ -20,6 +20,9 @@ class Metric:
     objective: bool = False  # may be a study's objective (held out, every model, every epoch)
     shown: bool = True  # a column of the comparison table
     printed: bool = False  # on `study train`'s line per epoch
+    # Costs more than the epoch's training: in a sweep measured only where a trial may end (ASHA's
+    # rungs and its last epoch), unless it is the study's objective.
+    costly: bool = False
 
 
 _ALL = (
@@ -29,7 +32,7 @@ _ALL = (
     Metric("denoise_mse", "min", "per-pixel MSE between clean held-out digits and the reconstruction "
            "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True),
     Metric("probe_acc", "max", "held-out accuracy of a logistic regression on frozen codes of the "
-           "training split", objective=True, printed=True),
+           "training split", objective=True, printed=True, costly=True),
     Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "
            "on the code, encoder fine-tuned)", objective=True),
     Metric("kl", "min", "VAE: KL divergence of the posterior q(z∣x) from N(0, I) per held-out digit", printed=True),
@@ -56,6 +59,7 @@ OBJECTIVES: dict[str, str] = {m.name: m.goal for m in _ALL if m.objective and m.
 SCORES: dict[str, str] = {m.name: m.goal for m in _ALL if m.goal}
 SHOWN: tuple[str, ...] = tuple(m.name for m in _ALL if m.shown)
 PRINTED: tuple[str, ...] = tuple(m.name for m in _ALL if m.printed)
+COSTLY: tuple[str, ...] = tuple(m.name for m in _ALL if m.costly)
 
 
 def goal(name: str) -> str:

@@ -26,6 +26,7 @@ from study.config import flat_config
 from study.data import load_splits
 from study.ending import Outcome, fit
 from study.lock import study_lock
+from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import FAILED, run_trial
@@ -121,7 +122,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
         with undone_on_failure(folder, options.tracking_uri, options.name):
             record = open_study_record(space, options)
             tuner = tune.Tuner(
-                trainable(options, record, picture_epochs(space)),
+                trainable(options, record, space),
                 param_space=param_space(space),
                 tune_config=tune_config(space, options, folder),
                 run_config=run_config(space, options, record, folder),
@@ -185,7 +186,7 @@ def resume(
         record = open_study_record(space, options)
         tuner = tune.Tuner.restore(
             str(folder),
-            trainable=trainable(options, record, picture_epochs(space)),
+            trainable=trainable(options, record, space),
             resume_unfinished=True,
             resume_errored=True,
         )
@@ -335,10 +336,16 @@ def check_resources(options: SweepOptions) -> None:
         )
 
 
-def trainable(options: SweepOptions, record: tracking.StudyRecord, pictures: tuple[int, ...]):
+def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space):
     """The trial function with its resources; one torch thread per CPU Tune gives it."""
     threads = max(1, int(options.cpus_per_trial))
-    fn = tune.with_parameters(run_trial, threads=threads, record=record, picture_epochs=pictures)
+    fn = tune.with_parameters(
+        run_trial,
+        threads=threads,
+        record=record,
+        picture_epochs=picture_epochs(space),
+        costly_every_epoch=space.objective in COSTLY,
+    )
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 

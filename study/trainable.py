@@ -41,12 +41,14 @@ def run_trial(
     threads: int = 1,
     record: StudyRecord | None = None,
     picture_epochs: tuple[int, ...] = (),
+    costly_every_epoch: bool = False,
 ) -> None:
     """Train one trial under Tune, logging to the study's MLflow experiment when `record` is given.
 
     Pictures and the weights are logged at `picture_epochs` (the scheduler's rungs, where ASHA may
     stop a trial) and at the trial's last epoch, so every trial ends with pictures of its final
-    state without drawing them every epoch.
+    state without drawing them every epoch. The costly metrics (the probe) are measured at the
+    same epochs, unless `costly_every_epoch` (the objective is one of them).
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
@@ -58,6 +60,7 @@ def run_trial(
         else None
     )
     last_epoch = int(trial_config.get("epochs", 10))
+    costly_epochs = None if costly_every_epoch else frozenset(picture_epochs)
 
     def report(metrics: dict[str, float], context: EpochContext) -> None:
         epoch = int(metrics["epoch"])
@@ -76,10 +79,12 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     try:
         if checkpoint is None:
-            train(trial_config, on_epoch=report)
+            train(trial_config, on_epoch=report, costly_epochs=costly_epochs)
             return
         with checkpoint.as_directory() as resume_dir:
-            train(trial_config, on_epoch=report, resume_from=resume_dir)
+            train(
+                trial_config, on_epoch=report, resume_from=resume_dir, costly_epochs=costly_epochs
+            )
     except DETERMINISTIC as exc:
         # Trained again from its checkpoint, the same config fails the same way: end the trial
         # now, failed, rather than let Tune retry it --max-failures times.

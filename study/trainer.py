@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -69,8 +69,12 @@ def train(
     on_epoch: EpochCallback | None = None,
     resume_from: str | Path | None = None,
     out_dir: str | Path | None = None,
+    costly_epochs: Collection[int] | None = None,
 ) -> list[dict[str, float]]:
     """Train one trial described by the flat `config`; return one metrics dict per epoch.
+
+    The costly metrics (`study.metrics.COSTLY`: the probe) are measured at `costly_epochs` and the
+    last epoch; None: every epoch.
 
     `resume_from` is a checkpoint directory written by this trainer: training continues after its
     epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
@@ -125,7 +129,8 @@ def train(
         metrics["train_seconds"] = (
             earlier + metrics["epoch_seconds"] + metrics.get("pretrain_seconds", 0.0)
         )
-        metrics.update(evaluate(model, data, val_noisy))
+        costly = costly_epochs is None or epoch in costly_epochs or epoch == settings.epochs
+        metrics.update(evaluate(model, data, val_noisy, costly))
         metrics["mean_digit_mse"] = baseline
 
         if epoch == settings.epochs:
@@ -138,12 +143,17 @@ def train(
     return history
 
 
-def evaluate(model: AutoEncoder, data: Splits, val_noisy: torch.Tensor) -> dict[str, float]:
-    """The per-epoch held-out metrics."""
+def evaluate(
+    model: AutoEncoder, data: Splits, val_noisy: torch.Tensor, costly: bool = True
+) -> dict[str, float]:
+    """The per-epoch held-out metrics; the costly ones (the probe) only if `costly`."""
     model.eval()
     start = time.perf_counter()
     metrics = reconstruction_metrics(model, data.val_x, val_noisy)
-    metrics["probe_acc"] = probe_accuracy(model, data.train_x, data.train_y, data.val_x, data.val_y)
+    if costly:
+        metrics["probe_acc"] = probe_accuracy(
+            model, data.train_x, data.train_y, data.val_x, data.val_y
+        )
     metrics.update(model.extra_metrics(data.val_x, eval_noise()))
     metrics["eval_seconds"] = time.perf_counter() - start
     return metrics
