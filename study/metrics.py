@@ -47,7 +47,7 @@ _ALL = (
     Metric("train_loss", "min", "the model's own training loss (on training digits)", shown=False,
            printed=True),
     Metric("params", None, "number of parameters"),
-    Metric("epoch", None, "epochs trained"),
+    Metric("epoch", None, "epochs trained (in MLflow the run's tag aestudy.epochs)"),
     Metric("train_seconds", None, "training time, pretraining included, evaluation not"),
     Metric("epoch_seconds", None, "one epoch's training time", shown=False),
     Metric("eval_seconds", None, "one epoch's evaluation time", shown=False),

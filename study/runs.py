@@ -44,7 +44,8 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
     for column in params:
         out[column.removeprefix("params.")] = raw[column].map(typed)
     for metric in METRICS:
-        column = f"metrics.{metric}"
+        tag = tracking.AS_TAGS.get(metric)
+        column = f"tags.{tag}" if tag else f"metrics.{metric}"
         out[metric] = raw[column].astype(float) if column in raw else float("nan")
     return out.sort_values("trial_id", kind="stable").reset_index(drop=True)
 

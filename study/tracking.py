@@ -30,6 +30,9 @@ from study.config import full_config
 
 ROLE, TRIAL_ID, STATE, ERROR = "aestudy.role", "aestudy.trial_id", "aestudy.state", "aestudy.error"
 GIVEN = "aestudy.given"
+# Metrics kept as a run's tag rather than a metric: the UI would chart the epoch count as if it
+# were a result (its steps already are the epochs); the runs table shows the tag.
+AS_TAGS = {"epoch": "aestudy.epochs"}
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 HOME_ENV = "AESTUDY_HOME"
@@ -186,12 +189,13 @@ class TrialRun:
             )
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=_params(full_config(config)))
-        history = self.client.get_metric_history(self.run_id, "epoch")
+        history = self.client.get_metric_history(self.run_id, "train_loss")  # every epoch has it
         self.logged_epochs = {int(m.step) for m in history}
 
     def log_epoch(self, metrics: dict[str, float]) -> None:
-        """Log one epoch's numeric metrics at step = epoch, unless that epoch is logged already."""
-        from mlflow.entities import Metric
+        """Log one epoch's numeric metrics at step = epoch, unless that epoch is logged already;
+        the epoch count goes to a tag (AS_TAGS)."""
+        from mlflow.entities import Metric, RunTag
 
         epoch = int(metrics["epoch"])
         if epoch in self.logged_epochs:
@@ -200,9 +204,10 @@ class TrialRun:
         batch = [
             Metric(k, float(v), now, epoch)
             for k, v in metrics.items()
-            if isinstance(v, int | float)
+            if isinstance(v, int | float) and k not in AS_TAGS
         ]
-        self.client.log_batch(self.run_id, metrics=batch)
+        tags = [RunTag(tag, str(metrics[k])) for k, tag in AS_TAGS.items() if k in metrics]
+        self.client.log_batch(self.run_id, metrics=batch, tags=tags)
         self.logged_epochs.add(epoch)
 
     def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,20 @@ def run_trial(
     def report(metrics: dict[str, float], context: EpochContext) -> None:
         epoch = int(metrics["epoch"])
         extra = {"node_id": node_id, "mlflow_run_id": run.run_id if run else ""}
+        # Where the epoch's time outside training went, for Tune's results only (progress.csv;
+        # benchmarks/sweep_overhead.py reads them): they are measured after MLflow's log.
+        clock = time.perf_counter()
         # MLflow first: when ASHA stops a trial, tune.report does not return. A retried trial
         # re-trains at most the epoch after its checkpoint; TrialRun skips epochs it has logged.
         if run is not None:
             run.log_epoch(metrics)
+            extra["mlflow_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
             if epoch in picture_epochs or epoch == last_epoch:
                 log_pictures_and_weights(run, context)
+            extra["pictures_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             context.save(tmp)
+            extra["checkpoint_seconds"] = time.perf_counter() - clock
             tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
         _maybe_fail(trial_id, epoch)
 
