@@ -14,6 +14,7 @@ and an epoch already logged is never logged again.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -131,6 +132,11 @@ def ensure_study(uri: str, study: str, description: str, params: dict[str, Any])
         )
     else:
         experiment_id = experiment.experiment_id
+    objective = str(params.get("objective", "val_bce"))
+    view = trials_view(
+        objective, params.get("mode", "min") == "min", str(params.get("searched", "")).split(",")
+    )
+    c.set_experiment_tag(experiment_id, SHARED_VIEW_TAG + TRIALS_VIEW, json.dumps(view))
     found = c.search_runs([experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
     if found:
         return StudyRecord(uri, study, experiment_id, found[0].info.run_id)
@@ -255,20 +261,48 @@ def study_params(uri: str, study: str) -> dict[str, str]:
     return dict(found[0].data.params) if found else {}
 
 
+TRIALS_VIEW = "aestudy-trials"  # the experiment's shared view of its trials
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow 3's UI reads shared views from these tags
+
+
+def trials_view(objective: str, ascending: bool, searched: list[str]) -> dict[str, Any]:
+    """The runs table a study opens on: its trials only, sorted by the objective, with the
+    model, the objective, the searched parameters, state and epochs as columns."""
+    params = ["model", *[p for p in searched if p and p != "model"]]
+    return {
+        "orderByKey": f"metrics.`{objective}`",
+        "orderByAsc": ascending,
+        "searchFilter": f"tags.`{ROLE}` = 'trial'",
+        "selectedColumns": [
+            *[f"params.`{p}`" for p in params],
+            f"metrics.`{objective}`",
+            f"tags.`{STATE}`",
+            f"tags.`{AS_TAGS['epoch']}`",
+        ],
+    }
+
+
 def runs_page(
     uri: str, experiment_id: str, objective: str, ascending: bool, port: int = 5000
 ) -> str:
-    """The MLflow UI's page of a study's trials, sorted by its objective (MLflow 3.17 keeps this
-    state in the URL; checked in headless Chromium): the runs table, not the GenAI overview,
-    and the study's own run filtered out. A SQLite store is served by `study ui` on `port`."""
+    """The MLflow UI's page of a study's trials. MLflow 3.17's URL cannot choose columns, but a
+    shared view (an experiment tag, set by `ensure_study`) can: the page opens on the runs table
+    (not the GenAI overview) with the study's run filtered out, sorted by the objective, the
+    searched parameters as columns (checked in headless Chromium). Studies made before the view
+    existed get the same page from URL state, without the columns. A SQLite store is served by
+    `study ui` on `port`."""
     from urllib.parse import quote
 
     base = uri if uri.startswith("http") else f"http://127.0.0.1:{port}"
-    query = (
-        "workflowType=machine_learning"
-        f"&orderByKey={quote(f'metrics.`{objective}`')}&orderByAsc={str(ascending).lower()}"
-        f"&searchFilter={quote(f'tags.`{ROLE}` = {chr(39)}trial{chr(39)}')}"
-    )
+    tags = client(uri).get_experiment(experiment_id).tags
+    if SHARED_VIEW_TAG + TRIALS_VIEW in tags:
+        query = f"workflowType=machine_learning&viewStateShareKey={TRIALS_VIEW}"
+    else:
+        query = (
+            "workflowType=machine_learning"
+            f"&orderByKey={quote(f'metrics.`{objective}`')}&orderByAsc={str(ascending).lower()}"
+            f"&searchFilter={quote(f'tags.`{ROLE}` = {chr(39)}trial{chr(39)}')}"
+        )
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 

@@ -70,7 +70,10 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     for name in names:
         assert name in dom, f"run {name} is not listed in the UI"
     assert "study browsed" not in dom  # the study's own run is filtered out
-    assert "val_bce" in dom  # the objective the table is sorted by
+    # columns: the model, the searched parameter, the objective (sorted by), state and epochs
+    for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_bce`",
+                   "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
+        assert f'col-id="{column}"' in dom, column
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
     picture_page = f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
