@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -145,7 +146,8 @@ def undone_on_failure(folder: Path, uri: str, name: str):
     except BaseException:
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)
-        tracking.abandon_study(uri, name)
+        with contextlib.suppress(Exception):  # the launch's own error is the one to report
+            tracking.abandon_study(uri, name)
         raise
 
 
@@ -268,6 +270,9 @@ def connect(options: SweepOptions) -> None:
         else:
             # "local": a new Ray of our own, even if another cluster on this machine left its
             # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
+            # Token authentication, which Ray turns on for local clusters anyway; said explicitly,
+            # Ray does not print a warning about it on every launch.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
             ray.init(
                 address="local",
                 include_dashboard=False,
@@ -283,7 +288,6 @@ def connect(options: SweepOptions) -> None:
 def private_token() -> None:
     """Ray writes its token (~/.ray/auth_token) readable by every user of the machine; the
     token is what keeps other users from submitting code to this Ray, so keep it the owner's."""
-    import os
     import stat
 
     token = Path.home() / ".ray" / "auth_token"

@@ -75,7 +75,10 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
                    "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
         assert f'col-id="{column}"' in dom, column
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
-    picture_page = f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
+    picture_page = (  # the query keeps the UI in its "Model training" layout, not GenAI's
+        f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
+        "?workflowType=machine_learning"
+    )
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
