@@ -107,17 +107,13 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             "repeats with other seeds add `seed: [0, 1, 2]` under params"
         )
     folder = study_dir(options.storage, options.name)
+    options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
+    if options.tracking_uri == tracking.resolve_tracking_uri(None):
+        tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
+    tracking.check_reachable(options.tracking_uri)
+    check_new(options, folder)  # before the lock, which creates the storage folder
     with study_lock(options.storage, options.name):
-        if (folder / STUDY_FILE).exists():
-            raise ConfigError(
-                f"study {options.name!r} already exists in {folder.parent}: continue it with "
-                f"`python -m study resume {options.name}` or choose another --name"
-            )
-        options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
-        if options.tracking_uri == tracking.resolve_tracking_uri(None):
-            tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
-        tracking.check_reachable(options.tracking_uri)
-        check_name_is_free(options.tracking_uri, options.name, folder)
+        check_new(options, folder)  # again: another launch may have made it meanwhile
         load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail early
         connect(options)
         with undone_on_failure(folder, options.tracking_uri, options.name):
@@ -149,6 +145,16 @@ def undone_on_failure(folder: Path, uri: str, name: str):
         with contextlib.suppress(Exception):  # the launch's own error is the one to report
             tracking.abandon_study(uri, name)
         raise
+
+
+def check_new(options: SweepOptions, folder: Path) -> None:
+    """Refuse a name already used: by a study folder here, or by a study in the tracking store."""
+    if (folder / STUDY_FILE).exists():
+        raise ConfigError(
+            f"study {options.name!r} already exists in {folder.parent}: continue it with "
+            f"`python -m study resume {options.name}` or choose another --name"
+        )
+    check_name_is_free(options.tracking_uri, options.name, folder)
 
 
 def check_name_is_free(uri: str, name: str, folder: Path) -> None:

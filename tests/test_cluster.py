@@ -17,7 +17,7 @@ import yaml
 from models import ConfigError
 from study.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, ROOT, free_port, run_cli
+from tests.conftest import PYTHON, ROOT, free_port, home_env, run_cli
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import write_space
 
@@ -78,9 +78,10 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
                             params={"model": ["cae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
         cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
                "--address", cluster.address, "--tracking-uri", mlflow_server]  # fmt: skip
-        driver = subprocess.Popen(
-            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
+            cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
         deadline = time.monotonic() + 300
         for line in driver.stdout:  # one trial finished: kill the driver mid-sweep
             if line.rstrip().endswith(" done") or time.monotonic() > deadline:

@@ -48,6 +48,7 @@ def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path):
     space = write_space(tmp_path, num_samples=2, epochs=2, scheduler={"type": "none"})
     first = start_sweep(space, "twice", tmp_path)
@@ -116,6 +117,7 @@ class Planted:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.slow
 def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
     space = write_space(tmp_path, num_samples=1, epochs=1)
     made = run_cli(
@@ -132,6 +134,7 @@ def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_never_crowned(
     tmp_path,
 ):
@@ -158,6 +161,7 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
     assert time.monotonic() - start < 300
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     space = write_space(tmp_path, num_samples=1, epochs=30, scheduler={"type": "none"},
                         fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
