@@ -205,6 +205,8 @@ def quiet_libraries(verbose: bool) -> None:
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0, Tune's legacy reporter is silent
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Ray's notice that it turned on token authentication for the local cluster, every launch
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     for name in ("ray.tune", "ray.train", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(
             logging.ERROR if name.startswith("ray") else logging.WARNING

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -276,9 +275,6 @@ def connect(options: SweepOptions) -> None:
         else:
             # "local": a new Ray of our own, even if another cluster on this machine left its
             # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
-            # Token authentication, which Ray turns on for local clusters anyway; said explicitly,
-            # Ray does not print a warning about it on every launch.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
             ray.init(
                 address="local",
                 include_dashboard=False,
@@ -294,6 +290,7 @@ def connect(options: SweepOptions) -> None:
 def private_token() -> None:
     """Ray writes its token (~/.ray/auth_token) readable by every user of the machine; the
     token is what keeps other users from submitting code to this Ray, so keep it the owner's."""
+    import os
     import stat
 
     token = Path.home() / ".ray" / "auth_token"
