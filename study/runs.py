@@ -15,7 +15,7 @@ from study.metrics import METRICS
 
 # Params that identify the settings of a trial besides its seed (repeats share all of them).
 NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")
-STATES = ("done", "stopped early", "failed", "interrupted", "running")
+STATES = ("done", "stopped early", "failed", "interrupted", "running", "orphaned")
 BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given"]
 # MLflow's run status, for runs the driver never closed with a state tag (a killed worker or
 # driver): FINISHED without a tag cannot tell done from stopped, so it reads as unknown.

@@ -19,7 +19,7 @@ from study.metrics import goal
 from study.ranking import DEGENERATE, best_per_model, rank, winners
 from study.runs import state_counts, study_runs
 
-STATE_ORDER = {"running": 0, "interrupted": 1, "unknown": 2, "failed": 3}
+STATE_ORDER = {"running": 0, "interrupted": 1, "unknown": 2, "failed": 3, "orphaned": 4}
 
 
 class StudyView:

@@ -245,6 +245,25 @@ def finish_trial(
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
 
+def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
+    """Close the trial runs Tune does not know: started by a driver killed before Tune saved the
+    trial, they are not part of the study (resume ran the sample again as another trial). Their
+    records stay, marked `orphaned`, out of every ranking. Returns their trial ids."""
+    c = client(uri)
+    orphans = []
+    for run in c.search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000):
+        trial_id = run.data.tags.get(TRIAL_ID)
+        if trial_id in known or run.data.tags.get(STATE) == "orphaned":
+            continue
+        c.set_tag(run.info.run_id, STATE, "orphaned")
+        c.set_tag(run.info.run_id, ERROR, "started by a driver killed before Tune saved this "
+                  "trial: not part of the study (Tune ran the sample again as another trial)")  # fmt: skip
+        if run.info.status == "RUNNING":
+            c.set_terminated(run.info.run_id, "KILLED")
+        orphans.append(trial_id)
+    return orphans
+
+
 def find_trial_run(c: Any, experiment_id: str, trial_id: str) -> str | None:
     """The run id of Tune trial `trial_id` in the study's experiment, if it has one yet."""
     found = c.search_runs([experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1)

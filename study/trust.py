@@ -27,9 +27,10 @@ SIGNATURES = "signatures.json"
 KEY_FILE = "study-key"
 # Tune's saved state is pickles under several names (tuner.pkl, searcher-state-*.pkl, and
 # experiment_state-*.json / search_gen_state-*.json, which embed or are pickles): every file at
-# the top of the folder is signed, but for the SQLite Optuna study (read as data) and hidden
-# files; of the trial folders, the error.pkl that Tune unpickles (params.pkl it only writes).
-UNSIGNED = ("optuna.db", SIGNATURES)
+# the top of the folder is signed, but for what is read as data (the SQLite Optuna study, the
+# tool's own study.json) and hidden files; of the trial folders, the error.pkl that Tune
+# unpickles (params.pkl it only writes).
+UNSIGNED = ("optuna.db", "study.json", SIGNATURES)
 TRIAL_PICKLES = "*/error.pkl"
 
 
@@ -57,13 +58,19 @@ def _mac(secret: bytes, path: Path) -> str:
     return hmac.new(secret, path.read_bytes(), hashlib.sha256).hexdigest()
 
 
-def sign(folder: Path) -> None:
-    """Record the MAC of every pickled file the folder holds now (written atomically)."""
+def sign(folder: Path, extra: dict[str, str] | None = None) -> None:
+    """Record the MAC of every pickled file the folder holds now, and the `extra` MACs of files
+    written elsewhere (written atomically)."""
     secret = key()
     macs = {str(p.relative_to(folder)): _mac(secret, p) for p in pickled_files(folder)}
     tmp = folder / f".{SIGNATURES}.tmp"
-    tmp.write_text(json.dumps(macs, indent=1, sort_keys=True))
+    tmp.write_text(json.dumps({**(extra or {}), **macs}, indent=1, sort_keys=True))
     tmp.replace(folder / SIGNATURES)
+
+
+def mac(path: Path) -> str:
+    """The MAC of one file under this user's key."""
+    return _mac(key(), path)
 
 
 def check(folder: Path, name: str) -> None:
@@ -87,27 +94,31 @@ def check(folder: Path, name: str) -> None:
 
 
 class Signer(Callback):
-    """Signs the study's state as Tune writes it: at the start of every step of Tune's loop (the
-    previous step's save is then on disk) and when the run ends. Files are hashed only when one
-    changed, so a driver killed at any moment leaves at most the state of its last step unsigned."""
+    """Signs the study's state as Tune saves it.
+
+    Tune writes its state into a staging folder on the driver (under /tmp/ray) and copies that
+    folder to the study folder in the background. The signature is made in the staging folder at
+    the end of each save (Tune saves its callbacks' state last: `get_state` is that moment), so
+    it travels to the study folder in the same copy as the state it signs: a driver killed at
+    any moment leaves, at worst, a copy cut short. `tuner.pkl`, which the Tuner writes straight
+    into the study folder, is signed as it is when the run starts. Nothing else found in the study
+    folder is ever signed: a file planted there stays unsigned.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.seen: dict[str, tuple[int, int]] = {}
-
-    def _sign_if_changed(self) -> None:
-        stamp = {
-            str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in pickled_files(self.folder)
-        }
-        if stamp != self.seen:
-            sign(self.folder)
-            self.seen = stamp
+        self.staging: Path | None = None
+        self.direct: dict[str, str] = {}
 
     def setup(self, **info) -> None:
-        self._sign_if_changed()  # tuner.pkl, written when the Tuner was made
+        tuner = self.folder / "tuner.pkl"
+        self.direct = {tuner.name: mac(tuner)} if tuner.is_file() else {}
 
     def on_step_begin(self, iteration, trials, **info) -> None:
-        self._sign_if_changed()
+        if self.staging is None and trials:
+            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
 
-    def on_experiment_end(self, trials, **info) -> None:
-        self._sign_if_changed()
+    def get_state(self) -> None:
+        if self.staging is not None and self.staging.is_dir():
+            sign(self.staging, self.direct)
+        return None  # nothing to restore: the signature is the point

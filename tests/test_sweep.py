@@ -137,8 +137,12 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
         if (trial_dir / "progress.csv").exists():
             epochs = reported_epochs(trial_dir)
             assert sorted(set(epochs)) == list(range(1, 7))
-    # MLflow: one run per trial, every epoch logged once, no run left dangling
+    # MLflow: one run per trial, every epoch logged once, no run left dangling. A trial the
+    # killed driver started after Tune's last save is unknown to Tune: its run is marked orphaned.
     runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "killed")
+    orphaned = runs["tags.aestudy.state"] == "orphaned"
+    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"])
+    runs = runs[~orphaned]
     assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
     assert set(runs["status"]) == {"FINISHED"}
     for run_id in runs["run_id"]:
