@@ -10,7 +10,9 @@ from torch.nn import functional as F
 from models import AutoEncoder
 from models.noise import corrupt
 
-EVAL_BATCH = 1000
+# Measured on 2 CPU cores: the CAE's forward pass over 1,000 digits takes 0.45 s in one batch
+# and 0.22 s in batches of 256 (the activations of a big batch spill the cache).
+EVAL_BATCH = 256
 EVAL_SEED = 1234  # fixed: every model and epoch is scored on the same noisy copies
 DENOISE_KIND, DENOISE_LEVEL = "gaussian", 0.5  # the seed's corruption
 PROBE_MAX_TRAIN = 5000  # keeps the probe's fit well under a second on full MNIST
@@ -42,18 +44,18 @@ def _batched(fn, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruction_metrics(
-    model: AutoEncoder, x: torch.Tensor, x_noisy: torch.Tensor, prefix: str = "val_"
+    model: AutoEncoder, x: torch.Tensor, x_noisy: torch.Tensor | None, prefix: str = "val_"
 ) -> dict[str, float]:
-    """Per-pixel MSE and BCE of clean digits, and MSE of the reconstruction of their noisy copies."""
+    """Per-pixel MSE and BCE of clean digits, and (unless `x_noisy` is None) MSE of the
+    reconstruction of their noisy copies."""
     recon = _batched(model.reconstruct, x)
-    denoised = _batched(model.reconstruct, x_noisy)
     bce = F.binary_cross_entropy(recon.clamp(BCE_EPS, 1 - BCE_EPS), x)
-    denoise_name = "denoise_mse" if prefix == "val_" else f"{prefix}denoise_mse"
-    return {
-        f"{prefix}mse": F.mse_loss(recon, x).item(),
-        f"{prefix}bce": bce.item(),
-        denoise_name: F.mse_loss(denoised, x).item(),
-    }
+    metrics = {f"{prefix}mse": F.mse_loss(recon, x).item(), f"{prefix}bce": bce.item()}
+    if x_noisy is not None:
+        denoised = _batched(model.reconstruct, x_noisy)
+        denoise_name = "denoise_mse" if prefix == "val_" else f"{prefix}denoise_mse"
+        metrics[denoise_name] = F.mse_loss(denoised, x).item()
+    return metrics
 
 
 @torch.no_grad()

@@ -20,8 +20,8 @@ class Metric:
     objective: bool = False  # may be a study's objective (held out, every model, every epoch)
     shown: bool = True  # a column of the comparison table
     printed: bool = False  # on `study train`'s line per epoch
-    # Costs more than the epoch's training: in a sweep measured only where a trial may end (ASHA's
-    # rungs and its last epoch), unless it is the study's objective.
+    # Costs a good share of an epoch's training: in a sweep measured only where a trial may end
+    # (ASHA's rungs and its last epoch), unless it is the study's objective.
     costly: bool = False
 
 
@@ -30,7 +30,8 @@ _ALL = (
     Metric("val_bce", "min", "per-pixel BCE of clean held-out digits (outputs clamped into (0, 1))",
            objective=True, printed=True),
     Metric("denoise_mse", "min", "per-pixel MSE between clean held-out digits and the reconstruction "
-           "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True),
+           "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True,
+           costly=True),
     Metric("probe_acc", "max", "held-out accuracy of a logistic regression on frozen codes of the "
            "training split", objective=True, printed=True, costly=True),
     Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "

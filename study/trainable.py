@@ -48,8 +48,8 @@ def run_trial(
 
     Pictures and the weights are logged at `picture_epochs` (the scheduler's rungs, where ASHA may
     stop a trial) and at the trial's last epoch, so every trial ends with pictures of its final
-    state without drawing them every epoch. The costly metrics (the probe) are measured at the
-    same epochs, unless `costly_every_epoch` (the objective is one of them).
+    state without drawing them every epoch. The costly metrics (denoising, the probe) are
+    measured at the same epochs, unless `costly_every_epoch` (the objective is one of them).
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)

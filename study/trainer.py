@@ -73,8 +73,8 @@ def train(
 ) -> list[dict[str, float]]:
     """Train one trial described by the flat `config`; return one metrics dict per epoch.
 
-    The costly metrics (`study.metrics.COSTLY`: the probe) are measured at `costly_epochs` and the
-    last epoch; None: every epoch.
+    The costly metrics (`study.metrics.COSTLY`: denoising and the probe) are measured at
+    `costly_epochs` and the last epoch; None: every epoch.
 
     `resume_from` is a checkpoint directory written by this trainer: training continues after its
     epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
@@ -146,10 +146,10 @@ def train(
 def evaluate(
     model: AutoEncoder, data: Splits, val_noisy: torch.Tensor, costly: bool = True
 ) -> dict[str, float]:
-    """The per-epoch held-out metrics; the costly ones (the probe) only if `costly`."""
+    """The per-epoch held-out metrics; the costly ones (denoising, the probe) only if `costly`."""
     model.eval()
     start = time.perf_counter()
-    metrics = reconstruction_metrics(model, data.val_x, val_noisy)
+    metrics = reconstruction_metrics(model, data.val_x, val_noisy if costly else None)
     if costly:
         metrics["probe_acc"] = probe_accuracy(
             model, data.train_x, data.train_y, data.val_x, data.val_y
