@@ -82,8 +82,9 @@ def loss_curves(history: list[dict[str, float]], folder: Path) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [m["train_loss"] for m in history], marker="o")
     left.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    for key in ("val_mse", "denoise_mse"):
-        right.plot(epochs, [m[key] for m in history], marker="o", label=key)
+    for key in ("val_mse", "denoise_mse"):  # denoise_mse: only where it was measured
+        measured = [(m["epoch"], m[key]) for m in history if key in m]
+        right.plot(*zip(*measured, strict=True), marker="o", label=key)
     right.set(xlabel="epoch", ylabel="per-pixel MSE", title="held-out error")
     right.legend()
     fig.tight_layout()

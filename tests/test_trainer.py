@@ -41,7 +41,7 @@ def test_loss_falls_and_every_metric_is_reported(name, tiny_config):
 
 
 def test_costly_metrics_run_only_at_the_epochs_asked_and_the_last_and_change_nothing_else(
-    tiny_config,
+    tiny_config, tmp_path
 ):
     config = {**tiny_config, "epochs": 4}
     sparse = train(config, costly_epochs={2})
@@ -51,6 +51,9 @@ def test_costly_metrics_run_only_at_the_epochs_asked_and_the_last_and_change_not
     assert all("probe_acc" in m and "denoise_mse" in m for m in full)
     for metric in ("probe_acc", "denoise_mse"):  # measuring draws nothing from training's RNG
         assert sparse[-1][metric] == full[-1][metric]
+    from study.figures import loss_curves
+
+    assert loss_curves(sparse, tmp_path).stat().st_size > 10_000  # drawn from sparse history
     assert [m["val_bce"] for m in sparse] == [m["val_bce"] for m in full]
 
 
