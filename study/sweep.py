@@ -60,7 +60,7 @@ class SweepOptions:
                 f"--storage {self.storage}: object-store URIs are not supported yet; use a folder "
                 "(on a cluster, one that every node mounts, e.g. /shared/studies)"
             )
-        check_name(self.name)
+        study_dir(self.storage, self.name)  # a safe name, and a storage that can be a folder
         if self.max_failures < 0:
             raise ConfigError(
                 f"--max-failures must be >= 0 (retries per trial), got {self.max_failures}"
@@ -94,7 +94,10 @@ def check_name(name: str) -> None:
 def study_dir(storage: str | Path, name: str) -> Path:
     """Where study `name` lives; absolute, because trials run in their own working folders."""
     check_name(name)
-    return (Path(storage).expanduser() / name).resolve()
+    root = Path(storage).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--storage {storage} is a file; give the folder that holds studies")
+    return (root / name).resolve()
 
 
 def launch(space: Space, options: SweepOptions) -> Outcome:

@@ -257,3 +257,12 @@ def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
     callback.on_experiment_end([trial])  # waits for the closes, bounded, then says what is left
     assert time.monotonic() - start < 10
     assert "trial run(s) not yet closed in MLflow" in capsys.readouterr().out
+
+
+def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    space = write_space(tmp_path)
+    result = run_cli("sweep", str(space), "--name", "x", "--storage", str(tmp_path / "afile"),
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is a file; give the folder that holds studies" in result.stderr
