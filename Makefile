@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce test test-quick lint format bench cluster-check ui clean
+.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep cluster-check ui clean
 
 
 help: ## list every target
@@ -74,6 +74,9 @@ format: setup ## apply ruff's fixes and formatting
 
 bench: setup ## print the data-loading throughput benchmark
 	$(PY) benchmarks/loader_throughput.py
+
+bench-sweep: setup ## print where a small sweep's time goes (evaluation share, lanes busy, overhead)
+	$(PY) benchmarks/sweep_overhead.py
 
 clean: ## remove the virtual environment and caches (keeps runs/ and studies/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
