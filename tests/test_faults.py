@@ -266,3 +266,32 @@ def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path):
                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is a file; give the folder that holds studies" in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(tmp_path):
+    space = write_space(tmp_path, num_samples=2, epochs=4, scheduler={"type": "none"},
+                        fixed={"batch_size": 64},
+                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+    driver = start_sweep(space, "twice-c", tmp_path, "--max-concurrent", "1")
+    deadline = time.monotonic() + 300
+    for line in driver.stdout:  # one trial finished and the next started: stop mid-trial, twice
+        if line.rstrip().endswith(" done") or time.monotonic() > deadline:
+            break
+    time.sleep(3)
+    driver.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    out, _ = driver.communicate(timeout=120)
+    assert driver.returncode == 130, out[-3000:]
+    assert "Traceback" not in out
+
+    result = run_cli("resume", "twice-c", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert counts(tmp_path, "twice-c") == {
+        "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
+    }  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
+        steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
+        assert steps == [1, 2, 3, 4]
