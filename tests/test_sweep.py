@@ -58,7 +58,8 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert "8 trials:" in result.stdout and "best val_bce per model type" in result.stdout
     terminal = result.stdout + result.stderr  # the tool's own lines only, by default
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
-                  "Tuner.restore", "View run", "A new study created", "INFO mlflow"):  # fmt: skip
+                  "Tuner.restore", "View run", "A new study created", "INFO mlflow",
+                  "Token authentication is enabled"):  # fmt: skip
         assert noise not in terminal, noise
 
     configs = trial_configs(tmp_path / "s1")
