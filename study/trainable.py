@@ -20,7 +20,7 @@ from ray import tune
 
 from models import ConfigError
 from study.config import flat_config
-from study.metrics import COSTLY, OBJECTIVES
+from study.metrics import METRICS, OBJECTIVES
 from study.tracking import StudyRecord, TrialRun, run_tags
 from study.trainer import EpochContext, TrainingDiverged, train
 
@@ -80,10 +80,11 @@ def run_trial(
         with tempfile.TemporaryDirectory() as tmp:
             context.save(tmp)
             extra["checkpoint_seconds"] = time.perf_counter() - clock
-            # Every report carries the same keys (costly metrics not measured this epoch as NaN):
+            # Every report carries every metric of the registry (NaN where not measured this
+            # epoch: costly ones between rungs, test_* before the last epoch, kl for non-VAEs):
             # Tune's progress.csv takes its columns from the first report of each session, and
             # a restored trial whose first report had more keys wrote rows pandas cannot read.
-            unmeasured = {m: float("nan") for m in COSTLY if m not in metrics}
+            unmeasured = {m: float("nan") for m in METRICS if m not in metrics}
             tune.report(
                 {**metrics, **unmeasured, **extra},
                 checkpoint=tune.Checkpoint.from_directory(tmp),
