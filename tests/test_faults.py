@@ -50,10 +50,12 @@ def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path):
-    space = write_space(tmp_path, num_samples=2, epochs=2, scheduler={"type": "none"})
-    first = start_sweep(space, "twice", tmp_path)
+    # CAE trials: the first driver holds the lock well past the second one's start-up
+    space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
+                        fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
+    first = start_sweep(space, "twice", tmp_path, "--max-concurrent", "1")
     lock = tmp_path / ".twice.lock"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not (lock.exists() and lock.read_text()):  # the first driver holds it
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
