@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from models import ConfigError
 
@@ -23,6 +24,28 @@ from models import ConfigError
 def lock_path(storage: str | Path, name: str) -> Path:
     """Beside the study folder rather than in it, so taking it writes nothing into the study."""
     return Path(storage).expanduser().resolve() / f".{name}.lock"
+
+
+def _in_use(path: Path, name: str, handle: TextIO) -> ConfigError:
+    handle.seek(0)
+    holder = handle.read().strip() or "another process"
+    return ConfigError(
+        f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or resume to "
+        f"end, or stop it (Ctrl-C) and then `python -m study resume {name}`"
+    )
+
+
+def check_not_held(storage: str | Path, name: str) -> None:
+    """Exit 2 naming the holder if a driver holds the study's lock now; creates nothing (a check
+    made before the checks that would otherwise report the study as merely existing)."""
+    path = lock_path(storage, name)
+    if not path.is_file():
+        return
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use(path, name, handle) from None
 
 
 @contextlib.contextmanager
@@ -36,13 +59,7 @@ def study_lock(storage: str | Path, name: str) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or "
-                "resume to end, or stop it (Ctrl-C) and then `python -m study resume "
-                f"{name}`"
-            ) from None
+            raise _in_use(path, name, handle) from None
         handle.seek(0)
         handle.truncate()
         command = "python -m study " + " ".join(sys.argv[1:])

@@ -25,7 +25,7 @@ from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
 from study.ending import Outcome, fit
-from study.lock import study_lock
+from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.space import Space, SpaceSampler, parse_space
@@ -113,6 +113,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
     if options.tracking_uri == tracking.resolve_tracking_uri(None):
         tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
     tracking.check_reachable(options.tracking_uri)
+    check_not_held(options.storage, options.name)  # a running driver: name it
     check_new(options, folder)  # before the lock, which creates the storage folder
     with study_lock(options.storage, options.name):
         check_new(options, folder)  # again: another launch may have made it meanwhile
