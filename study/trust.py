@@ -119,6 +119,22 @@ class Signer(Callback):
             self.staging = Path(trials[0].storage.experiment_driver_staging_path)
 
     def get_state(self) -> None:
-        if self.staging is not None and self.staging.is_dir():
-            sign(self.staging, self.direct)
+        staging = self.staging or self._staging_of_this_session()
+        if staging is not None and staging.is_dir():
+            sign(staging, self.direct)
         return None  # nothing to restore: the signature is the point
+
+    def _staging_of_this_session(self) -> Path | None:
+        """The staging folder when Tune saves before any step (a resumed study whose trials had
+        all ended): `<session>/artifacts/<run timestamp>/<study>/driver_artifacts`, the newest."""
+        import ray
+
+        node = getattr(ray._private.worker, "_global_node", None)  # the driver's Ray session
+        if node is None:
+            return None
+        artifacts = Path(node.get_session_dir_path()) / "artifacts"
+        found = sorted(
+            artifacts.glob(f"*/{self.folder.name}/driver_artifacts"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        return found[-1] if found else None
