@@ -15,19 +15,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from models import ConfigError
 from study import tracking, trust
-from study.cluster import check_shared_storage
 from study.config import flat_config
 from study.data import load_splits
 from study.ending import Outcome, fit
 from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
+from study.ray_connect import connect
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import FAILED, run_trial
 
@@ -118,7 +117,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
     with study_lock(options.storage, options.name):
         check_new(options, folder)  # again: another launch may have made it meanwhile
         load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail early
-        connect(options)
+        connect(options, folder)
         with undone_on_failure(folder, options.tracking_uri, options.name):
             record = open_study_record(space, options)
             tuner = tune.Tuner(
@@ -193,7 +192,7 @@ def resume(
         if not trust_state:
             trust.check(folder, name)
         tracking.check_reachable(options.tracking_uri)
-        connect(options)
+        connect(options, folder)
         record = open_study_record(space, options)
         tuner = tune.Tuner.restore(
             str(folder),
@@ -259,92 +258,6 @@ def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, Swe
     record = json.loads((folder / STUDY_FILE).read_text())
     options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
     return parse_space(record["space"], record["space_path"]), options
-
-
-def connect(options: SweepOptions) -> None:
-    """Start a local Ray or join a cluster, then check the cluster can run one trial at all."""
-    if not ray.is_initialized():
-        if options.address:
-            check_address(options.address)
-            try:
-                ray.init(address=options.address)
-            except ConnectionError as exc:
-                raise ConfigError(
-                    f"--address {options.address}: cannot join that Ray cluster ({exc}). Is one "
-                    "running there (`ray up cluster.yaml`, `ray start --head`)? If it uses token "
-                    "authentication, set RAY_AUTH_MODE=token and give this machine its token "
-                    "(~/.ray/auth_token, see docs/cluster.md)"
-                ) from None
-
-        else:
-            # "local": a new Ray of our own, even if another cluster on this machine left its
-            # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                configure_logging=False,
-                log_to_driver=False,
-            )
-            private_token()
-    check_resources(options)
-    if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
-        check_multi_node(options)
-
-
-def private_token() -> None:
-    """Ray writes its token (~/.ray/auth_token) readable by every user of the machine; the
-    token is what keeps other users from submitting code to this Ray, so keep it the owner's."""
-    import os
-    import stat
-
-    token = Path.home() / ".ray" / "auth_token"
-    if token.is_file() and token.stat().st_uid == os.getuid():
-        token.chmod(stat.S_IRUSR | stat.S_IWUSR)
-
-
-def check_address(address: str, timeout: float = 10.0) -> None:
-    """A host:port that does not answer fails now: Ray itself retries connecting for minutes."""
-    import socket
-
-    if address == "auto" or address.startswith("ray://") or ":" not in address:
-        return
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"--address {address}: nothing answers there ({exc}); start the cluster's head "
-            "(`ray up cluster.yaml`, or `ray start --head` on that machine) or fix the address "
-            "(host:port of the head's GCS, 6379 by default)"
-        ) from None
-
-
-def check_multi_node(options: SweepOptions) -> None:
-    """Several machines: results and tracking must live where every node reaches them."""
-    if not (options.tracking_uri or "").startswith("http"):
-        raise ConfigError(
-            f"--tracking-uri {options.tracking_uri} is a file on this node; on a multi-node cluster "
-            "every trial must log to a tracking server: start `python -m study server` on the head "
-            "and pass --tracking-uri http://<head>:5000"
-        )
-    check_shared_storage(study_dir(options.storage, options.name))
-
-
-def check_resources(options: SweepOptions) -> None:
-    """A request no node can meet makes Tune wait forever: refuse it before launch."""
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-    cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    if options.gpus_per_trial > gpus:
-        raise ConfigError(
-            f"--gpus-per-trial {options.gpus_per_trial:g} but no node of the Ray cluster has that many "
-            f"GPUs (largest: {gpus:g}); use --gpus-per-trial 0 or join a GPU cluster with --address"
-        )
-    if options.cpus_per_trial > cpus:
-        raise ConfigError(
-            f"--cpus-per-trial {options.cpus_per_trial:g} but the largest node has {cpus:g} CPUs"
-        )
 
 
 def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space):

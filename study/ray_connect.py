@@ -1,0 +1,102 @@
+"""Where a sweep's trials run: a local Ray of its own, or a cluster it joins, checked before
+anything is launched (an address that answers, resources some node has, shared storage and a
+tracking server on several nodes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ray
+
+from models import ConfigError
+from study.cluster import check_shared_storage
+
+if TYPE_CHECKING:
+    from study.sweep import SweepOptions
+
+
+def connect(options: SweepOptions, folder: Path) -> None:
+    """Start a local Ray or join a cluster, then check the cluster can run one trial at all."""
+    if not ray.is_initialized():
+        if options.address:
+            check_address(options.address)
+            try:
+                ray.init(address=options.address)
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"--address {options.address}: cannot join that Ray cluster ({exc}). Is one "
+                    "running there (`ray up cluster.yaml`, `ray start --head`)? If it uses token "
+                    "authentication, set RAY_AUTH_MODE=token and give this machine its token "
+                    "(~/.ray/auth_token, see docs/cluster.md)"
+                ) from None
+
+        else:
+            # "local": a new Ray of our own, even if another cluster on this machine left its
+            # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                configure_logging=False,
+                log_to_driver=False,
+            )
+            private_token()
+    check_resources(options)
+    if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
+        check_multi_node(options, folder)
+
+
+def private_token() -> None:
+    """Ray writes its token (~/.ray/auth_token) readable by every user of the machine; the
+    token is what keeps other users from submitting code to this Ray, so keep it the owner's."""
+    import os
+    import stat
+
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file() and token.stat().st_uid == os.getuid():
+        token.chmod(stat.S_IRUSR | stat.S_IWUSR)
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """A host:port that does not answer fails now: Ray itself retries connecting for minutes."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://") or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"--address {address}: nothing answers there ({exc}); start the cluster's head "
+            "(`ray up cluster.yaml`, or `ray start --head` on that machine) or fix the address "
+            "(host:port of the head's GCS, 6379 by default)"
+        ) from None
+
+
+def check_multi_node(options: SweepOptions, folder: Path) -> None:
+    """Several machines: results and tracking must live where every node reaches them."""
+    if not (options.tracking_uri or "").startswith("http"):
+        raise ConfigError(
+            f"--tracking-uri {options.tracking_uri} is a file on this node; on a multi-node cluster "
+            "every trial must log to a tracking server: start `python -m study server` on the head "
+            "and pass --tracking-uri http://<head>:5000"
+        )
+    check_shared_storage(folder)
+
+
+def check_resources(options: SweepOptions) -> None:
+    """A request no node can meet makes Tune wait forever: refuse it before launch."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if options.gpus_per_trial > gpus:
+        raise ConfigError(
+            f"--gpus-per-trial {options.gpus_per_trial:g} but no node of the Ray cluster has that many "
+            f"GPUs (largest: {gpus:g}); use --gpus-per-trial 0 or join a GPU cluster with --address"
+        )
+    if options.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"--cpus-per-trial {options.cpus_per_trial:g} but the largest node has {cpus:g} CPUs"
+        )
