@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import ray
 
 from models import ConfigError
+from study import leftovers
 from study.cluster import check_shared_storage
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def connect(options: SweepOptions, folder: Path) -> None:
         else:
             # "local": a new Ray of our own, even if another cluster on this machine left its
             # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
+            leftovers.stop(folder)
             ray.init(
                 address="local",
                 include_dashboard=False,
@@ -41,9 +43,16 @@ def connect(options: SweepOptions, folder: Path) -> None:
                 log_to_driver=False,
             )
             private_token()
+            leftovers.remember(folder, local_session())
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options, folder)
+
+
+def local_session() -> str:
+    """The local Ray's session folder ('' if this Ray version hides it)."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    return node.get_session_dir_path() if node is not None else ""
 
 
 def private_token() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from models import make_config
-from study import tracking
+from study import leftovers, tracking
 from study.cli_train import TRAIN_OPTIONS
 from study.config import TrainSettings, allowed_keys
 from study.metrics import goal
@@ -103,6 +103,16 @@ def print_status(uri: str, name: str) -> None:
     planned = _int(view.info.get("num_samples"), 0)
     if view.info.get("search") != "grid" and len(view.runs) < planned:
         print(f"{planned - len(view.runs)} of {planned} trials not started yet")
+    if view.info.get("folder"):
+        _name_leftovers(Path(str(view.info["folder"])), name)
+
+
+def _name_leftovers(folder: Path, name: str) -> None:
+    driver, found = leftovers.find(folder)
+    if found:
+        print(f"{leftovers.describe(found)} left running by the killed driver (pid {driver}): "
+              f"they end on their own within about 90 s; `python -m study resume {name}` "
+              "stops them")  # fmt: skip
 
 
 def _status_line(view: StudyView, rank_text: str, row: pd.Series, state: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from study import leftovers
 from study.config import flat_config
 from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, home_env, run_cli
@@ -126,9 +127,16 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     driver.wait()
     before = trial_states("killed", tmp_path)
     assert sum(r["state"] == "done" for r in before) < 4
+    # Ray's agents outlive the killed driver (a minute or more): status names them, resume stops them
+    _, left = leftovers.find(tmp_path / "killed")
+    assert left and all(name.startswith("ray::") for _, name in left), left
+    status = run_cli("status", "killed", cwd=tmp_path)
+    assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
 
     result = run_cli("resume", "killed", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"left running by this study's killed driver (pid {driver.pid})" in result.stdout
+    assert not any(leftovers.running(pid) for pid, _ in left)
     after = trial_states("killed", tmp_path)
     assert len(after) == 4
     assert all(r["state"] == "done" and r["epochs"] == 6 for r in after)
