@@ -5,6 +5,7 @@ duplicates, trials lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -19,17 +20,17 @@ import pytest
 
 from study import tracking
 from study.sweep import undone_on_failure
-from tests.conftest import PYTHON, free_port, home_env, run_cli
+from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
 pytestmark = pytest.mark.ray
 
 
-def counts(storage: Path, name: str) -> dict:
+def counts(storage: Path, name: str, uri: str | None = None) -> dict:
     """Tune's trials, MLflow's runs by status, Optuna's trials, duplicates and lost trials."""
     tune = trial_states(name, storage)
-    runs = tracking.trial_runs(f"sqlite:///{storage / 'mlflow.db'}", name)
+    runs = tracking.trial_runs(uri or f"sqlite:///{storage / 'mlflow.db'}", name)
     ids = list(runs["tags.aestudy.trial_id"])
     optuna = optuna_trials(storage / name) if (storage / name / "optuna.db").exists() else []
     return {
@@ -299,3 +300,83 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
     for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
         steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
         assert steps == [1, 2, 3, 4]
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    """`python -m study server` on 127.0.0.1:port over folder/server.db, in a group of its own."""
+    log = (folder / "server.log").open("a")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "study", "server", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
+    return proc
+
+
+def first_epoch_logged(uri: str, name: str) -> bool:
+    if not tracking.study_exists(uri, name):
+        return False
+    runs = tracking.trial_runs(uri, name)
+    return "tags.aestudy.epochs" in runs and runs["tags.aestudy.epochs"].notna().any()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_path):
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    # CAE trials take seconds an epoch: they are training, and logging, while the server is away
+    space = write_space(tmp_path, num_samples=2, epochs=6, scheduler={"type": "none"},
+                        fixed={"batch_size": 64},
+                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+    driver = start_sweep(space, "outage", tmp_path, "--max-concurrent", "1",
+                         "--tracking-uri", uri)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not first_epoch_logged(uri, "outage"):
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(1)
+    kill_server(tmp_path, server)
+    deadline = time.monotonic() + 15
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not listening(port)
+    time.sleep(20)  # MLflow's client in the trials and the driver retries with back-off meanwhile
+    server = start_server(tmp_path, port)
+    try:
+        out, _ = driver.communicate(timeout=600)
+        assert driver.returncode == 0, out[-3000:]
+        assert counts(tmp_path, "outage", uri) == {
+            "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0,
+            "lost": 0,
+        }  # fmt: skip
+        for run_id in tracking.trial_runs(uri, "outage")["run_id"]:  # every epoch, once
+            steps = [m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce")]
+            assert sorted(steps) == [1, 2, 3, 4, 5, 6], (run_id, steps)
+    finally:
+        kill_server(tmp_path, server)
+
+
+def kill_server(folder: Path, server: subprocess.Popen) -> None:
+    """SIGKILL the server and every process under it (MLflow runs in a process group of its own,
+    with uvicorn and workers under it), as a crashed machine or the OOM killer would."""
+    for pid in [server.pid, *descendants(server.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.wait()
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
