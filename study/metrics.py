@@ -32,8 +32,8 @@ _ALL = (
     Metric("denoise_mse", "min", "per-pixel MSE between clean held-out digits and the reconstruction "
            "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True,
            costly=True),
-    Metric("probe_acc", "max", "held-out accuracy of a logistic regression on frozen codes of the "
-           "training split", objective=True, printed=True, costly=True),
+    Metric("probe_acc", "max", "held-out accuracy of a logistic (softmax) regression on frozen codes "
+           "of 2,000 training digits", objective=True, printed=True, costly=True),
     Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "
            "on the code, encoder fine-tuned)", objective=True),
     Metric("kl", "min", "VAE: KL divergence of the posterior q(z∣x) from N(0, I) per held-out digit", printed=True),
@@ -51,7 +51,8 @@ _ALL = (
     Metric("epoch", None, "epochs trained (in MLflow the run's tag aestudy.epochs)"),
     Metric("train_seconds", None, "training time, pretraining included, evaluation not"),
     Metric("epoch_seconds", None, "one epoch's training time", shown=False),
-    Metric("eval_seconds", None, "one epoch's evaluation time", shown=False),
+    Metric("eval_seconds", None, "one epoch's evaluation time (the last epoch's includes the test "
+           "split's)", shown=False),
     Metric("pretrain_seconds", None, "SDAE: layer-wise pretraining time", shown=False),
 )  # fmt: skip
 

