@@ -8,11 +8,12 @@ mlflow and ~0.5 s on matplotlib before its first epoch.
 
 from __future__ import annotations
 
+PRELOADED = ("torch._dynamo", "mlflow.tracking", "study.figures", "study.trainer")
+
 
 def warm_worker() -> None:
     """Ray's `worker_process_setup_hook` for a sweep's workers."""
-    import torch._dynamo  # noqa: F401
-    from mlflow.tracking import MlflowClient  # noqa: F401
+    import importlib
 
-    import study.figures  # matplotlib
-    import study.trainer
+    for module in PRELOADED:
+        importlib.import_module(module)
