@@ -4,17 +4,20 @@ lanes are, and each trial's time outside training and evaluation.
     .venv/bin/python benchmarks/sweep_overhead.py [--rounds 2] [--epochs 6] [--lanes 2]
 
 A fixed sweep (grid: ae, dae, cae, vae at latent 16, batch 64, no early stopping, `--lanes`
-trials at a time) run through the real command line, twice per round: with the probe measured
-every epoch (objective `probe_acc`, as every sweep did before) and only where a trial may end
-(objective `val_bce`: the last epoch here). The two alternate within each round, and the figures
-printed are medians over rounds: on a shared machine one run alone says little.
+trials at a time) run through the real command line in three variants per round (VARIANTS): the
+costly metrics measured every epoch (objective `probe_acc`) or only where a trial may end
+(objective `val_bce`: the last epoch here), and the latter with Ray's workers not warmed
+(`study/warm.py` off). The order alternates between rounds, and the figures printed are medians
+over rounds: on a shared machine one run alone says little.
 
 Per sweep, from what MLflow and Tune recorded:
 - eval share: Σ eval_seconds ÷ Σ (epoch_seconds + eval_seconds + pretrain_seconds), per model;
 - lanes busy: Σ trials' own time ÷ (span × lanes), span = first run's start to last run's end;
 - per trial, outside its own time: MLflow logging, pictures + weights upload, checkpoint writes
-  (measured in the trainable), the rest of its run (Tune's report and checkpoint copy), and the
-  time between runs (worker start, scheduling).
+  and Tune's report (the checkpoint's copy and the round trip to the driver), measured in the
+  trainable; the rest of its run (a worker's first imports, model set-up, the driver closing the
+  run); and the time between runs (worker start, scheduling, and the lanes left idle at the end
+  while the last trials finish).
 """
 
 from __future__ import annotations
@@ -47,10 +50,20 @@ def space(epochs: int, objective: str) -> dict:
     }
 
 
-def run_sweep(home: Path, name: str, epochs: int, objective: str, lanes: int) -> float:
+# name: (objective, workers warmed as Ray starts them)
+VARIANTS = {
+    "costly metrics every epoch": ("probe_acc", True),
+    "costly metrics where a trial may end": ("val_bce", True),
+    "same, workers not warmed (AESTUDY_WARM=0)": ("val_bce", False),
+}
+
+
+def run_sweep(home: Path, name: str, epochs: int, variant: str, lanes: int) -> float:
+    objective, warm = VARIANTS[variant]
     path = home / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space(epochs, objective), sort_keys=False))
-    env = {**os.environ, "AESTUDY_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "AESTUDY_HOME": str(home), "OMP_NUM_THREADS": "1",
+           "AESTUDY_WARM": "1" if warm else "0"}  # fmt: skip
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     subprocess.run(
@@ -104,15 +117,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lanes", type=int, default=2)
     args = parser.parse_args()
-    variants = {"probe every epoch": "probe_acc", "probe where a trial may end": "val_bce"}
+    variants = list(VARIANTS)
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="sweep-overhead-") as tmp:
         home = Path(tmp)
         for r in range(args.rounds):
-            order = list(variants) if r % 2 == 0 else list(reversed(variants))
-            for variant in order:
-                name = f"r{r}-{variants[variant]}"
-                wall = run_sweep(home, name, args.epochs, variants[variant], args.lanes)
+            order = variants if r % 2 == 0 else variants[::-1]
+            for i, variant in enumerate(order):
+                name = f"r{r}-v{i}"
+                wall = run_sweep(home, name, args.epochs, variant, args.lanes)
                 results[variant].append(measure(home, name, args.lanes, wall))
                 print(f"round {r + 1}: {variant}: {wall:.0f} s", flush=True)
     rows = results[next(iter(variants))][0].keys()
