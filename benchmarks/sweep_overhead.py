@@ -4,11 +4,10 @@ lanes are, and each trial's time outside training and evaluation.
     .venv/bin/python benchmarks/sweep_overhead.py [--rounds 2] [--epochs 6] [--lanes 2]
 
 A fixed sweep (grid: ae, dae, cae, vae at latent 16, batch 64, no early stopping, `--lanes`
-trials at a time) run through the real command line in three variants per round (VARIANTS): the
+trials at a time) run through the real command line in two variants per round (VARIANTS): the
 costly metrics measured every epoch (objective `probe_acc`) or only where a trial may end
-(objective `val_bce`: the last epoch here), and the latter with Ray's workers not warmed
-(`study/warm.py` off). The order alternates between rounds, and the figures printed are medians
-over rounds: on a shared machine one run alone says little.
+(objective `val_bce`: the last epoch here). The order alternates between rounds, and the figures
+printed are medians over rounds: on a shared machine one run alone says little.
 
 Per sweep, from what MLflow and Tune recorded:
 - eval share: Σ eval_seconds ÷ Σ (epoch_seconds + eval_seconds + pretrain_seconds), per model;
@@ -50,20 +49,18 @@ def space(epochs: int, objective: str) -> dict:
     }
 
 
-# name: (objective, workers warmed as Ray starts them)
+# name: objective
 VARIANTS = {
-    "costly metrics every epoch": ("probe_acc", True),
-    "costly metrics where a trial may end": ("val_bce", True),
-    "same, workers not warmed (AESTUDY_WARM=0)": ("val_bce", False),
+    "costly metrics every epoch": "probe_acc",
+    "costly metrics where a trial may end": "val_bce",
 }
 
 
 def run_sweep(home: Path, name: str, epochs: int, variant: str, lanes: int) -> float:
-    objective, warm = VARIANTS[variant]
+    objective = VARIANTS[variant]
     path = home / f"{name}.yaml"
     path.write_text(yaml.safe_dump(space(epochs, objective), sort_keys=False))
-    env = {**os.environ, "AESTUDY_HOME": str(home), "OMP_NUM_THREADS": "1",
-           "AESTUDY_WARM": "1" if warm else "0"}  # fmt: skip
+    env = {**os.environ, "AESTUDY_HOME": str(home), "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     start = time.perf_counter()
     subprocess.run(

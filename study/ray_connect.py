@@ -41,23 +41,12 @@ def connect(options: SweepOptions, folder: Path) -> None:
                 include_dashboard=False,
                 configure_logging=False,
                 log_to_driver=False,
-                **_warm(),
             )
             private_token()
             leftovers.remember(folder, local_session())
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options, folder)
-
-
-def _warm() -> dict:
-    """Workers import what trials need as Ray starts them (study/warm.py); AESTUDY_WARM=0 turns
-    it off, to measure what it saves (benchmarks/sweep_overhead.py)."""
-    import os
-
-    if os.environ.get("AESTUDY_WARM", "1") == "0":
-        return {}
-    return {"runtime_env": {"worker_process_setup_hook": "study.warm.warm_worker"}}
 
 
 def local_session() -> str:

@@ -73,6 +73,11 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert "failed" not in states
     assert states.count("stopped early") >= 1 and states.count("done") >= 1
     assert (tmp_path / "s1" / "optuna.db").is_file()
+    if (os.cpu_count() or 1) >= 2:  # a lane per core: trials run side by side, not one by one
+        runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "s1").sort_values("start_time")
+        spans = list(zip(runs["start_time"], runs["end_time"], strict=True))
+        side_by_side = sum(start < spans[i][1] for i, (start, _) in enumerate(spans[1:]))
+        assert side_by_side >= 2, spans
     for trial_dir in (tmp_path / "s1").glob("*_*/"):  # once the sweep is over, the latest only
         assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
 
