@@ -72,21 +72,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1, started through `python -m study server`."""
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (folder / "server.log").open("w")
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
+    (its MLflow server runs in a process group of its own under it); returns once healthy."""
+    log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
         [PYTHON, "-m", "study", "server", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
          "--artifacts-destination", str(folder / "artifacts")],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    wait_until_healthy(uri, proc, folder / "server.log")
-    yield uri
+    wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1, started through `python -m study server`."""
+    port = free_port()
+    proc = start_server(tmp_path_factory.mktemp("mlflow-server"), port)
+    yield f"http://127.0.0.1:{port}"
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 

@@ -20,7 +20,7 @@ import pytest
 
 from study import tracking
 from study.sweep import undone_on_failure
-from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
+from tests.conftest import PYTHON, free_port, home_env, run_cli, start_server
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
@@ -300,19 +300,6 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
     for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
         steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
         assert steps == [1, 2, 3, 4]
-
-
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    """`python -m study server` on 127.0.0.1:port over folder/server.db, in a group of its own."""
-    log = (folder / "server.log").open("a")
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "study", "server", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
-    return proc
 
 
 def first_epoch_logged(uri: str, name: str) -> bool:
