@@ -173,13 +173,9 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     deadline = time.monotonic() + 240
-    while True:  # the trial's run has logged an epoch: its worker is training
-        time.sleep(1)
+    while not first_epoch_logged(uri, "killed-worker"):  # then its worker is training
         assert driver.poll() is None and time.monotonic() < deadline
-        if tracking.study_exists(uri, "killed-worker"):
-            runs = tracking.trial_runs(uri, "killed-worker")
-            if "tags.aestudy.epochs" in runs and runs["tags.aestudy.epochs"].notna().any():
-                break
+        time.sleep(1)
     workers = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True)
     pids = [int(p) for p in workers.stdout.split()]
     assert pids, "no trial worker found"
@@ -303,6 +299,7 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
 
 
 def first_epoch_logged(uri: str, name: str) -> bool:
+    """Whether a trial run of the study has logged an epoch."""
     if not tracking.study_exists(uri, name):
         return False
     runs = tracking.trial_runs(uri, name)
@@ -324,7 +321,7 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
     while not first_epoch_logged(uri, "outage"):
         assert driver.poll() is None and time.monotonic() < deadline
         time.sleep(1)
-    kill_server(tmp_path, server)
+    kill_server(server)
     deadline = time.monotonic() + 15
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -342,10 +339,10 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
             steps = [m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce")]
             assert sorted(steps) == [1, 2, 3, 4, 5, 6], (run_id, steps)
     finally:
-        kill_server(tmp_path, server)
+        kill_server(server)
 
 
-def kill_server(folder: Path, server: subprocess.Popen) -> None:
+def kill_server(server: subprocess.Popen) -> None:
     """SIGKILL the server and every process under it (MLflow runs in a process group of its own,
     with uvicorn and workers under it), as a crashed machine or the OOM killer would."""
     for pid in [server.pid, *descendants(server.pid)]:
