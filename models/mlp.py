@@ -14,6 +14,7 @@ from models.base import (
     AutoEncoder,
     ModelConfig,
     activation,
+    apply_activation,
     check_bottleneck,
     check_output_for_loss,
     reconstruction_loss,
@@ -213,7 +214,7 @@ class PretrainStage(nn.Module):
         z = self.enc_act(self.encoder(h_noisy))
         logits = self.decoder(z)
         loss = reconstruction_loss(logits, h_clean, self.recon_loss, self.dec_act)
-        recon = activation(self.dec_act)(logits.detach())
+        recon = apply_activation(self.dec_act)(logits.detach())
         return AEOutput(
             loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -75,6 +75,15 @@ def trial_data(dataset: str, data_dir: str | None, device: str) -> TrialData:
     return TrialData(splits, noisy_copy(splits.val_x), mean_digit_mse(splits.train_x, splits.val_x))
 
 
+def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """The trainer's optimizer. Fused where torch has a fused Adam for the parameters' device
+    (one kernel for all parameters): on 2 CPU cores it made the seed AE's epoch ~14% faster, with
+    the same losses to 6 decimals (benchmarks/loader_throughput.py uses it for both loops)."""
+    params = list(params)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+
+
 def train(
     config: dict[str, Any],
     *,
@@ -99,7 +108,7 @@ def train(
     cached = trial_data(settings.dataset, settings.data_dir, str(device))
     data, val_noisy, baseline = cached.splits, cached.val_noisy, cached.baseline
     model = models.MODELS[settings.model](model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = adam(model.parameters(), settings.lr)
     gen = torch.Generator(device=device).manual_seed(settings.seed)
     history: list[dict[str, float]] = []
     if resume_from is not None:
@@ -191,7 +200,7 @@ def finetune(
 ) -> float:
     """The seed's supervised phase on a copy of the encoder; held-out accuracy."""
     clf = Classifier(model).to(data.train_x.device)
-    optimizer = torch.optim.Adam(clf.parameters(), lr=settings.lr)
+    optimizer = adam(clf.parameters(), settings.lr)
     clf.train()
     for e in range(settings.finetune_epochs):
         run_epoch(
@@ -210,7 +219,7 @@ def pretrain_layerwise(
     start = time.perf_counter()
     for i, stage in enumerate(model.pretrain_stages()):
         h = stage.inputs(train_x)  # codes of the frozen layers below, computed once per stage
-        optimizer = torch.optim.Adam(stage.trainable_parameters(), lr=settings.lr)
+        optimizer = adam(stage.trainable_parameters(), settings.lr)
         for e in range(stage.epochs):
             run_epoch(
                 lambda idx, h=h, stage=stage: stage(stage.corrupt(h[idx], gen), h[idx]).loss,

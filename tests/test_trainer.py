@@ -176,3 +176,39 @@ def test_the_probe_fits_the_logistic_regression_sklearn_fits():
     assert 0.5 < accuracy < 0.95  # overlapping blobs: a real fit, neither chance nor trivial
     again, _ = fit_softmax(train_x, train_y, classes=10)
     assert torch.equal(again, weight)  # no random draw: the same codes give the same probe
+
+
+def test_the_written_out_bce_is_torch_s_bce():
+    """`pixel_bce` replaces F.binary_cross_entropy for speed; val_bce is the default objective,
+    so it must be the same number, at the clamp's edges too."""
+    import torch
+    from torch.nn import functional as F
+
+    from study.evaluate import BCE_EPS, pixel_bce
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, 28, 28, generator=gen)
+    x[:50] = (x[:50] > 0.5).float()  # binary targets as well as grey ones
+    for recon in (torch.rand(x.shape, generator=gen), torch.zeros_like(x), torch.ones_like(x), x):
+        expected = F.binary_cross_entropy(recon.clamp(BCE_EPS, 1 - BCE_EPS), x).item()
+        assert pixel_bce(recon, x) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("model", ["ae", "vae"])
+def test_the_fused_optimizer_trains_as_the_plain_one_does(model, tiny_config, monkeypatch):
+    """Faster, not different: the trainer's fused Adam gives the plain Adam's losses."""
+    import torch
+
+    from study import trainer
+
+    config = {**tiny_config, "model": model}
+    fused = without_timings(train(config))
+    assert trainer.adam(models.build_model(model).parameters(), 1e-3).defaults["fused"]
+    monkeypatch.setattr(trainer, "adam", lambda params, lr: torch.optim.Adam(params, lr=lr))
+    plain = without_timings(train(config))
+    for a, b in zip(fused, plain, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            # an accuracy counts digits: a rounding-level change may move one across a boundary
+            tolerance = {"abs": 0.003} if key.endswith("_acc") else {"rel": 1e-4, "abs": 1e-6}
+            assert a[key] == pytest.approx(b[key], **tolerance), key
