@@ -65,7 +65,9 @@ def dataloader_loop(model, images: torch.Tensor, epochs: int, batch: int, device
     return epochs * len(images) / (time.perf_counter() - start)
 
 
-def one_round(name: str, train_x: torch.Tensor, args, device, ours_first: bool) -> tuple[float, float]:
+def one_round(
+    name: str, train_x: torch.Tensor, args, device, ours_first: bool
+) -> tuple[float, float]:
     """Digits/s of the project's loop and of the DataLoader loop, each on a fresh model."""
 
     def ours() -> float:

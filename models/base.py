@@ -7,7 +7,7 @@ One trainer serves all five models because each returns the same `AEOutput` from
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache
 from typing import ClassVar
 
 import torch
@@ -104,7 +104,7 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-@lru_cache(maxsize=None)
+@cache
 def apply_activation(name: str) -> nn.Module:
     """One shared, stateless instance per activation, for applying it outside a model's layers
     (the output activation): making a module per call cost ~5% of a small MLP's training step."""
