@@ -99,8 +99,14 @@ def fit_softmax(
     objective of sklearn's LogisticRegression(C=1) divided by n). Deterministic: no random draw."""
     weight = torch.zeros(x.shape[1], classes, device=x.device, requires_grad=True)
     bias = torch.zeros(classes, device=x.device, requires_grad=True)
+    # It stops once an iteration moves the loss (~0.5-2.3) by under 1e-5: on codes of five trained
+    # models that gave the accuracies of running to 1e-9 (within 0.001) in ~30% fewer evaluations.
     optimizer = torch.optim.LBFGS(
-        [weight, bias], max_iter=steps, tolerance_grad=1e-6, line_search_fn="strong_wolfe"
+        [weight, bias],
+        max_iter=steps,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-5,
+        line_search_fn="strong_wolfe",
     )
 
     def closure() -> torch.Tensor:
