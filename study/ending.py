@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from ray import tune
 
-from study import tracking
+from study import pruning, tracking
 
 
 @dataclass
@@ -48,7 +47,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})
     status = "KILLED" if unfinished else "FINISHED"
     tracking.client(record.uri).set_terminated(record.study_run_id, status)
-    prune_checkpoints([t for t in trials if t.status == Trial.TERMINATED])
+    pruning.prune_ended(trials)
     return Outcome(results, unfinished)
 
 
@@ -61,21 +60,3 @@ def sigterm_as_sigint():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def prune_checkpoints(trials: list) -> None:
-    """Keep only the checkpoint the saved state points at, for trials that have ended.
-
-    During a sweep Tune keeps every checkpoint (num_to_keep=None): when it prunes, a driver killed
-    between deleting a checkpoint and saving its experiment state leaves that state pointing at a
-    deleted checkpoint, and the resumed trial cannot restore (seen here). Only ended trials are
-    pruned, and only around the checkpoint their saved state names: an interrupted or failed
-    trial resumes from that one, which need not be its newest folder.
-    """
-    for trial in trials:
-        kept = getattr(trial.checkpoint, "path", None)
-        if kept is None:
-            continue
-        for folder in Path(kept).parent.glob("checkpoint_*"):
-            if folder != Path(kept):
-                shutil.rmtree(folder, ignore_errors=True)

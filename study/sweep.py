@@ -26,6 +26,7 @@ from study.ending import Outcome, fit
 from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
+from study.pruning import CheckpointPruner
 from study.ray_connect import connect
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import FAILED, run_trial
@@ -360,7 +361,12 @@ def run_config(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see ending.prune_checkpoints
-        callbacks=[ProgressPrinter(space), TrackingCallback(record), trust.Signer(folder)],
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.pruning
+        callbacks=[
+            ProgressPrinter(space),
+            TrackingCallback(record),
+            trust.Signer(folder),
+            CheckpointPruner(folder),
+        ],
         verbose=0,
     )

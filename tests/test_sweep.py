@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,8 +24,10 @@ pytestmark = pytest.mark.ray
 
 
 def write_space(folder: Path, **changes) -> Path:
+    """tests.test_space.GOOD with `changes`; a change to None removes the key."""
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
     raw.update(changes)
+    raw = {key: value for key, value in raw.items() if value is not None}
     path = folder / "space.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -164,6 +167,63 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     # Optuna: the 4 trials Tune ran are complete; a trial orphaned by the kill is failed, not RUNNING
     states = [t.state.name for t in optuna_trials(tmp_path / "killed")]
     assert states.count("COMPLETE") == 4 and "RUNNING" not in states
+
+
+@pytest.mark.slow
+def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_what_is_left(
+    tmp_path,
+):
+    from study.pruning import checkpoints, saved_checkpoints
+
+    epochs = 60
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=None, epochs=epochs,
+                        scheduler={"type": "none"}, fixed={"batch_size": 512},
+                        params={"model": ["ae"]})  # fmt: skip
+    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "pruned", "--storage",
+           str(tmp_path)]  # fmt: skip
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    folder = tmp_path / "pruned"
+    deadline = time.monotonic() + 300
+    reported: list[int] = []
+    while len(reported) < 45 and time.monotonic() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+        progress = list(folder.glob("ae_*/progress.csv"))
+        reported = reported_epochs(progress[0].parent) if progress else []
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert 45 <= len(reported) < epochs, "the sweep must be killed mid-trial"
+    (trial_dir,) = folder.glob("ae_*/")
+    kept = checkpoints(trial_dir)
+    # pruned while it ran: far fewer checkpoints than epochs reported, the saved state's among them
+    assert len(kept) < len(reported) - 10, (len(kept), len(reported))
+    (named,) = saved_checkpoints(folder)
+    assert named in kept and all(c.name >= kept[0].name for c in kept)
+
+    result = run_cli("resume", "pruned", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["state"] for r in trial_states("pruned", tmp_path)] == ["done"]
+    assert sorted(set(reported_epochs(trial_dir))) == list(range(1, epochs + 1))
+    (run_id,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "pruned")["run_id"]
+    assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == list(range(1, epochs + 1))
+    assert len(checkpoints(trial_dir)) == 1  # an ended trial keeps the one its state names
+
+
+def test_pruning_deletes_nothing_without_a_readable_saved_state(tmp_path):
+    from study.pruning import prune_behind_saved_state
+
+    trial_dir = tmp_path / "ae_abc_00000"
+    for i in range(5):
+        (trial_dir / f"checkpoint_{i:06d}").mkdir(parents=True)
+    assert prune_behind_saved_state(tmp_path) == 0  # no state saved yet
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [["{}", ')
+    assert prune_behind_saved_state(tmp_path) == 0  # a state being written
+    state = {"last_result": {"trial_id": "abc_00000", "checkpoint_dir_name": "checkpoint_000003"}}
+    (tmp_path / "experiment_state-2026-01-01_00-00-01.json").write_text(
+        json.dumps({"trial_data": [["{}", json.dumps(state)]]})
+    )
+    assert prune_behind_saved_state(tmp_path) == 2  # 0 and 1; 2 (the one before) and newer stay
+    assert [c.name[-1] for c in sorted(trial_dir.iterdir())] == ["2", "3", "4"]
 
 
 def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
