@@ -12,7 +12,7 @@ printed are medians over rounds: on a shared machine one run alone says little.
 Per sweep, from what MLflow and Tune recorded:
 - eval share: Σ eval_seconds ÷ Σ (epoch_seconds + eval_seconds + pretrain_seconds), per model;
 - lanes busy: Σ trials' own time ÷ (span × lanes), span = first run's start to last run's end;
-- per trial, outside its own time: MLflow logging, pictures + weights upload, checkpoint writes
+- per trial, outside its own time: MLflow logging, the weights' upload, checkpoint writes
   and Tune's report (the checkpoint's copy and the round trip to the driver), measured in the
   trainable; the rest of its run (a worker's first imports, model set-up, the driver closing the
   run); and the time between runs (worker start, scheduling, and the lanes left idle at the end
@@ -79,7 +79,7 @@ def measure(home: Path, name: str, lanes: int, wall: float) -> dict[str, float]:
     c = client(uri)
     figures: dict[str, float] = {"command wall s": wall}
     own_total, durations = 0.0, []
-    parts = {"mlflow_seconds": 0.0, "pictures_seconds": 0.0, "checkpoint_seconds": 0.0,
+    parts = {"mlflow_seconds": 0.0, "weights_seconds": 0.0, "checkpoint_seconds": 0.0,
              "report_seconds": 0.0}  # fmt: skip
     for _, run in runs.iterrows():
         sums = {

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ray import tune
 
-from study import pruning, tracking
+from study import pictures, pruning, tracking
+from study.progress import trial_state
 
 
 @dataclass
@@ -45,6 +46,10 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     for trial_id in unfinished:
         tracking.finish_trial(record.uri, record.experiment_id, trial_id, "interrupted")
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})
+    # pictures of trials that a killed driver saw end but did not draw
+    drawn = [t for t in trials if trial_state(t.status, t.last_result or {}, t.config)
+             in pictures.DRAWN_STATES]  # fmt: skip
+    pictures.catch_up(record, drawn)
     status = "KILLED" if unfinished else "FINISHED"
     tracking.client(record.uri).set_terminated(record.study_run_id, status)
     pruning.prune_ended(trials)

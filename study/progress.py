@@ -12,10 +12,11 @@ import pandas as pd
 from ray import tune
 from ray.tune import Callback
 
+from study import pictures
 from study.config import flat_config
 from study.ranking import rank
 from study.space import Space
-from study.tracking import StudyRecord, finish_trial, runs_page
+from study.tracking import StudyRecord, client, find_trial_run, finish_trial, runs_page
 from study.trainable import FAILED
 
 
@@ -106,10 +107,12 @@ class ProgressPrinter(Callback):
 
 
 class TrackingCallback(Callback):
-    """Closes each trial's MLflow run with its final state; only the driver knows it (ASHA's stop
-    ends the trial function from outside, and a failed trial cannot report its own end).
+    """What the driver records when a trial ends: it closes the trial's MLflow run with its final
+    state, which only the driver knows (ASHA's stop ends the trial function from outside, and a
+    failed trial cannot report its own end), and draws its pictures from its last checkpoint
+    (study.pictures) once no close is waiting.
 
-    The calls run on a thread of their own: during a tracking-server outage MLflow retries for
+    This runs on a thread of its own: during a tracking-server outage MLflow retries for
     minutes, which on Tune's loop would stall every trial, and an exception raised into the loop
     would turn a finished trial into a failed one. Pending closes are retried until the server
     answers; the sweep waits for them at its end for at most `drain_seconds`."""
@@ -122,33 +125,37 @@ class TrackingCallback(Callback):
     def __getstate__(self) -> dict:  # saved in Tune's state: the thread and queue are not
         return {**self.__dict__, "_queue": None}
 
-    def _submit(self, trial_id: str, state: str, reason: str | None = None) -> None:
+    def _submit(self, trial: Any, state: str, reason: str | None = None) -> None:
         if self._queue is None:
-            self._queue = queue.Queue()
+            # Closes go first: a run's end time is when its trial ended, not when the pictures
+            # of the trials before it were done.
+            self._queue = queue.PriorityQueue()
             threading.Thread(target=self._work, daemon=True, name="mlflow-closer").start()
-        self._queue.put((trial_id, state, reason))
+        uri, experiment_id = self.record.uri, self.record.experiment_id
+        self._queue.put((0, time.monotonic(), f"close trial {trial.trial_id}'s MLflow run",
+                         CLOSE_WAITS, finish_trial,
+                         (uri, experiment_id, trial.trial_id, state, reason)))  # fmt: skip
+        checkpoint = getattr(trial.checkpoint, "path", None)
+        if checkpoint and state in pictures.DRAWN_STATES:
+            self._queue.put((1, time.monotonic(), f"log trial {trial.trial_id}'s pictures",
+                             PICTURE_WAITS, self._pictures, (trial.trial_id, Path(checkpoint))))  # fmt: skip
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            for wait in (1, 2, 5, 10, 30, 60, 60, 60, 60, 60):
-                try:
-                    finish_trial(self.record.uri, self.record.experiment_id, *item)
-                    break
-                except Exception as exc:
-                    error = exc
-                    time.sleep(wait)
-            else:
-                print(f"warning: could not close trial {item[0]}'s MLflow run: {error}", flush=True)
+            _, _, what, waits, call, args = self._queue.get()
+            retried(what, call, *args, waits=waits)
             self._queue.task_done()
 
+    def _pictures(self, trial_id: str, checkpoint: Path) -> None:
+        run_id = find_trial_run(client(self.record.uri), self.record.experiment_id, trial_id)
+        if run_id:
+            pictures.log_final(self.record.uri, run_id, checkpoint)
+
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._submit(
-            trial.trial_id, trial_state("TERMINATED", trial.last_result or {}, trial.config)
-        )
+        self._submit(trial, trial_state("TERMINATED", trial.last_result or {}, trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._submit(trial.trial_id, "failed", error_reason(trial))
+        self._submit(trial, "failed", error_reason(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (bounded) for the closes still queued, so the summary reads final states."""
@@ -163,6 +170,25 @@ class TrackingCallback(Callback):
                 f"({self.record.uri} unreachable?); their state shows as running there",
                 flush=True,
             )
+
+
+# Seconds between tries: a close outlasts a tracking server's restart; a picture that failed
+# twice (an unreadable checkpoint, say) is not worth holding the sweep's end for.
+CLOSE_WAITS, PICTURE_WAITS = (1, 2, 5, 10, 30, 60, 60, 60, 60, 60), (1, 5)
+
+
+def retried(what: str, call, *args, waits: tuple[float, ...] = CLOSE_WAITS) -> bool:
+    """call(*args) until it succeeds, sleeping `waits` between tries; warns and returns False
+    after the last."""
+    for wait in waits:
+        try:
+            call(*args)
+            return True
+        except Exception as exc:
+            error = exc
+            time.sleep(wait)
+    print(f"warning: could not {what}: {error}", flush=True)
+    return False
 
 
 def error_reason(trial: Any) -> str | None:

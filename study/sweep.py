@@ -238,7 +238,7 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
     return record
 
 
-def picture_epochs(space: Space) -> tuple[int, ...]:
+def stop_epochs(space: Space) -> tuple[int, ...]:
     """The epochs where ASHA may stop a trial: its rungs, grace × factor^k below the last epoch."""
     if space.scheduler["type"] == "none":
         return ()
@@ -268,7 +268,7 @@ def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space)
         run_trial,
         threads=threads,
         record=record,
-        picture_epochs=picture_epochs(space),
+        stop_epochs=stop_epochs(space),
         costly_every_epoch=space.objective in COSTLY,
     )
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})

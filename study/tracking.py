@@ -31,6 +31,7 @@ from study.config import full_config
 
 ROLE, TRIAL_ID, STATE, ERROR = "aestudy.role", "aestudy.trial_id", "aestudy.state", "aestudy.error"
 GIVEN = "aestudy.given"
+PICTURES = "aestudy.pictures"  # the epoch a trial's pictures show (study.pictures)
 # Metrics kept as a run's tag rather than a metric: the UI would chart the epoch count as if it
 # were a result (its steps already are the epochs); the runs table shows the tag.
 AS_TAGS = {"epoch": "aestudy.epochs"}
@@ -243,6 +244,23 @@ def finish_trial(
         c.set_tag(run_id, ERROR, reason[-4000:])
     c.set_tag(run_id, STATE, state)
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
+
+
+def log_pictures(uri: str, run_id: str, folder: Path, epoch: int) -> None:
+    """A trial's pictures (files in `folder`) and the epoch they show."""
+    c = client(uri)
+    c.log_artifacts(run_id, str(folder))
+    c.set_tag(run_id, PICTURES, str(epoch))
+
+
+def runs_without_pictures(uri: str, experiment_id: str) -> dict[str, str]:
+    """Trial id -> run id of the study's trial runs that have no pictures yet."""
+    runs = client(uri).search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000)
+    return {
+        r.data.tags[TRIAL_ID]: r.info.run_id
+        for r in runs
+        if PICTURES not in r.data.tags and TRIAL_ID in r.data.tags
+    }
 
 
 def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:

@@ -41,15 +41,16 @@ def run_trial(
     config: dict[str, Any],
     threads: int = 1,
     record: StudyRecord | None = None,
-    picture_epochs: tuple[int, ...] = (),
+    stop_epochs: tuple[int, ...] = (),
     costly_every_epoch: bool = False,
 ) -> None:
     """Train one trial under Tune, logging to the study's MLflow experiment when `record` is given.
 
-    Pictures and the weights are logged at `picture_epochs` (the scheduler's rungs, where ASHA may
-    stop a trial) and at the trial's last epoch, so every trial ends with pictures of its final
-    state without drawing them every epoch. The costly metrics (denoising, the probe) are
-    measured at the same epochs, unless `costly_every_epoch` (the objective is one of them).
+    The weights are logged at `stop_epochs` (the scheduler's rungs, where ASHA may stop a trial)
+    and at the trial's last epoch, so every trial's run ends with the weights of its final state
+    without uploading them every epoch. The costly metrics (denoising, the probe) are measured at
+    the same epochs, unless `costly_every_epoch` (the objective is one of them). Its pictures are
+    drawn by the driver once it has ended (study.pictures).
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
@@ -61,7 +62,7 @@ def run_trial(
         else None
     )
     last_epoch = int(trial_config.get("epochs", 10))
-    costly_epochs = None if costly_every_epoch else frozenset(picture_epochs)
+    costly_epochs = None if costly_every_epoch else frozenset(stop_epochs)
 
     in_tune = [0.0]  # seconds the previous tune.report took (see below)
 
@@ -79,9 +80,9 @@ def run_trial(
         if run is not None:
             run.log_epoch(metrics)
             extra["mlflow_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
-            if epoch in picture_epochs or epoch == last_epoch:
-                log_pictures_and_weights(run, context)
-            extra["pictures_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
+            if epoch in stop_epochs or epoch == last_epoch:
+                log_weights(run, context)
+            extra["weights_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             context.save(tmp)
             extra["checkpoint_seconds"] = time.perf_counter() - clock
@@ -120,17 +121,11 @@ def run_trial(
         raise
 
 
-def log_pictures_and_weights(run: TrialRun, context: EpochContext) -> None:
-    """The seed's pictures and a weights-only checkpoint, replacing the previous ones."""
-    from study.figures import trial_pictures
-
+def log_weights(run: TrialRun, context: EpochContext) -> None:
+    """A weights-only checkpoint (what `export` serves), replacing the previous one."""
     with tempfile.TemporaryDirectory() as tmp:
-        pictures, weights = Path(tmp, "pictures"), Path(tmp, "checkpoint")
-        trial_pictures(
-            context.model, context.data.val_x, context.data.val_y, context.history, pictures
-        )
+        weights = Path(tmp, "checkpoint")
         context.save(weights, training=False)
-        run.log_artifacts(pictures)
         run.log_artifacts(weights, "checkpoint")
 
 

@@ -1,0 +1,63 @@
+"""A trial's pictures, drawn once, by the driver, from the checkpoint of its final epoch.
+
+Drawing them in the trial (at each of ASHA's rungs, since a trial cannot know whether it will be
+stopped there) cost ~1 s of the lane per rung on 2 CPU cores, most of it matplotlib laying out
+text, while the accelerator waited. The driver knows when a trial has ended and which checkpoint
+is its last; it draws there, on the thread that closes the trial's run (study.progress), while
+the lanes train the next trials. A driver killed before drawing leaves the run without the
+PICTURES tag; the next `fit` of the study draws what is missing (`catch_up`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import models
+from study import tracking
+from study.config import split_config
+
+# The trial states (study.progress.trial_state) whose final checkpoint gets pictures: a failed
+# trial's last checkpoint may hold the weights that diverged.
+DRAWN_STATES = ("done", "stopped early")
+
+
+def draw(checkpoint: Path, folder: Path) -> int:
+    """Every picture of the trial whose training checkpoint is `checkpoint`, into `folder`;
+    returns the checkpoint's epoch. The model, its history and its data's held-out digits all
+    come from the checkpoint, on the CPU."""
+    from study.figures import trial_pictures
+    from study.trainer import trial_data
+
+    model = models.load(checkpoint, "cpu")
+    _, state = models.load_training_state(checkpoint, "cpu")
+    settings, _ = split_config(models.read_config(checkpoint)["trial_config"])
+    splits = trial_data(settings.dataset, settings.data_dir, "cpu").splits
+    trial_pictures(model, splits.val_x, splits.val_y, state["history"], folder)
+    return int(state["epoch"])
+
+
+def log_final(uri: str, run_id: str, checkpoint: Path) -> None:
+    """Draw the pictures of `checkpoint` and log them to the run, replacing any earlier ones."""
+    with tempfile.TemporaryDirectory() as tmp:
+        epoch = draw(checkpoint, Path(tmp))
+        tracking.log_pictures(uri, run_id, Path(tmp), epoch)
+
+
+def catch_up(record: tracking.StudyRecord, ended: list) -> int:
+    """Draw the pictures of `ended` trials (Tune's, in DRAWN_STATES) whose runs lack them: a
+    driver was killed before it drew them. Returns how many runs got pictures. A failure is a
+    warning, never an error: the trials' results stand without their pictures."""
+    lacking = tracking.runs_without_pictures(record.uri, record.experiment_id)
+    drawn = 0
+    for trial in ended:
+        checkpoint = getattr(trial.checkpoint, "path", None)
+        run_id = lacking.get(trial.trial_id)
+        if not checkpoint or not run_id:
+            continue
+        try:
+            log_final(record.uri, run_id, Path(checkpoint))
+            drawn += 1
+        except Exception as exc:
+            print(f"warning: no pictures for trial {trial.trial_id}: {exc}", flush=True)
+    return drawn
