@@ -72,6 +72,8 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
         assert (epochs < 3) == (tags["aestudy.state"] == "stopped early")
         artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
         assert artifacts >= PICTURES | {"checkpoint"}
+        # drawn once, by the driver, of the epoch the trial ended at (stopped early or not)
+        assert tags["aestudy.pictures"] == str(epochs)
         if params["model"] == "vae":
             assert "prior_samples.png" in artifacts
             # the seed's latent grid only where the code is 2-D: wider codes show one slice
@@ -79,6 +81,27 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
             assert "kl" in run.data.metrics and "recon_kl" in run.data.metrics
         assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
             "checkpoint/config.json", "checkpoint/model.pt"}  # fmt: skip
+
+
+def test_pictures_a_killed_driver_did_not_draw_are_drawn_by_the_next_fit(logged_study):
+    from ray.tune import ExperimentAnalysis
+
+    from study import pictures
+    from study.tracking import PICTURES as DRAWN
+    from study.tracking import StudyRecord
+
+    uri, folder = logged_study
+    runs = trial_runs(uri, "tracked")
+    c = client(uri)
+    run_id, trial_id = runs.iloc[0]["run_id"], runs.iloc[0]["tags.aestudy.trial_id"]
+    epoch = c.get_run(run_id).data.tags[DRAWN]
+    c.delete_tag(run_id, DRAWN)  # what a driver killed before drawing leaves
+    record = StudyRecord(uri, "tracked", runs.iloc[0]["experiment_id"], "")
+    trials = ExperimentAnalysis(str(folder / "tracked")).trials
+    assert pictures.catch_up(record, trials) == 1  # that run only: the others have theirs
+    assert c.get_run(run_id).data.tags[DRAWN] == epoch
+    assert {a.path for a in c.list_artifacts(run_id)} >= PICTURES
+    assert trial_id in {t.trial_id for t in trials}
 
 
 def test_resuming_a_finished_study_adds_no_runs(logged_study):
