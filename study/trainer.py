@@ -128,13 +128,15 @@ def train(
     if not history and model.pretrain_stages():
         pretrain_seconds = pretrain_layerwise(model, data.train_x, settings, gen)
 
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        clean = data.train_x[idx]  # gathered once: input (corrupted) and target
+        return model(model.corrupt(clean, gen), clean, gen).loss
+
     for epoch in range(len(history) + 1, settings.epochs + 1):
         model.train()
         start = time.perf_counter()
-        train_loss = run_epoch(
-            lambda idx: model(model.corrupt(data.train_x[idx], gen), data.train_x[idx], gen).loss,
-            optimizer, len(data.train_x), settings.batch_size, gen, f"epoch {epoch}",
-        )  # fmt: skip
+        train_loss = run_epoch(batch_loss, optimizer, len(data.train_x), settings.batch_size, gen,
+                               f"epoch {epoch}")  # fmt: skip
         metrics: dict[str, float] = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -247,7 +249,7 @@ def run_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += loss.detach() * len(idx)
+        total.add_(loss.detach(), alpha=len(idx))
     mean = (total / n).item()
     if not math.isfinite(mean):
         raise TrainingDiverged(
