@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -132,12 +133,12 @@ class TrackingCallback(Callback):
             self._queue = queue.PriorityQueue()
             threading.Thread(target=self._work, daemon=True, name="mlflow-closer").start()
         uri, experiment_id = self.record.uri, self.record.experiment_id
-        self._queue.put((0, time.monotonic(), f"close trial {trial.trial_id}'s MLflow run",
+        self._queue.put((0, next(ORDER), f"close trial {trial.trial_id}'s MLflow run",
                          CLOSE_WAITS, finish_trial,
                          (uri, experiment_id, trial.trial_id, state, reason)))  # fmt: skip
         checkpoint = getattr(trial.checkpoint, "path", None)
         if checkpoint and state in pictures.DRAWN_STATES:
-            self._queue.put((1, time.monotonic(), f"log trial {trial.trial_id}'s pictures",
+            self._queue.put((1, next(ORDER), f"log trial {trial.trial_id}'s pictures",
                              PICTURE_WAITS, self._pictures, (trial.trial_id, Path(checkpoint))))  # fmt: skip
 
     def _work(self) -> None:
@@ -158,7 +159,8 @@ class TrackingCallback(Callback):
         self._submit(trial, "failed", error_reason(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
-        """Wait (bounded) for the closes still queued, so the summary reads final states."""
+        """Wait (bounded) for the closes and pictures still queued, so the summary reads final
+        states."""
         if self._queue is None:
             return
         deadline = time.monotonic() + self.drain_seconds
@@ -166,12 +168,14 @@ class TrackingCallback(Callback):
             time.sleep(0.1)
         if self._queue.unfinished_tasks:
             print(
-                f"warning: {self._queue.unfinished_tasks} trial run(s) not yet closed in MLflow "
-                f"({self.record.uri} unreachable?); their state shows as running there",
+                f"warning: {self._queue.unfinished_tasks} MLflow update(s) of ended trials still "
+                f"pending ({self.record.uri} unreachable?): a run not closed shows as running "
+                "there, and one without pictures gets them at the study's next `resume`",
                 flush=True,
             )
 
 
+ORDER = itertools.count()  # ties in the closing thread's queue go first come, first served
 # Seconds between tries: a close outlasts a tracking server's restart; a picture that failed
 # twice (an unreadable checkpoint, say) is not worth holding the sweep's end for.
 CLOSE_WAITS, PICTURE_WAITS = (1, 2, 5, 10, 30, 60, 60, 60, 60, 60), (1, 5)

@@ -250,14 +250,14 @@ def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
     dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
     callback = TrackingCallback(dead, drain_seconds=3)
     trial = SimpleNamespace(trial_id="t1", last_result={"training_iteration": 2},
-                            config={"epochs": 2}, error_file=None)  # fmt: skip
+                            config={"epochs": 2}, error_file=None, checkpoint=None)  # fmt: skip
     start = time.monotonic()
     callback.on_trial_complete(0, [trial], trial)  # Tune's loop thread: must return at once
     callback.on_trial_error(0, [trial], trial)
     assert time.monotonic() - start < 1.0
     callback.on_experiment_end([trial])  # waits for the closes, bounded, then says what is left
     assert time.monotonic() - start < 10
-    assert "trial run(s) not yet closed in MLflow" in capsys.readouterr().out
+    assert "MLflow update(s) of ended trials still pending" in capsys.readouterr().out
 
 
 def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path):
