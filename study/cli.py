@@ -66,7 +66,10 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="study name (default: the space file's name)")
     p.add_argument("--num-samples", type=int, help="number of trials (overrides the space)")
     p.add_argument(
-        "--max-concurrent", type=int, help="trials running at once (default: as resources allow)"
+        "--max-concurrent",
+        type=int,
+        help="trials running at once (default: as many as a local Ray's CPUs and GPUs hold; "
+        "set it on a cluster, see docs/cluster.md)",
     )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument(

@@ -97,8 +97,8 @@ def fit_softmax(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and bias minimising mean cross-entropy + PROBE_L2 / (2 n) * |weights|^2 (the
     objective of sklearn's LogisticRegression(C=1) divided by n). Deterministic: no random draw."""
-    weight = torch.zeros(x.shape[1], classes, device=x.device, requires_grad=True)
-    bias = torch.zeros(classes, device=x.device, requires_grad=True)
+    weight = torch.zeros(x.shape[1], classes, device=x.device)
+    bias = torch.zeros(classes, device=x.device)
     # It stops once an iteration moves the loss (~0.5-2.3) by under 1e-5: on codes of five trained
     # models that gave the accuracies of running to 1e-9 (within 0.001) in ~30% fewer evaluations.
     optimizer = torch.optim.LBFGS(
@@ -108,14 +108,25 @@ def fit_softmax(
         tolerance_change=1e-5,
         line_search_fn="strong_wolfe",
     )
+    onehot = F.one_hot(y, classes).to(x.dtype)
 
     def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y)
-        loss = loss + PROBE_L2 / (2 * len(x)) * weight.pow(2).sum()
-        loss.backward()
+        loss, weight.grad, bias.grad = softmax_objective(x, onehot, weight, bias)
         return loss
 
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return weight.detach(), bias.detach()
+    optimizer.step(closure)
+    return weight, bias
+
+
+def softmax_objective(
+    x: torch.Tensor, onehot: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`fit_softmax`'s objective and its gradients in weight and bias, written out (softmax minus
+    one-hot) rather than by autograd: on one CPU core the probe's fit on 2,000 codes of 16
+    dimensions took 30 ms instead of 38, and the probe is most of a short AE trial's evaluation."""
+    n, l2 = len(x), PROBE_L2 / len(x)
+    logits = torch.addmm(bias, x, weight)
+    log_norm = logits.logsumexp(1, keepdim=True)
+    loss = (log_norm.sum() - (logits * onehot).sum()) / n + l2 / 2 * weight.pow(2).sum()
+    residual = (logits - log_norm).exp_().sub_(onehot).div_(n)  # d loss / d logits
+    return loss, torch.addmm(weight, x.T, residual, beta=l2), residual.sum(0)

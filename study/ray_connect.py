@@ -4,6 +4,7 @@ tracking server on several nodes)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,6 +94,25 @@ def check_multi_node(options: SweepOptions, folder: Path) -> None:
             "and pass --tracking-uri http://<head>:5000"
         )
     check_shared_storage(folder)
+
+
+def local_lanes(options: SweepOptions) -> int | None:
+    """How many trials this sweep's own local Ray runs at once; None when it joins a cluster,
+    whose size an autoscaler may change while the sweep runs.
+
+    Given no --max-concurrent, Tune keeps one trial of a searcher pending at a time: each lane's
+    trial waits until the previous one's worker has started and imported torch (~5 s here), so
+    the lanes came up one after another (8 lanes on a GPU: the last ~35 s late). As a limit it
+    lets every idle lane get a trial at once, and no more suggestions than lanes are in flight.
+    """
+    if options.address:
+        return None
+    resources = ray.cluster_resources()
+    # Ray packs fractional requests in steps of 1e-4: 1 GPU holds ten trials of 0.1
+    lanes = math.floor(resources.get("CPU", 0.0) / options.cpus_per_trial + 1e-6)
+    if options.gpus_per_trial:
+        lanes = min(lanes, math.floor(resources.get("GPU", 0.0) / options.gpus_per_trial + 1e-6))
+    return max(1, lanes)
 
 
 def check_resources(options: SweepOptions) -> None:

@@ -27,7 +27,7 @@ from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.pruning import CheckpointPruner
-from study.ray_connect import connect
+from study.ray_connect import connect, local_lanes
 from study.space import Space, SpaceSampler, parse_space
 from study.trainable import FAILED, run_trial
 
@@ -288,7 +288,7 @@ def tune_config(space: Space, options: SweepOptions, folder: Path) -> tune.TuneC
         search_alg=None if space.algorithm == "grid" else searcher(space, options, folder),
         scheduler=scheduler(space),
         num_samples=num_samples,
-        max_concurrent_trials=options.max_concurrent,
+        max_concurrent_trials=options.max_concurrent or local_lanes(options),
         reuse_actors=True,  # a fresh worker costs ~8 s of imports here; trials last seconds
         trial_dirname_creator=trial_dirname,
     )

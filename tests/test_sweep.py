@@ -227,6 +227,32 @@ def test_pruning_deletes_nothing_without_a_readable_saved_state(tmp_path):
     assert [c.name[-1] for c in sorted(trial_dir.iterdir())] == ["2", "3", "4"]
 
 
+def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
+    """Without --max-concurrent, Tune keeps one searcher trial pending at a time, and the lanes
+    came up one worker start after another; the sweep gives Tune the local Ray's lane count."""
+    import ray
+
+    from study.space import load_space
+    from study.sweep import SweepOptions, tune_config
+
+    space = load_space(write_space(tmp_path))
+
+    def lanes(**options) -> int | None:
+        config = tune_config(space, SweepOptions(name="lanes", **options), tmp_path)
+        return config.max_concurrent_trials
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False)
+    try:
+        assert lanes() == 2  # one CPU a trial
+        assert lanes(cpus_per_trial=0.5) == 4
+        assert lanes(cpus_per_trial=0.25, gpus_per_trial=0.125) == 8  # the GPU bounds it
+        assert lanes(cpus_per_trial=0.1, gpus_per_trial=0.1) == 10  # no float rounding loss
+        assert lanes(max_concurrent=1) == 1  # the user's limit stands
+        assert lanes(address="auto") is None  # a cluster may grow: Tune's own default
+    finally:
+        ray.shutdown()
+
+
 def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     space = write_space(tmp_path)
     start = time.monotonic()

@@ -178,6 +178,25 @@ def test_the_probe_fits_the_logistic_regression_sklearn_fits():
     assert torch.equal(again, weight)  # no random draw: the same codes give the same probe
 
 
+def test_the_probe_s_written_out_gradient_is_autograd_s():
+    import torch
+    from torch.nn import functional as F
+
+    from study.evaluate import PROBE_L2, softmax_objective
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 6, generator=gen), torch.arange(300) % 4
+    weight = torch.randn(6, 4, generator=gen, requires_grad=True)
+    bias = torch.randn(4, generator=gen, requires_grad=True)
+    expected = F.cross_entropy(x @ weight + bias, y) + PROBE_L2 / 600 * weight.pow(2).sum()
+    expected.backward()
+    with torch.no_grad():
+        loss, grad_w, grad_b = softmax_objective(x, F.one_hot(y, 4).float(), weight, bias)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(grad_w, weight.grad)
+    torch.testing.assert_close(grad_b, bias.grad)
+
+
 def test_the_written_out_bce_is_torch_s_bce():
     """`pixel_bce` replaces F.binary_cross_entropy for speed; val_bce is the default objective,
     so it must be the same number, at the clamp's edges too."""
