@@ -82,6 +82,14 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         help="retries of a failing trial, from its checkpoint",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a trial checkpoints where ASHA may stop it, at its end, and otherwise at the first "
+        "epoch this long after its last checkpoint (0: every epoch; default 10)",
+    )
+    p.add_argument(
         "--address", help="join a Ray cluster ('auto' or host:port); default: start a local Ray"
     )
     p.add_argument("--storage", help=STORAGE_HELP + "; shared on a cluster")
@@ -179,6 +187,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_failures=args.max_failures,
+        checkpoint_every=args.checkpoint_every,
         address=args.address,
         tracking_uri=args.tracking_uri,
     )

@@ -50,6 +50,7 @@ class SweepOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 2
+    checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else <home>/mlflow.db
 
@@ -64,6 +65,11 @@ class SweepOptions:
         if self.max_failures < 0:
             raise ConfigError(
                 f"--max-failures must be >= 0 (retries per trial), got {self.max_failures}"
+            )
+        if self.checkpoint_every < 0:
+            raise ConfigError(
+                "--checkpoint-every must be >= 0 seconds (0: every epoch), "
+                f"got {self.checkpoint_every}"
             )
         if self.cpus_per_trial <= 0:
             raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
@@ -270,6 +276,7 @@ def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space)
         record=record,
         stop_epochs=stop_epochs(space),
         costly_every_epoch=space.objective in COSTLY,
+        checkpoint_every=options.checkpoint_every,
     )
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 

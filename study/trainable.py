@@ -2,8 +2,9 @@
 and its MLflow run.
 
 It depends on `config` alone (plus what `tune.with_parameters` binds: threads and the study's
-MLflow record), reports every epoch with a checkpoint, and resumes from `tune.get_checkpoint()`
-when Tune restarts it after a failure or a resumed sweep.
+MLflow record, the epochs where it may end, the checkpoint cadence), reports every epoch (with
+a checkpoint where due, see `run_trial`), and resumes from `tune.get_checkpoint()` when Tune
+restarts it after a failure or a resumed sweep.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def run_trial(
     record: StudyRecord | None = None,
     stop_epochs: tuple[int, ...] = (),
     costly_every_epoch: bool = False,
+    checkpoint_every: float = 0.0,
 ) -> None:
     """Train one trial under Tune, logging to the study's MLflow experiment when `record` is given.
 
@@ -51,6 +53,11 @@ def run_trial(
     without uploading them every epoch. The costly metrics (denoising, the probe) are measured at
     the same epochs, unless `costly_every_epoch` (the objective is one of them). Its pictures are
     drawn by the driver once it has ended (study.pictures).
+
+    A Tune checkpoint (weights, optimizer and RNG state: what a retry or `resume` restarts from)
+    is written at the same epochs, and at the first epoch `checkpoint_every` seconds or more after
+    the trial's previous checkpoint (0: every epoch). Written and copied into the study folder
+    every epoch it took up to a tenth of a short epoch; a fault now costs at most that long.
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
@@ -65,37 +72,40 @@ def run_trial(
     costly_epochs = None if costly_every_epoch else frozenset(stop_epochs)
 
     in_tune = [0.0]  # seconds the previous tune.report took (see below)
+    checkpointed = [time.monotonic()]  # when the trial last wrote a checkpoint (or started)
 
     def report(metrics: dict[str, float], context: EpochContext) -> None:
         epoch = int(metrics["epoch"])
         extra = {"node_id": node_id, "mlflow_run_id": run.run_id if run else ""}
-        # tune.report copies the checkpoint to the study folder, then waits until Tune's driver
+        # tune.report copies any checkpoint to the study folder, then waits until Tune's driver
         # has handled the result and asks for the next epoch: a round trip per epoch.
         extra["report_seconds"] = in_tune[0]
         # Where the epoch's time outside training went, for Tune's results only (progress.csv;
         # benchmarks/sweep_overhead.py reads them): they are measured after MLflow's log.
         clock = time.perf_counter()
         # MLflow first: when ASHA stops a trial, tune.report does not return. A retried trial
-        # re-trains at most the epoch after its checkpoint; TrialRun skips epochs it has logged.
+        # re-trains the epochs after its checkpoint; TrialRun skips epochs it has logged.
+        may_end = epoch in stop_epochs or epoch == last_epoch
         if run is not None:
             run.log_epoch(metrics)
             extra["mlflow_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
-            if epoch in stop_epochs or epoch == last_epoch:
+            if may_end:
                 log_weights(run, context)
             extra["weights_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
+        # Every report carries every metric of the registry (NaN where not measured this
+        # epoch: costly ones between rungs, test_* before the last epoch, kl for non-VAEs):
+        # Tune's progress.csv takes its columns from the first report of each session, and
+        # a restored trial whose first report had more keys wrote rows pandas cannot read.
+        result = {**metrics, **{m: float("nan") for m in METRICS if m not in metrics}, **extra}
+        due = may_end or time.monotonic() - checkpointed[0] >= checkpoint_every
         with tempfile.TemporaryDirectory() as tmp:
-            context.save(tmp)
-            extra["checkpoint_seconds"] = time.perf_counter() - clock
-            # Every report carries every metric of the registry (NaN where not measured this
-            # epoch: costly ones between rungs, test_* before the last epoch, kl for non-VAEs):
-            # Tune's progress.csv takes its columns from the first report of each session, and
-            # a restored trial whose first report had more keys wrote rows pandas cannot read.
-            unmeasured = {m: float("nan") for m in METRICS if m not in metrics}
+            checkpoint = None
+            if due:
+                context.save(tmp)
+                checkpoint, checkpointed[0] = tune.Checkpoint.from_directory(tmp), time.monotonic()
+            result["checkpoint_seconds"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            tune.report(
-                {**metrics, **unmeasured, **extra},
-                checkpoint=tune.Checkpoint.from_directory(tmp),
-            )
+            tune.report(result, checkpoint=checkpoint)
             in_tune[0] = time.perf_counter() - clock
         _maybe_fail(trial_id, epoch)
 

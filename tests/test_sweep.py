@@ -90,27 +90,41 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert len(shown) == states.count("stopped early")
 
 
-def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("every", ["0", None], ids=["checkpoint-every-epoch", "default"])
+def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
+    import pandas as pd
+
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
                         scheduler={"type": "none"},
                         params={"model": ["ae", "vae"], "latent_dim": [4]})  # fmt: skip
     markers = tmp_path / "markers"
     env = {**os.environ, "AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
+    cadence = [] if every is None else ["--checkpoint-every", every]
     result = run_cli(
-        "sweep", str(space), "--name", "retry", "--storage", str(tmp_path), cwd=tmp_path, env=env
-    )
+        "sweep", str(space), "--name", "retry", "--storage", str(tmp_path), *cadence,
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "retrying from its last checkpoint" in result.stdout
     assert len(list(markers.iterdir())) == 2  # each trial really failed once
     assert [r["state"] for r in trial_states("retry", tmp_path)] == ["done", "done"]
-    for trial_dir in (tmp_path / "retry").glob("*_*/"):
-        if (trial_dir / "progress.csv").exists():
-            # restarted from the epoch-2 checkpoint: epochs 1 and 2 were not trained again
-            assert reported_epochs(trial_dir) == [1, 2, 3]
-    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "retry")
+    db = tmp_path / "mlflow.db"
+    runs = trial_runs(f"sqlite:///{db}", "retry")
     assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
     for run_id in runs["run_id"]:
-        assert logged_steps(tmp_path / "mlflow.db", run_id, "train_loss") == [1, 2, 3]
+        assert logged_steps(db, run_id, "train_loss") == [1, 2, 3]  # each epoch logged once
+    for trial_dir in (tmp_path / "retry").glob("*_*/"):
+        if not (trial_dir / "progress.csv").exists():
+            continue
+        reported = pd.read_csv(trial_dir / "progress.csv")
+        if every == "0":  # restarted from the epoch-2 checkpoint: epochs 1 and 2 not trained again
+            assert reported["epoch"].tolist() == [1, 2, 3]
+        else:  # a 3-epoch trial lasts under 10 s: no checkpoint before its end, so it restarted
+            assert reported["epoch"].tolist() == [1, 2, 1, 2, 3]
+            # ... from scratch, and re-trained the same numbers (the seed's RNG drives it all)
+            first, again = reported.iloc[:2], reported.iloc[2:4]
+            assert first["val_bce"].tolist() == again["val_bce"].tolist()
+            assert first["train_loss"].tolist() == again["train_loss"].tolist()
 
 
 @pytest.mark.slow
@@ -180,7 +194,7 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
                         scheduler={"type": "none"}, fixed={"batch_size": 256},
                         params={"model": ["ae"]})  # fmt: skip
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "pruned", "--storage",
-           str(tmp_path)]  # fmt: skip
+           str(tmp_path), "--checkpoint-every", "0"]  # fmt: skip
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     folder = tmp_path / "pruned"
