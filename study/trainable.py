@@ -57,7 +57,8 @@ def run_trial(
     A Tune checkpoint (weights, optimizer and RNG state: what a retry or `resume` restarts from)
     is written at the same epochs, and at the first epoch `checkpoint_every` seconds or more after
     the trial's previous checkpoint (0: every epoch). Written and copied into the study folder
-    every epoch it took up to a tenth of a short epoch; a fault now costs at most that long.
+    every epoch, it took up to a tenth of a short epoch; a retry now re-trains at most about
+    `checkpoint_every` seconds of the trial (the same numbers: the RNG state is checkpointed).
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
