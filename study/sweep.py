@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
 from models import ConfigError
 from study import tracking, trust
@@ -28,10 +27,18 @@ from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.pruning import CheckpointPruner
 from study.ray_connect import connect, local_lanes
-from study.space import Space, SpaceSampler, parse_space
-from study.trainable import FAILED, run_trial
+from study.search import (
+    OPTUNA_DB,
+    ResumableOptunaSearch,  # noqa: F401  studies launched before it moved pickled it from here
+    param_space,
+    scheduler,
+    searcher,
+    stop_epochs,
+)
+from study.space import Space, parse_space
+from study.trainable import run_trial
 
-STUDY_FILE, OPTUNA_DB = "study.json", "optuna.db"
+STUDY_FILE = "study.json"
 
 
 def default_storage() -> Path:
@@ -244,17 +251,6 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
     return record
 
 
-def stop_epochs(space: Space) -> tuple[int, ...]:
-    """The epochs where ASHA may stop a trial: its rungs, grace × factor^k below the last epoch."""
-    if space.scheduler["type"] == "none":
-        return ()
-    rungs, epoch = [], space.scheduler["grace_period"]
-    while epoch < space.max_epochs:
-        rungs.append(int(epoch))
-        epoch *= space.scheduler["reduction_factor"]
-    return tuple(rungs)
-
-
 def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, SweepOptions]:
     """The space and options a study was launched with."""
     folder = study_dir(storage or default_storage(), name)
@@ -281,18 +277,12 @@ def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space)
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 
-def param_space(space: Space) -> dict[str, Any]:
-    if space.algorithm == "grid":
-        return {"point": tune.grid_search([space.trial_config(pt) for pt in space.grid()])}
-    return {}  # Optuna's define-by-run sampler supplies the whole config
-
-
 def tune_config(space: Space, options: SweepOptions, folder: Path) -> tune.TuneConfig:
     num_samples = options.num_samples or space.num_samples
     return tune.TuneConfig(
         metric=space.objective,
         mode=space.mode,
-        search_alg=None if space.algorithm == "grid" else searcher(space, options, folder),
+        search_alg=None if space.algorithm == "grid" else searcher(space, options.name, folder),
         scheduler=scheduler(space),
         num_samples=num_samples,
         max_concurrent_trials=options.max_concurrent or local_lanes(options),
@@ -304,61 +294,6 @@ def tune_config(space: Space, options: SweepOptions, folder: Path) -> tune.TuneC
 def trial_dirname(trial: Any) -> str:
     """Short trial folders (`dae_00dd3353`) instead of Tune's config-laden names."""
     return f"{flat_config(trial.config).get('model', 'ae')}_{trial.trial_id}"
-
-
-class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch whose study lives in SQLite and so can be ahead of Tune's saved state.
-
-    A driver killed after a trial finished but before Tune saved its experiment state leaves the
-    trial COMPLETE in Optuna's database and RUNNING in Tune's; on resume Tune re-runs it from its
-    checkpoint and reports again, which Optuna refuses (UpdateFinishedTrialError: seen here, and
-    it ended the resumed sweep). The value Optuna holds already stands, so the repeat is dropped.
-    (`on_trial_complete` already tolerates the same case.)
-    """
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        if result and result.get(FAILED):  # failed for good: FAIL in Optuna, not a NaN value
-            return super().on_trial_complete(trial_id, None, error=True)
-        return super().on_trial_complete(trial_id, result, error)
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        with contextlib.suppress(UpdateFinishedTrialError):
-            super().on_trial_result(trial_id, result)
-
-
-def searcher(space: Space, options: SweepOptions, folder: Path) -> ResumableOptunaSearch:
-    import optuna
-
-    seed = space.seed
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed)
-        if space.algorithm == "tpe"
-        else optuna.samplers.RandomSampler(seed=seed)
-    )
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
-    return ResumableOptunaSearch(
-        space=SpaceSampler(space),
-        metric=space.objective,
-        mode=space.mode,
-        sampler=sampler,
-        storage=storage,
-        study_name=options.name,
-    )
-
-
-def scheduler(space: Space):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if space.scheduler["type"] == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=space.max_epochs,
-        grace_period=space.scheduler["grace_period"],
-        reduction_factor=space.scheduler["reduction_factor"],
-    )
 
 
 def run_config(

@@ -1,0 +1,91 @@
+"""Where the tracking store is, whether it can be used, and the client that talks to it."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from models import ConfigError
+
+DEFAULT_DB = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
+HOME_ENV = "AESTUDY_HOME"
+
+
+def home() -> Path:
+    """Where studies and the default tracking store live: $AESTUDY_HOME, else ~/.aestudy.
+
+    One absolute place, so every command (and `load_model`) finds the same store and studies
+    wherever it is run from."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".aestudy").expanduser().resolve()
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The tracking URI with any SQLite path made absolute (trials run in other folders).
+
+    Default: $MLFLOW_TRACKING_URI where set, else `sqlite:///<home()>/mlflow.db`.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / DEFAULT_DB}"
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
+    if uri.startswith(("http://", "https://", "databricks")):
+        return uri.rstrip("/")
+    raise ConfigError(
+        f"--tracking-uri {uri!r}: use sqlite:///path/to/mlflow.db or http://host:port "
+        "(the ./mlruns file store is gone from MLflow 3)"
+    )
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """Where a SQLite store keeps artifacts: `mlartifacts/` beside the database, absolute."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server stores (and proxies) artifacts itself
+    return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
+
+
+def check_reachable(uri: str, must_exist: bool = False) -> None:
+    """Fail with a clear message, before anything launches, if the store cannot be used.
+
+    `must_exist`: a command that only reads (status, export, table, …) refuses a SQLite store
+    that is not there rather than leave an empty database behind."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        if must_exist and not db.is_file():
+            raise ConfigError(
+                f"no tracking store at {db}: run a sweep first, or point at the store with "
+                f"--tracking-uri, MLFLOW_TRACKING_URI or {HOME_ENV}"
+            )
+        folder = db.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise ConfigError(f"tracking store {uri}: folder {folder} is missing or not writable")
+        return
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as reply:
+            if reply.status == 200:
+                return
+            raise ConfigError(f"tracking server {uri} answered {reply.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(
+            f"tracking server {uri} cannot be reached ({exc}); start one with "
+            "`python -m study server` or fix --tracking-uri"
+        ) from None
+
+
+@cache
+def client(uri: str):
+    """An MlflowClient for `uri` (imported lazily: mlflow takes seconds to import)."""
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def as_params(values: dict[str, Any]) -> list:
+    """MLflow params of the values that are set, as strings, sorted by name."""
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in sorted(values.items()) if v is not None]

@@ -1,0 +1,205 @@
+"""A trial's run: created once, logged to every epoch, closed with its state, read back."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from models import ConfigError
+from study.config import full_config
+from study.tracking.store import as_params, client
+from study.tracking.studies import StudyRecord
+from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, TRIAL_ID
+
+
+def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str]:
+    """Tags every trial run carries."""
+    import ray
+    import torch
+
+    from study.trainer import resolve_device
+
+    return {
+        ROLE: "trial",
+        TRIAL_ID: trial_id,
+        "aestudy.study": study,
+        "aestudy.model": str(config.get("model", "ae")),
+        # the keys the trial was given (sampled or fixed), as opposed to model defaults: views
+        # show a searched parameter only for the trials it applied to
+        GIVEN: ",".join(sorted(config)),
+        "aestudy.seed": str(config.get("seed", 0)),
+        "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
+        "aestudy.cpus": str(os.cpu_count()),
+        "aestudy.host": platform.node(),
+        "aestudy.git_commit": git_commit(),
+        "aestudy.ray_version": ray.__version__,
+        "aestudy.torch_version": torch.__version__,
+    }
+
+
+class TrialRun:
+    """A trial's MLflow run: created once, continued by retries and resumes."""
+
+    def __init__(
+        self, record: StudyRecord, trial_id: str, config: dict[str, Any], tags: dict[str, str]
+    ) -> None:
+        self.client = client(record.uri)
+        found = find_trial_run(self.client, record.experiment_id, trial_id)
+        if found:
+            self.run_id = found
+            self.client.update_run(self.run_id, status="RUNNING")
+            if STATE in self.client.get_run(found).data.tags:  # e.g. "interrupted": running again
+                self.client.delete_tag(found, STATE)
+        else:
+            run = self.client.create_run(
+                record.experiment_id,
+                run_name=f"{config.get('model', 'ae')}-{trial_id}",
+                tags={**tags, "aestudy.study_run": record.study_run_id},
+            )
+            self.run_id = run.info.run_id
+            self.client.log_batch(self.run_id, params=as_params(full_config(config)))
+        history = self.client.get_metric_history(self.run_id, "train_loss")  # every epoch has it
+        self.logged_epochs = {int(m.step) for m in history}
+
+    def log_epoch(self, metrics: dict[str, float]) -> None:
+        """Log one epoch's numeric metrics at step = epoch, unless that epoch is logged already;
+        the epoch count goes to a tag (AS_TAGS)."""
+        from mlflow.entities import Metric, RunTag
+
+        epoch = int(metrics["epoch"])
+        if epoch in self.logged_epochs:
+            return
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(k, float(v), now, epoch)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and k not in AS_TAGS
+        ]
+        tags = [RunTag(tag, str(metrics[k])) for k, tag in AS_TAGS.items() if k in metrics]
+        self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+        self.logged_epochs.add(epoch)
+
+    def log_artifacts(self, folder: str | Path, path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(folder), path)
+
+    def record_error(self, exc: BaseException) -> None:
+        """Keep the latest error on the run (a retry that succeeds leaves it as history)."""
+        self.client.set_tag(self.run_id, ERROR, f"{type(exc).__name__}: {exc}"[-4000:])
+
+
+RUN_STATUS = {"failed": "FAILED", "interrupted": "KILLED"}  # else FINISHED
+
+
+def finish_trial(
+    uri: str, experiment_id: str, trial_id: str, state: str, reason: str | None = None
+) -> None:
+    """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
+    interrupted (KILLED: `resume` reopens it).
+
+    A failed trial's error is tagged on the run by the worker (`TrialRun.record_error`); `reason`
+    (what the driver saw: a killed worker, a failed restore) is tagged when the worker could not."""
+    c = client(uri)
+    run_id = find_trial_run(c, experiment_id, trial_id)
+    if run_id is None:
+        return
+    if reason and state == "failed" and ERROR not in c.get_run(run_id).data.tags:
+        c.set_tag(run_id, ERROR, reason[-4000:])
+    c.set_tag(run_id, STATE, state)
+    c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
+
+
+def log_pictures(uri: str, run_id: str, folder: Path, epoch: int) -> None:
+    """A trial's pictures (files in `folder`) and the epoch they show."""
+    c = client(uri)
+    c.log_artifacts(run_id, str(folder))
+    c.set_tag(run_id, PICTURES, str(epoch))
+
+
+def runs_without_pictures(uri: str, experiment_id: str) -> dict[str, str]:
+    """Trial id -> run id of the study's trial runs that have no pictures yet."""
+    runs = client(uri).search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000)
+    return {
+        r.data.tags[TRIAL_ID]: r.info.run_id
+        for r in runs
+        if PICTURES not in r.data.tags and TRIAL_ID in r.data.tags
+    }
+
+
+def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
+    """Close the trial runs Tune does not know: started by a driver killed before Tune saved the
+    trial, they are not part of the study (resume ran the sample again as another trial). Their
+    records stay, marked `orphaned`, out of every ranking. Returns their trial ids."""
+    c = client(uri)
+    orphans = []
+    for run in c.search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000):
+        trial_id = run.data.tags.get(TRIAL_ID)
+        if trial_id in known or run.data.tags.get(STATE) == "orphaned":
+            continue
+        c.set_tag(run.info.run_id, STATE, "orphaned")
+        c.set_tag(run.info.run_id, ERROR, "started by a driver killed before Tune saved this "
+                  "trial: not part of the study (Tune ran the sample again as another trial)")  # fmt: skip
+        if run.info.status == "RUNNING":
+            c.set_terminated(run.info.run_id, "KILLED")
+        orphans.append(trial_id)
+    return orphans
+
+
+def find_trial_run(c: Any, experiment_id: str, trial_id: str) -> str | None:
+    """The run id of Tune trial `trial_id` in the study's experiment, if it has one yet."""
+    found = c.search_runs([experiment_id], f"tags.`{TRIAL_ID}` = '{trial_id}'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def trial_runs(uri: str, study: str):
+    """All trial runs of a study as a pandas DataFrame in `mlflow.search_runs`'s layout (run_id,
+    experiment_id, status, start_time, end_time, tags.*, params.*, metrics.*).
+
+    Read through a client of its own: `mlflow.set_tracking_uri` would set MLFLOW_TRACKING_URI in
+    this process's environment, and every process it starts later would log to this store."""
+    import pandas as pd
+
+    c = client(uri)
+    experiment = c.get_experiment_by_name(study)
+    if experiment is None:
+        raise ConfigError(f"no study {study!r} in the tracking store {uri}")
+    rows, token = [], None
+    while True:
+        page = c.search_runs(
+            [experiment.experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=1000,
+            page_token=token,
+        )  # fmt: skip
+        for run in page:
+            rows.append({
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "status": run.info.status,
+                "start_time": run.info.start_time,
+                "end_time": run.info.end_time,
+                **{f"tags.{k}": v for k, v in run.data.tags.items()},
+                **{f"params.{k}": v for k, v in run.data.params.items()},
+                **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+            })  # fmt: skip
+        token = page.token
+        if not token:
+            return pd.DataFrame(rows)
+
+
+@cache
+def git_commit() -> str:
+    """The project's git commit, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
