@@ -172,7 +172,7 @@ def study_uri(args: argparse.Namespace) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from study.space import load_space
+    from study.space_file import load_space
     from study.sweep import SweepOptions, launch
 
     quiet_libraries(args.verbose)

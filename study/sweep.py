@@ -35,7 +35,8 @@ from study.search import (
     searcher,
     stop_epochs,
 )
-from study.space import Space, parse_space
+from study.space import Space
+from study.space_file import parse_space
 from study.trainable import run_trial
 
 STUDY_FILE = "study.json"

@@ -10,7 +10,7 @@ from analysis.seed import seed_comparison
 from analysis.table import build_table
 from study.metrics import METRICS, OBJECTIVES, PRINTED
 from study.ranking import rank
-from study.space import parse_space
+from study.space_file import parse_space
 from study.trainer import train
 from tests.test_space import with_change
 

@@ -9,7 +9,8 @@ import optuna
 import pytest
 import yaml
 
-from study.space import SpaceError, SpaceSampler, load_space, parse_space
+from study.space import SpaceError, SpaceSampler
+from study.space_file import load_space, parse_space
 from tests.conftest import ROOT, run_cli
 
 GOOD = {

@@ -246,7 +246,7 @@ def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
     came up one worker start after another; the sweep gives Tune the local Ray's lane count."""
     import ray
 
-    from study.space import load_space
+    from study.space_file import load_space
     from study.sweep import SweepOptions, tune_config
 
     space = load_space(write_space(tmp_path))
