@@ -1,16 +1,13 @@
 """Faults with real processes: concurrent drivers, failed launches, hostile state, killed
-workers, deterministic failures, servers stopped by signals. Each sweep test ends with the
+workers, deterministic failures (servers: tests/test_servers.py). Each sweep test ends with the
 counts the issue asks for: trials in Tune, runs in MLflow by state, trials in Optuna,
 duplicates, trials lost."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -20,7 +17,7 @@ import pytest
 
 from study import tracking
 from study.sweep import undone_on_failure
-from tests.conftest import PYTHON, free_port, home_env, run_cli, start_server
+from tests.conftest import PYTHON, free_port, home_env, run_cli
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
@@ -47,6 +44,14 @@ def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess
            *extra]  # fmt: skip
     return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def first_epoch_logged(uri: str, name: str) -> bool:
+    """Whether a trial run of the study has logged an epoch."""
+    if not tracking.study_exists(uri, name):
+        return False
+    runs = tracking.trial_runs(uri, name)
+    return "tags.aestudy.epochs" in runs and runs["tags.aestudy.epochs"].notna().any()
 
 
 @pytest.mark.slow
@@ -194,72 +199,6 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     }  # fmt: skip
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line holds `text` (zombies excluded)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.mark.parametrize("command", ["ui", "server"])
-def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command, tmp_path):
-    store = f"sqlite:///{tmp_path / 'served.db'}"
-    flag = "--tracking-uri" if command == "ui" else "--backend-store-uri"
-    port = free_port()
-    args = [PYTHON, "-m", "study", command, "--port", str(port), flag, store]
-    if command == "server":
-        args += ["--artifacts-destination", str(tmp_path / "artifacts")]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not listening(port):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-2000:]
-        time.sleep(0.5)
-    busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
-    assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
-
-    proc.send_signal(signal.SIGTERM)  # to the command only, as a scheduler or `kill` would
-    assert proc.wait(timeout=60) == 0
-    assert not listening(port)
-    deadline = time.monotonic() + 15
-    while processes_mentioning(str(tmp_path / "served.db")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert processes_mentioning(str(tmp_path / "served.db")) == []
-    shutil.rmtree(tmp_path / "artifacts", ignore_errors=True)
-
-
-def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
-    from types import SimpleNamespace
-
-    from study.progress import TrackingCallback
-
-    dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
-    callback = TrackingCallback(dead, drain_seconds=3)
-    trial = SimpleNamespace(trial_id="t1", last_result={"training_iteration": 2},
-                            config={"epochs": 2}, error_file=None, checkpoint=None)  # fmt: skip
-    start = time.monotonic()
-    callback.on_trial_complete(0, [trial], trial)  # Tune's loop thread: must return at once
-    callback.on_trial_error(0, [trial], trial)
-    assert time.monotonic() - start < 1.0
-    callback.on_experiment_end([trial])  # waits for the closes, bounded, then says what is left
-    assert time.monotonic() - start < 10
-    assert "MLflow update(s) of ended trials still pending" in capsys.readouterr().out
-
-
 def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path):
     (tmp_path / "afile").write_text("")
     space = write_space(tmp_path)
@@ -296,71 +235,3 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
     for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
         steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
         assert steps == [1, 2, 3, 4]
-
-
-def first_epoch_logged(uri: str, name: str) -> bool:
-    """Whether a trial run of the study has logged an epoch."""
-    if not tracking.study_exists(uri, name):
-        return False
-    runs = tracking.trial_runs(uri, name)
-    return "tags.aestudy.epochs" in runs and runs["tags.aestudy.epochs"].notna().any()
-
-
-@pytest.mark.slow
-def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_path):
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    server = start_server(tmp_path, port)
-    # CAE trials take seconds an epoch: they are training, and logging, while the server is away
-    space = write_space(tmp_path, num_samples=2, epochs=6, scheduler={"type": "none"},
-                        fixed={"batch_size": 64},
-                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
-    driver = start_sweep(space, "outage", tmp_path, "--max-concurrent", "1",
-                         "--tracking-uri", uri)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not first_epoch_logged(uri, "outage"):
-        assert driver.poll() is None and time.monotonic() < deadline
-        time.sleep(1)
-    kill_server(server)
-    deadline = time.monotonic() + 15
-    while listening(port) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not listening(port)
-    time.sleep(20)  # MLflow's client in the trials and the driver retries with back-off meanwhile
-    server = start_server(tmp_path, port)
-    try:
-        out, _ = driver.communicate(timeout=600)
-        assert driver.returncode == 0, out[-3000:]
-        assert counts(tmp_path, "outage", uri) == {
-            "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0,
-            "lost": 0,
-        }  # fmt: skip
-        for run_id in tracking.trial_runs(uri, "outage")["run_id"]:  # every epoch, once
-            steps = [m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce")]
-            assert sorted(steps) == [1, 2, 3, 4, 5, 6], (run_id, steps)
-    finally:
-        kill_server(server)
-
-
-def kill_server(server: subprocess.Popen) -> None:
-    """SIGKILL the server and every process under it (MLflow runs in a process group of its own,
-    with uvicorn and workers under it), as a crashed machine or the OOM killer would."""
-    for pid in [server.pid, *descendants(server.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    server.wait()
-
-
-def descendants(root: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, IndexError):
-            parents[int(entry.name)] = int(
-                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            )
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
