@@ -72,6 +72,7 @@ def run_sweep(home: Path, name: str, epochs: int, variant: str, lanes: int) -> f
 
 
 def measure(home: Path, name: str, lanes: int, wall: float) -> dict[str, float]:
+    from study.metrics import OWN_SECONDS
     from study.tracking import client, trial_runs
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -84,7 +85,7 @@ def measure(home: Path, name: str, lanes: int, wall: float) -> dict[str, float]:
     for _, run in runs.iterrows():
         sums = {
             key: sum(m.value for m in c.get_metric_history(run["run_id"], key))
-            for key in ("epoch_seconds", "eval_seconds", "pretrain_seconds")
+            for key in OWN_SECONDS
         }
         own = sum(sums.values())
         own_total += own

@@ -86,8 +86,8 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="a trial checkpoints where ASHA may stop it, at its end, and otherwise at the first "
-        "epoch this long after its last checkpoint (0: every epoch; default 10)",
+        help="a trial checkpoints where ASHA may stop it, at its end, and once the epochs since "
+        "its last checkpoint took this long to train and evaluate (0: every epoch; default 10)",
     )
     p.add_argument(
         "--address", help="join a Ray cluster ('auto' or host:port); default: start a local Ray"

@@ -62,6 +62,9 @@ SCORES: dict[str, str] = {m.name: m.goal for m in _ALL if m.goal}
 SHOWN: tuple[str, ...] = tuple(m.name for m in _ALL if m.shown)
 PRINTED: tuple[str, ...] = tuple(m.name for m in _ALL if m.printed)
 COSTLY: tuple[str, ...] = tuple(m.name for m in _ALL if m.costly)
+# A trial's own time in an epoch (training, evaluation, pretraining): what the summaries and
+# benchmarks count as its work, and what a retry from the previous checkpoint re-does.
+OWN_SECONDS: tuple[str, ...] = ("epoch_seconds", "eval_seconds", "pretrain_seconds")
 
 
 def goal(name: str) -> str:

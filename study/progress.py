@@ -15,6 +15,7 @@ from ray.tune import Callback
 
 from study import pictures
 from study.config import flat_config
+from study.metrics import OWN_SECONDS
 from study.ranking import rank
 from study.space import Space
 from study.tracking import StudyRecord, client, find_trial_run, finish_trial, runs_page
@@ -213,7 +214,7 @@ def own_seconds(results: tune.ResultGrid) -> float:
         history = r.metrics_dataframe
         if history is None or not len(history):
             continue
-        for col in ("epoch_seconds", "eval_seconds", "pretrain_seconds"):
+        for col in OWN_SECONDS:
             if col in history:
                 total += float(history[col].fillna(0).sum())
     return total

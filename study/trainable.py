@@ -21,7 +21,7 @@ from ray import tune
 
 from models import ConfigError
 from study.config import flat_config
-from study.metrics import METRICS, OBJECTIVES
+from study.metrics import METRICS, OBJECTIVES, OWN_SECONDS
 from study.tracking import StudyRecord, TrialRun, run_tags
 from study.trainer import EpochContext, TrainingDiverged, train
 
@@ -55,10 +55,11 @@ def run_trial(
     drawn by the driver once it has ended (study.pictures).
 
     A Tune checkpoint (weights, optimizer and RNG state: what a retry or `resume` restarts from)
-    is written at the same epochs, and at the first epoch `checkpoint_every` seconds or more after
-    the trial's previous checkpoint (0: every epoch). Written and copied into the study folder
-    every epoch, it took up to a tenth of a short epoch; a retry now re-trains at most about
-    `checkpoint_every` seconds of the trial (the same numbers: the RNG state is checkpointed).
+    is written at the same epochs, and once the epochs since the previous checkpoint took
+    `checkpoint_every` seconds of training and evaluation (0: every epoch). Written and copied
+    into the study folder every epoch, it took up to a tenth of a short epoch; a retry now
+    re-trains at most about `checkpoint_every` seconds of epochs (the same numbers: the RNG state
+    is checkpointed). Counted in the trial's own time, not the clock's: what a retry loses.
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
@@ -73,7 +74,7 @@ def run_trial(
     costly_epochs = None if costly_every_epoch else frozenset(stop_epochs)
 
     in_tune = [0.0]  # seconds the previous tune.report took (see below)
-    checkpointed = [time.monotonic()]  # when the trial last wrote a checkpoint (or started)
+    unsaved = [0.0]  # seconds of the epochs trained since the last checkpoint
 
     def report(metrics: dict[str, float], context: EpochContext) -> None:
         epoch = int(metrics["epoch"])
@@ -98,12 +99,13 @@ def run_trial(
         # Tune's progress.csv takes its columns from the first report of each session, and
         # a restored trial whose first report had more keys wrote rows pandas cannot read.
         result = {**metrics, **{m: float("nan") for m in METRICS if m not in metrics}, **extra}
-        due = may_end or time.monotonic() - checkpointed[0] >= checkpoint_every
+        unsaved[0] += sum(metrics.get(k, 0.0) for k in OWN_SECONDS)
+        due = may_end or unsaved[0] >= checkpoint_every
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if due:
                 context.save(tmp)
-                checkpoint, checkpointed[0] = tune.Checkpoint.from_directory(tmp), time.monotonic()
+                checkpoint, unsaved[0] = tune.Checkpoint.from_directory(tmp), 0.0
             result["checkpoint_seconds"] = time.perf_counter() - clock
             clock = time.perf_counter()
             tune.report(result, checkpoint=checkpoint)
