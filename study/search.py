@@ -28,6 +28,7 @@ def stop_epochs(space: Space) -> tuple[int, ...]:
 
 
 def param_space(space: Space) -> dict[str, Any]:
+    """Tune's param_space: a grid's points, or nothing (Optuna's sampler supplies each config)."""
     if space.algorithm == "grid":
         return {"point": tune.grid_search([space.trial_config(pt) for pt in space.grid()])}
     return {}  # Optuna's define-by-run sampler supplies the whole config
@@ -77,6 +78,7 @@ class ResumableOptunaSearch(OptunaSearch):
 
 
 def scheduler(space: Space):
+    """ASHA over epochs (`training_iteration`) as the space sets it, or FIFO: no early stopping."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if space.scheduler["type"] == "none":
