@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,20 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     # gap of a killed driver is unknown to `resume` (its run is then marked orphaned). Saving
     # costs milliseconds here, so the gap is kept to 2 s.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    start_ms = int(time.time() * 1000)
     with sigterm_as_sigint():
         results = tuner.fit()
     trials = ExperimentAnalysis(str(folder)).trials  # the state Tune saved: what resume reads
     ended = (Trial.TERMINATED, Trial.ERROR)
-    unfinished = sorted(t.trial_id for t in trials if t.status not in ended)
+    # Tune (2.60) can save a trial that failed for good as RUNNING: when it untracks the dead
+    # worker's actor before handling the trial's failure, its stop returns before marking the
+    # trial for the next state save (seen in CI: a killed worker's trial came back RUNNING, and
+    # was called interrupted). The driver's callback saw it fail and closed its run in this
+    # `fit`: that close stands. `resume` restarts such a trial either way (errored ones too).
+    closed = tracking.trials_closed_since(record.uri, record.experiment_id, start_ms)
+    unfinished = sorted(
+        t.trial_id for t in trials if t.status not in ended and t.trial_id not in closed
+    )
     for trial_id in unfinished:
         tracking.finish_trial(record.uri, record.experiment_id, trial_id, "interrupted")
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})

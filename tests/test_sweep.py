@@ -255,7 +255,9 @@ def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
         config = tune_config(space, SweepOptions(name="lanes", **options), tmp_path)
         return config.max_concurrent_trials
 
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, configure_logging=False)
+    # a Ray of its own: another test's cluster may still be winding down on this machine
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+             configure_logging=False)  # fmt: skip
     try:
         assert lanes() == 2  # one CPU a trial
         assert lanes(cpus_per_trial=0.5) == 4

@@ -163,6 +163,26 @@ def test_export_errors_are_clear(logged_study, tmp_path):
     assert bad_metric.returncode == 2 and "--metric 'loss'" in bad_metric.stderr
 
 
+def test_trials_closed_since_names_runs_closed_as_ended_after_the_moment(tmp_path):
+    """What `fit` trusts over a stale saved Tune state: runs this driver closed as ended."""
+    from study import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    record = tracking.ensure_study(uri, "closed", "", {"objective": "val_bce"})
+    c = client(uri)
+    for trial_id in ("early", "failed", "done", "interrupted", "open"):
+        c.create_run(
+            record.experiment_id, tags={tracking.ROLE: "trial", tracking.TRIAL_ID: trial_id}
+        )
+    tracking.finish_trial(uri, record.experiment_id, "early", "failed")
+    time.sleep(0.01)
+    since = int(time.time() * 1000)
+    for trial_id, state in (("failed", "failed"), ("done", "done"), ("interrupted", "interrupted")):
+        tracking.finish_trial(uri, record.experiment_id, trial_id, state)
+    closed = tracking.trials_closed_since(uri, record.experiment_id, since)
+    assert closed == {"failed", "done"}
+
+
 def test_unreachable_tracking_server_fails_before_launch(tmp_path):
     space = write_space(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}"

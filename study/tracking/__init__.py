@@ -45,6 +45,7 @@ from study.tracking.trials import (
     run_tags,
     runs_without_pictures,
     trial_runs,
+    trials_closed_since,
 )
 from study.tracking.view import runs_page, trials_view
 
@@ -54,5 +55,5 @@ __all__ = [
     "ensure_study", "find_trial_run", "finish_trial", "git_commit", "home", "local_artifact_root",
     "log_pictures", "mark_orphans", "resolve_tracking_uri", "run_tags", "runs_page",
     "runs_without_pictures", "study_exists", "study_names", "study_params", "trial_runs",
-    "trials_view",
+    "trials_closed_since", "trials_view",
 ]  # fmt: skip

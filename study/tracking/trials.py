@@ -130,6 +130,22 @@ def runs_without_pictures(uri: str, experiment_id: str) -> dict[str, str]:
     }
 
 
+ENDED_STATES = ("done", "stopped early", "failed")
+
+
+def trials_closed_since(uri: str, experiment_id: str, since_ms: int) -> set[str]:
+    """Trial ids whose runs were closed as ended (done, stopped early, failed) at or after
+    `since_ms` (epoch milliseconds, the closing driver's clock)."""
+    runs = client(uri).search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000)
+    return {
+        r.data.tags[TRIAL_ID]
+        for r in runs
+        if r.data.tags.get(STATE) in ENDED_STATES
+        and (r.info.end_time or 0) >= since_ms
+        and TRIAL_ID in r.data.tags
+    }
+
+
 def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
     """Close the trial runs Tune does not know: started by a driver killed before Tune saved the
     trial, they are not part of the study (resume ran the sample again as another trial). Their
