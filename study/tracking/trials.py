@@ -122,7 +122,7 @@ def log_pictures(uri: str, run_id: str, folder: Path, epoch: int) -> None:
 
 def runs_without_pictures(uri: str, experiment_id: str) -> dict[str, str]:
     """Trial id -> run id of the study's trial runs that have no pictures yet."""
-    runs = client(uri).search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000)
+    runs = all_trial_runs(client(uri), experiment_id)
     return {
         r.data.tags[TRIAL_ID]: r.info.run_id
         for r in runs
@@ -136,7 +136,7 @@ ENDED_STATES = ("done", "stopped early", "failed")
 def trials_closed_since(uri: str, experiment_id: str, since_ms: int) -> set[str]:
     """Trial ids whose runs were closed as ended (done, stopped early, failed) at or after
     `since_ms` (epoch milliseconds, the closing driver's clock)."""
-    runs = client(uri).search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000)
+    runs = all_trial_runs(client(uri), experiment_id)
     return {
         r.data.tags[TRIAL_ID]
         for r in runs
@@ -152,7 +152,7 @@ def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
     records stay, marked `orphaned`, out of every ranking. Returns their trial ids."""
     c = client(uri)
     orphans = []
-    for run in c.search_runs([experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=10000):
+    for run in all_trial_runs(c, experiment_id):
         trial_id = run.data.tags.get(TRIAL_ID)
         if trial_id in known or run.data.tags.get(STATE) == "orphaned":
             continue
@@ -183,26 +183,33 @@ def trial_runs(uri: str, study: str):
     experiment = c.get_experiment_by_name(study)
     if experiment is None:
         raise ConfigError(f"no study {study!r} in the tracking store {uri}")
-    rows, token = [], None
+    rows = [
+        {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "start_time": run.info.start_time,
+            "end_time": run.info.end_time,
+            **{f"tags.{k}": v for k, v in run.data.tags.items()},
+            **{f"params.{k}": v for k, v in run.data.params.items()},
+            **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+        }
+        for run in all_trial_runs(c, experiment.experiment_id)
+    ]
+    return pd.DataFrame(rows)
+
+
+def all_trial_runs(c: Any, experiment_id: str) -> list:
+    """Every trial run of the study's experiment, page by page (MLflow caps one page)."""
+    runs, token = [], None
     while True:
         page = c.search_runs(
-            [experiment.experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=1000,
-            page_token=token,
-        )  # fmt: skip
-        for run in page:
-            rows.append({
-                "run_id": run.info.run_id,
-                "experiment_id": run.info.experiment_id,
-                "status": run.info.status,
-                "start_time": run.info.start_time,
-                "end_time": run.info.end_time,
-                **{f"tags.{k}": v for k, v in run.data.tags.items()},
-                **{f"params.{k}": v for k, v in run.data.params.items()},
-                **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
-            })  # fmt: skip
+            [experiment_id], f"tags.`{ROLE}` = 'trial'", max_results=1000, page_token=token
+        )
+        runs += page
         token = page.token
         if not token:
-            return pd.DataFrame(rows)
+            return runs
 
 
 @cache
