@@ -1,3 +1,7 @@
-from study.cli import main
+from study.cli import main, wind_down
 
-raise SystemExit(main())
+try:
+    code = main()
+finally:
+    wind_down()
+raise SystemExit(code)

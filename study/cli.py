@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f"; continue with `python -m study resume {name}`" if name else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return INTERRUPTED
+
+
+def wind_down() -> None:
+    """After the command, on the way out of the process: stop the Ray it started, with Ctrl-C
+    ignored from here to the exit.
+
+    The command's work is over (a sweep's state saved, its summary printed). Left to Ray's exit
+    hook, a Ctrl-C pressed while Ray stopped (an impatient second one) printed a traceback and
+    left Ray's processes to its reaper. SIGTERM still ends the process at once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,7 +254,8 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
         return 0
     print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
           f"`python -m study resume {options.name}`"
-          + (f" --storage {folder.parent}" if folder.parent != default_storage() else ""))  # fmt: skip
+          + (f" --storage {folder.parent}" if folder.parent != default_storage() else ""),
+          flush=True)  # fmt: skip
     return INTERRUPTED
 
 
