@@ -23,13 +23,7 @@ import models
 from models import AutoEncoder, Classifier
 from study.config import TrainSettings, split_config
 from study.data import Splits, load_splits
-from study.evaluate import (
-    eval_noise,
-    mean_digit_mse,
-    noisy_copy,
-    probe_accuracy,
-    reconstruction_metrics,
-)
+from study.evaluate import eval_noise, fit_probe, mean_digit_mse, noisy_copy, reconstruction_metrics
 
 
 @dataclass
@@ -60,10 +54,11 @@ def resolve_device(name: str) -> torch.device:
 @dataclass(frozen=True)
 class TrialData:
     """What every trial on one device scores against: the splits on that device, the fixed noisy
-    copy of the validation digits and the mean digit's val_mse."""
+    copies of the held-out digits and the mean digit's val_mse."""
 
     splits: Splits
     val_noisy: torch.Tensor
+    test_noisy: torch.Tensor | None
     baseline: float
 
 
@@ -72,7 +67,9 @@ def trial_data(dataset: str, data_dir: str | None, device: str) -> TrialData:
     """Made once per process and device: a reused Ray worker neither reads the data nor copies it
     to its GPU again for its next trial."""
     splits = load_splits(dataset, data_dir).to(device)
-    return TrialData(splits, noisy_copy(splits.val_x), mean_digit_mse(splits.train_x, splits.val_x))
+    test_noisy = None if splits.test_x is None else noisy_copy(splits.test_x)
+    baseline = mean_digit_mse(splits.train_x, splits.val_x)
+    return TrialData(splits, noisy_copy(splits.val_x), test_noisy, baseline)
 
 
 def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -106,7 +103,7 @@ def train(
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
     cached = trial_data(settings.dataset, settings.data_dir, str(device))
-    data, val_noisy, baseline = cached.splits, cached.val_noisy, cached.baseline
+    data = cached.splits
     model = models.MODELS[settings.model](model_config).to(device)
     optimizer = adam(model.parameters(), settings.lr)
     gen = torch.Generator(device=device).manual_seed(settings.seed)
@@ -151,16 +148,12 @@ def train(
         metrics["train_seconds"] = (
             earlier + metrics["epoch_seconds"] + metrics.get("pretrain_seconds", 0.0)
         )
-        costly = costly_epochs is None or epoch in costly_epochs or epoch == settings.epochs
-        metrics.update(evaluate(model, data, val_noisy, costly))
-        metrics["mean_digit_mse"] = baseline
-
-        if epoch == settings.epochs:
-            start = time.perf_counter()
-            metrics.update(test_metrics(model, data))
-            metrics["eval_seconds"] += time.perf_counter() - start  # evaluation, all of it
-            if settings.finetune_epochs > 0:
-                metrics["finetune_acc"] = finetune(model, data, settings, gen)
+        final = epoch == settings.epochs
+        costly = costly_epochs is None or epoch in costly_epochs or final
+        metrics.update(evaluate(model, cached, costly, final))
+        metrics["mean_digit_mse"] = cached.baseline
+        if final and settings.finetune_epochs > 0:
+            metrics["finetune_acc"] = finetune(model, data, settings, gen)
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics, context)
@@ -170,30 +163,23 @@ def train(
 
 
 def evaluate(
-    model: AutoEncoder, data: Splits, val_noisy: torch.Tensor, costly: bool = True
+    model: AutoEncoder, cached: TrialData, costly: bool = True, final: bool = False
 ) -> dict[str, float]:
-    """The per-epoch held-out metrics; the costly ones (denoising, the probe) only if `costly`."""
+    """The held-out metrics of one epoch; the costly ones (denoising, the probe) only if
+    `costly`, and after the last epoch (`final`, which implies `costly`) the test split's too,
+    where the data set has one, scored by the same fitted probe."""
     model.eval()
     start = time.perf_counter()
-    metrics = reconstruction_metrics(model, data.val_x, val_noisy if costly else None)
+    data, costly = cached.splits, costly or final
+    metrics = reconstruction_metrics(model, data.val_x, cached.val_noisy if costly else None)
     if costly:
-        metrics["probe_acc"] = probe_accuracy(
-            model, data.train_x, data.train_y, data.val_x, data.val_y
-        )
+        probe = fit_probe(model, data.train_x, data.train_y)
+        metrics["probe_acc"] = probe.accuracy(model, data.val_x, data.val_y)
     metrics.update(model.extra_metrics(data.val_x, eval_noise()))
-    metrics["eval_seconds"] = time.perf_counter() - start
-    return metrics
-
-
-def test_metrics(model: AutoEncoder, data: Splits) -> dict[str, float]:
-    """Once, after the last epoch: the test split's metrics, where the data set has one."""
-    if data.test_x is None:
-        return {}
-    model.eval()
-    metrics = reconstruction_metrics(model, data.test_x, noisy_copy(data.test_x), "test_")
-    metrics["test_probe_acc"] = probe_accuracy(
-        model, data.train_x, data.train_y, data.test_x, data.test_y
-    )
+    if final and data.test_x is not None:
+        metrics.update(reconstruction_metrics(model, data.test_x, cached.test_noisy, "test_"))
+        metrics["test_probe_acc"] = probe.accuracy(model, data.test_x, data.test_y)
+    metrics["eval_seconds"] = time.perf_counter() - start  # evaluation, all of it
     return metrics
 
 
