@@ -50,8 +50,10 @@ def pixel_bce(recon: torch.Tensor, x: torch.Tensor) -> float:
     `x` in [0, 1]: what `F.binary_cross_entropy` computes, written out because on a CPU its kernel
     took 19 ms for 1,000 digits, this 4 ms — most of a small model's per-epoch evaluation."""
     p = recon.clamp(BCE_EPS, 1 - BCE_EPS)
-    # x * log(p) + (1 - x) * log(1 - p), as one lerp between the two logs
-    return -torch.lerp(torch.log1p(-p), torch.log(p), x).mean().item()
+    # x * log(p) + (1 - x) * log(1 - p), as one lerp between the two logs. In place on the two
+    # fresh tensors: two 3 MB allocations instead of five, ~10% faster, the same value.
+    log_q = p.neg().log1p_()
+    return -log_q.lerp_(p.log_(), x).mean().item()
 
 
 @torch.no_grad()

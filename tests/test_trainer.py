@@ -210,7 +210,9 @@ def test_the_written_out_bce_is_torch_s_bce():
     x[:50] = (x[:50] > 0.5).float()  # binary targets as well as grey ones
     for recon in (torch.rand(x.shape, generator=gen), torch.zeros_like(x), torch.ones_like(x), x):
         expected = F.binary_cross_entropy(recon.clamp(BCE_EPS, 1 - BCE_EPS), x).item()
+        before, target = recon.clone(), x.clone()
         assert pixel_bce(recon, x) == pytest.approx(expected, rel=1e-5)
+        assert torch.equal(recon, before) and torch.equal(x, target)  # it works on copies
 
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
