@@ -7,7 +7,7 @@ A fixed sweep (grid: ae, dae, cae, vae at latent 16, batch 64, no early stopping
 trials at a time) run through the real command line in two variants per round (VARIANTS): the
 costly metrics measured every epoch (objective `probe_acc`) or only where a trial may end
 (objective `val_bce`: the last epoch here). The order alternates between rounds, and the figures
-printed are medians over rounds: on a shared machine one run alone says little.
+printed are medians over rounds, with their range: on a shared machine one run alone says little.
 
 Per sweep, from what MLflow and Tune recorded:
 - eval share: Σ eval_seconds ÷ Σ (epoch_seconds + eval_seconds + pretrain_seconds), per model;
@@ -127,14 +127,25 @@ def main() -> None:
                 results[variant].append(measure(home, name, args.lanes, wall))
                 print(f"round {r + 1}: {variant}: {wall:.0f} s", flush=True)
     rows = results[next(iter(variants))][0].keys()
-    print(f"\nmedians over {args.rounds} round(s); {args.epochs} epochs, {args.lanes} lanes, "
+    print(f"\nmedians (and ranges) over {args.rounds} round(s); {args.epochs} epochs, {args.lanes} lanes, "
           f"{os.cpu_count()} CPUs\n")  # fmt: skip
     print(f"| measure | {' | '.join(variants)} |")
     print(f"|---|{'---|' * len(variants)}")
     for row in rows:
-        values = [statistics.median(f[row] for f in results[v]) for v in variants]
-        shown = [f"{v:.0%}" if "share" in row or "busy" in row else f"{v:.2f}" for v in values]
+        shown = [spread([f[row] for f in results[v]], "share" in row or "busy" in row)
+                 for v in variants]  # fmt: skip
         print(f"| {row} | {' | '.join(shown)} |")
+
+
+def spread(values: list[float], percent: bool) -> str:
+    """The median, and the range over rounds when there are several: the AE's short trial
+    (~0.5 s) moved its evaluation share by 6 points between two 3-round runs of one code."""
+
+    def fmt(v: float) -> str:
+        return f"{v:.0%}" if percent else f"{v:.2f}"
+
+    text = fmt(statistics.median(values))
+    return text if len(values) < 2 else f"{text} ({fmt(min(values))}–{fmt(max(values))})"
 
 
 if __name__ == "__main__":
