@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +120,26 @@ def tune_trial_states(name: str, storage: Path) -> list[dict]:
             "epochs": last.get("training_iteration", 0),
         })  # fmt: skip
     return rows
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
+    """An IDX file (MNIST's format), gzipped if `compress`."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    if compress:
+        with gzip.open(f"{path}.gz", "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path) -> Path:
+    """A small MNIST-format folder of random digits, with a test split (t10k)."""
+    rng = np.random.default_rng(0)
+    for prefix, n, compress in (("train", 240, True), ("t10k", 50, False)):
+        write_idx(
+            tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress
+        )
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
+    return tmp_path

