@@ -18,6 +18,7 @@ from typing import Any
 import ray
 import torch
 from ray import tune
+from ray.tune.result import SHOULD_CHECKPOINT
 
 from models import ConfigError
 from study.config import flat_config
@@ -94,13 +95,9 @@ def run_trial(
             if may_end:
                 log_weights(run, context)
             extra["weights_seconds"], clock = time.perf_counter() - clock, time.perf_counter()
-        # Every report carries every metric of the registry (NaN where not measured this
-        # epoch: costly ones between rungs, test_* before the last epoch, kl for non-VAEs):
-        # Tune's progress.csv takes its columns from the first report of each session, and
-        # a restored trial whose first report had more keys wrote rows pandas cannot read.
-        result = {**metrics, **{m: float("nan") for m in METRICS if m not in metrics}, **extra}
         unsaved[0] += sum(metrics.get(k, 0.0) for k in OWN_SECONDS)
         due = may_end or unsaved[0] >= checkpoint_every
+        result = tune_result(metrics, extra, checkpointed=due)
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if due:
@@ -132,6 +129,22 @@ def run_trial(
         if run is not None:
             run.record_error(exc)
         raise
+
+
+def tune_result(
+    metrics: dict[str, float], extra: dict[str, Any], checkpointed: bool
+) -> dict[str, Any]:
+    """One epoch's report to Tune: the same keys in the same order every epoch.
+
+    Tune's progress.csv takes its columns, and their order, from the first report of each
+    session, without writing a new header: a restored trial whose first report had other keys,
+    or the same keys in another order, wrote rows pandas cannot read or misread. So every
+    metric of the registry is there (NaN where not measured this epoch: costly ones between
+    rungs, test_* before the last epoch, kl for non-VAEs), in the registry's order, and Tune's
+    own checkpoint flag (which Tune adds only to reports with a checkpoint) on every report.
+    """
+    nan = float("nan")
+    return {**dict.fromkeys(METRICS, nan), **metrics, **extra, SHOULD_CHECKPOINT: checkpointed}
 
 
 def log_weights(run: TrialRun, context: EpochContext) -> None:

@@ -252,3 +252,17 @@ def test_a_test_split_is_scored_after_the_last_epoch_by_the_probe_fitted_for_pro
     probe = fit_probe(model, data.train_x, data.train_y)  # deterministic: the same fit again
     assert last["probe_acc"] == probe.accuracy(model, data.val_x, data.val_y)
     assert last["test_probe_acc"] == probe.accuracy(model, data.test_x, data.test_y)
+
+
+def test_every_report_to_tune_has_the_same_keys_in_the_same_order(tiny_config):
+    """Tune's progress.csv keeps the columns of a session's first report: a restored trial whose
+    first report is a costly, checkpointed last epoch must match an uncheckpointed first epoch."""
+    from study.trainable import tune_result
+
+    history = train({**tiny_config, "model": "vae", "epochs": 3}, costly_epochs=())
+    extra = {"node_id": "n", "mlflow_run_id": "r", "report_seconds": 0.0}
+    first = tune_result(history[0], extra, checkpointed=False)
+    last = tune_result(history[-1], extra, checkpointed=True)
+    assert "probe_acc" not in history[0] and "probe_acc" in history[-1]  # they differ
+    assert list(first) == list(last)
+    assert math.isnan(first["probe_acc"]) and last["probe_acc"] == history[-1]["probe_acc"]
