@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep cluster-check ui clean
+.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep bench-gpu cluster-check ui clean
 
 
 help: ## list every target
@@ -77,6 +77,9 @@ bench: setup ## print the data-loading throughput benchmark
 
 bench-sweep: setup ## print where a small sweep's time goes (evaluation share, lanes busy, overhead)
 	$(PY) benchmarks/sweep_overhead.py
+
+bench-gpu: ## on a GPU machine: the trainer's tests on the card, loader throughput, a packed quick.yaml sweep
+	bash benchmarks/gpu_check.sh
 
 clean: ## remove the virtual environment and caches (keeps runs/ and studies/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
