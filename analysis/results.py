@@ -20,6 +20,7 @@ from analysis.seed import SEED_NUMBERS, seed_match
 from analysis.table import build_table, markdown, searched_params, seed_comparison
 from models import ConfigError
 from study import tracking
+from study.metrics import DEFAULT_OBJECTIVE
 from study.ranking import best_per_model, rank
 from study.runs import state_counts, study_runs
 
@@ -85,7 +86,7 @@ def write_results(uri: str, study: str, out: Path) -> Path:
         raise ConfigError(f"study {study!r} has no trial runs in {uri}")
     info = tracking.study_params(uri, study)
 
-    objective = info.get("objective", "val_bce")
+    objective = info.get("objective", DEFAULT_OBJECTIVE)
     table = build_table(runs, objective, ["activation", "recon_loss"], searched_params(info))
     ranked = rank(runs, objective)
     counts = state_counts(runs)

@@ -22,7 +22,7 @@ import pandas as pd
 from analysis.seed import seed_comparison
 from models import MODELS, ConfigError
 from study import tracking
-from study.metrics import METRICS, SHOWN
+from study.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
 from study.ranking import rank
 from study.runs import setting_columns, state_counts, study_runs, varying_settings
 
@@ -113,7 +113,10 @@ def markdown(
         f"best trial of its model type by `{objective}` under the ranking rule every view uses "
         "(full-budget trials outrank early-stopped ones; degenerate trials, no better than "
         "predicting the mean digit, come last); a ± gives the standard deviation over `n` "
-        "repeats (distinct seeds, same settings).",
+        "repeats (distinct seeds, same settings). Rows are chosen on the validation digits; "
+        "the `test_*` columns come from the test split, which nothing selected on: report "
+        "those. `pca_mse` is the linear baseline at the trial's code size; a row whose "
+        "standing says \"no better than PCA\" did not beat it.",
         "",
         "All metrics are measured on held-out digits the model did not train on:",
         "",
@@ -148,7 +151,7 @@ def write_report(
         raise ConfigError(f"study {study!r} has no trial runs in {uri}")
     info = tracking.study_params(uri, study)
 
-    objective = info.get("objective", "val_bce")
+    objective = info.get("objective", DEFAULT_OBJECTIVE)
     table = build_table(runs, objective, by, searched_params(info))
 
     counts = state_counts(runs)

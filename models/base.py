@@ -124,6 +124,16 @@ def reconstruction_loss(
     return F.mse_loss(apply_activation(output)(logits), target, reduction=reduction)
 
 
+def to_image(logits: torch.Tensor, output: str) -> torch.Tensor:
+    """The decoder's outputs as an image: the output activation, then clipped into [0, 1].
+
+    The seed's relu and tanh output layers train as the seed defined them (the loss sees the
+    activation's raw range), but a reconstruction is an image: pixels below 0 or above 1 are
+    not pixels, and metrics, pictures and exported models compare images. Clipping is a no-op
+    for a sigmoid output."""
+    return apply_activation(output)(logits).clamp(0.0, 1.0)
+
+
 class AutoEncoder(nn.Module):
     """Base class: subclasses define `encode` and `decode_logits` and may override `forward`
     and the hooks below."""
@@ -149,8 +159,8 @@ class AutoEncoder(nn.Module):
         return "sigmoid"
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes (N, code_dim) -> images (N, 1, 28, 28)."""
-        return apply_activation(self.output_activation)(self.decode_logits(z))
+        """Codes (N, code_dim) -> images (N, 1, 28, 28) in the image range [0, 1]."""
+        return to_image(self.decode_logits(z), self.output_activation)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic reconstruction (the VAE uses the mean of q(z|x))."""
@@ -175,7 +185,7 @@ class AutoEncoder(nn.Module):
         z = self.encode(x)
         logits = self.decode_logits(z)
         loss = reconstruction_loss(logits, target, self.config.recon_loss, self.output_activation)
-        recon = apply_activation(self.output_activation)(logits.detach())
+        recon = to_image(logits.detach(), self.output_activation)
         return AEOutput(
             loss=loss, recon_loss=loss, reg_loss=torch.zeros_like(loss), recon=recon, z=z
         )

@@ -312,16 +312,21 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from study.export import export_best
+    from study.metrics import test_counterpart
 
-    exported = export_best(
+    exported, skipped = export_best(
         study_uri(args), args.name, args.out, args.per_model, args.metric, force=args.force
     )
     for item in exported:
         note = f"  [{item.standing}]" if item.standing else ""
+        test = test_counterpart(item.metric)
+        reported = f" ({test} {item.test[test]:.4f})" if test in item.test else ""
         print(
-            f"{item.label:<5} {item.metric}={item.value:.4f}  trial {item.trial_id}  -> "
+            f"{item.label:<5} {item.metric}={item.value:.4f}{reported}  trial {item.trial_id}  -> "
             f"{item.folder}  ({item.registered}){note}"
         )
+    for model, reason in skipped.items():
+        print(f"{model:<5} not exported: {reason}")
     return 0
 
 

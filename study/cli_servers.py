@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from models import ConfigError
+from study.metrics import DEFAULT_OBJECTIVE
 
 
 def mlflow_command(*args: str) -> list[str]:
@@ -39,7 +40,7 @@ def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
     if not Path(uri.removeprefix("sqlite:///")).is_file():
         return
     for name in tracking.study_names(uri)[-newest:]:
-        objective = tracking.study_params(uri, name).get("objective", "val_bce")
+        objective = tracking.study_params(uri, name).get("objective", DEFAULT_OBJECTIVE)
         experiment = tracking.client(uri).get_experiment_by_name(name).experiment_id
         page = tracking.runs_page(uri, experiment, objective, goal(objective) == "min", port)
         print(f"  {name}: {page}")

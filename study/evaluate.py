@@ -40,6 +40,35 @@ def mean_digit_mse(train_x: torch.Tensor, val_x: torch.Tensor) -> float:
     return F.mse_loss(train_x.mean(0, keepdim=True).expand_as(val_x), val_x).item()
 
 
+@dataclass(frozen=True)
+class PCA:
+    """Principal components of the training digits, every one, strongest first: the linear
+    baseline for any code size k (its first k components) from one decomposition."""
+
+    mean: torch.Tensor  # (1, 784)
+    components: torch.Tensor  # (784, 784), columns strongest first
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, train_x: torch.Tensor) -> PCA:
+        """Fitted by an eigendecomposition of the covariance in float64: deterministic, and
+        784 × 784 whatever the number of digits."""
+        flat = train_x.reshape(len(train_x), -1).double()
+        mean = flat.mean(0, keepdim=True)
+        centred = flat - mean
+        _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+        return cls(mean.float(), vectors.flip(1).float())
+
+    @torch.no_grad()
+    def mse(self, x: torch.Tensor, k: int) -> float:
+        """Per-pixel MSE of `x` projected on the first `k` components and back, clipped into
+        [0, 1] like every model's reconstruction."""
+        flat = x.reshape(len(x), -1)
+        basis = self.components[:, : max(0, min(k, self.components.shape[1]))]
+        recon = ((flat - self.mean) @ basis @ basis.T + self.mean).clamp(0.0, 1.0)
+        return F.mse_loss(recon, flat).item()
+
+
 @torch.no_grad()
 def _batched(fn, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([fn(x[i : i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])

@@ -15,8 +15,8 @@ import models
 from models import ConfigError
 from models.checkpoint import check_out_folder
 from study import tracking
-from study.metrics import SCORES
-from study.ranking import rank, winners
+from study.metrics import SCORES, TEST_METRICS
+from study.ranking import rank, uncrowned, winners
 from study.status import StudyView
 
 CHECKPOINT = "checkpoint"
@@ -34,6 +34,7 @@ class Exported:
     standing: str  # "" for a full-budget trial, else e.g. "stopped early at epoch 2"
     folder: Path
     registered: str  # models:/<study>@<alias>
+    test: dict[str, float]  # the test split's numbers: what to report for this winner
 
 
 def export_best(
@@ -43,8 +44,9 @@ def export_best(
     per_model: bool = False,
     metric: str | None = None,
     force: bool = False,
-) -> list[Exported]:
-    """Write the best trial (or the best of each model type) to `out` and register it.
+) -> tuple[list[Exported], dict[str, str]]:
+    """Write the best trial (or the best of each model type) to `out` and register it; returns
+    what was exported and, per model type, why none of its trials was (with `per_model`).
 
     "Best" is `study.ranking`'s rule, the one every view uses; degenerate trials are never
     exported. The study's objective names the aliases `champion[-<model>]`; any other metric
@@ -70,7 +72,7 @@ def export_best(
         label = row["model"] if per_model else "best"
         alias = prefix if label == "best" else f"{prefix}-{label}"
         exported.append(_export_one(uri, study, label, alias, row, metric, out / label))
-    return exported
+    return exported, uncrowned(ranked) if per_model else {}
 
 
 def clear_earlier_export(out: Path) -> None:
@@ -101,17 +103,20 @@ def _export_one(
         "state": row["state"],
         "standing": row["standing"] or "full budget",
         "epochs_trained": int(row["epoch"]),
-        "ranked_by": metric,
+        "ranked_by": f"{metric} on the validation split",
+        # the split nobody selected on: the number to report for this winner
+        "test": {k: run.data.metrics[k] for k in TEST_METRICS if k in run.data.metrics},
         "metrics": {k: v for k, v in sorted(run.data.metrics.items()) if not math.isnan(v)},
         "params": dict(sorted(run.data.params.items())),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
     tags = {"trial_id": str(row["trial_id"]), "standing": record["standing"],
-            metric: f"{row[metric]:.6g}", "epochs_trained": str(record["epochs_trained"])}  # fmt: skip
+            metric: f"{row[metric]:.6g}", "epochs_trained": str(record["epochs_trained"]),
+            **{k: f"{v:.6g}" for k, v in record["test"].items()}}  # fmt: skip
     source = f"{run.info.artifact_uri}/{CHECKPOINT}"
     _register(client, study, source, run.info.run_id, alias, tags)
     return Exported(label, run.info.run_id, str(row["trial_id"]), metric, float(row[metric]),
-                    row["standing"], folder, f"models:/{study}@{alias}")  # fmt: skip
+                    row["standing"], folder, f"models:/{study}@{alias}", record["test"])  # fmt: skip
 
 
 def _register(

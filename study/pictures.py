@@ -1,11 +1,16 @@
-"""A trial's pictures, drawn once, by the driver, from the checkpoint of its final epoch.
+"""A trial's final report, made once, by the driver, from the checkpoint of its final epoch:
+its pictures and its test split's numbers (`study.trainer.test_metrics`).
+
+The test split is scored here, wherever the trial ended (its last epoch, or the rung where ASHA
+stopped it), so every trial a view may crown has test numbers; no trial scores it while it runs,
+so nothing the sweep decides (ASHA, the sampler) can see it.
 
 Drawing them in the trial (at each of ASHA's rungs, since a trial cannot know whether it will be
 stopped there) cost ~1 s of the lane per rung on 2 CPU cores, most of it matplotlib laying out
 text, while the accelerator waited. The driver knows when a trial has ended and which checkpoint
 is its last; it draws there, on the thread that closes the trial's run (study.progress), while
 the lanes train the next trials. A driver killed before drawing leaves the run without the
-PICTURES tag; the next `fit` of the study draws what is missing (`catch_up`).
+PICTURES tag; the next `fit` of the study makes what is missing (`catch_up`).
 """
 
 from __future__ import annotations
@@ -22,26 +27,28 @@ from study.config import split_config
 DRAWN_STATES = ("done", "stopped early")
 
 
-def draw(checkpoint: Path, folder: Path) -> int:
-    """Every picture of the trial whose training checkpoint is `checkpoint`, into `folder`;
-    returns the checkpoint's epoch. The model, its history and its data's held-out digits all
-    come from the checkpoint, on the CPU."""
+def draw(checkpoint: Path, folder: Path) -> tuple[int, dict[str, float]]:
+    """Every picture of the trial whose training checkpoint is `checkpoint`, into `folder`, and
+    its test split's numbers; returns the checkpoint's epoch and those numbers. The model, its
+    history and its data's digits all come from the checkpoint, on the CPU."""
     from study.figures import trial_pictures
-    from study.trainer import trial_data
+    from study.trainer import test_metrics, trial_data
 
     model = models.load(checkpoint, "cpu")
     _, state = models.load_training_state(checkpoint, "cpu")
     settings, _ = split_config(models.read_config(checkpoint)["trial_config"])
-    splits = trial_data(settings.dataset, settings.data_dir, "cpu").splits
+    cached = trial_data(settings.dataset, settings.data_dir, "cpu")
+    splits = cached.splits
     trial_pictures(model, splits.val_x, splits.val_y, state["history"], folder)
-    return int(state["epoch"])
+    return int(state["epoch"]), test_metrics(model, cached)
 
 
 def log_final(uri: str, run_id: str, checkpoint: Path) -> None:
-    """Draw the pictures of `checkpoint` and log them to the run, replacing any earlier ones."""
+    """Draw the pictures of `checkpoint`, score its test split, and log both to the run,
+    replacing any earlier ones."""
     with tempfile.TemporaryDirectory() as tmp:
-        epoch = draw(checkpoint, Path(tmp))
-        tracking.log_pictures(uri, run_id, Path(tmp), epoch)
+        epoch, numbers = draw(checkpoint, Path(tmp))
+        tracking.log_final(uri, run_id, Path(tmp), epoch, numbers)
 
 
 def catch_up(record: tracking.StudyRecord, ended: list) -> int:

@@ -10,7 +10,12 @@ The sweep's summary and progress lines, `status`, `best`, `list`, `table`, the p
    held-out digits than predicting the mean digit (`val_mse >= mean_digit_mse`).
 3. Within a tier, the metric in its direction (`study.metrics`), then the trial id.
 
-Degenerate trials are ranked (and shown) but never crowned: `winners` leaves them out.
+Degenerate trials are ranked (and shown) but never crowned: `winners` leaves them out. A trial
+no better than PCA with as many components as its code (`pca_mse`) is marked so in its standing,
+but keeps its tier: PCA is the bar a good autoencoder clears, the mean digit the bar below which
+a trial has learnt nothing (see README, "Which trial is best").
+
+Only held-out validation numbers rank; the test split's are reported beside them, never ranked by.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ ADDED = ("stopped", "tier", "standing", "rank")
 
 
 def standing(row: pd.Series) -> str:
-    """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit."""
+    """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit
+    and PCA at its code size."""
     words = [f"stopped early at epoch {int(row['epoch'])}"] if row["stopped"] else []
     if row["tier"] == DEGENERATE:
         words.append(
             f"degenerate: val_mse {row['val_mse']:.4f} >= the mean digit's {row['mean_digit_mse']:.4f}"
         )
+    elif below_pca(row):
+        words.append(f"no better than PCA: val_mse {row['val_mse']:.4f} >= {row['pca_mse']:.4f}")
     return "; ".join(words)
+
+
+def below_pca(row: pd.Series) -> bool:
+    """Whether a trial's reconstructions are no better than PCA's with as many components as
+    its code, fitted on the same training digits (False where either number is missing)."""
+    return bool(row.get("val_mse", float("nan")) >= row.get("pca_mse", float("nan")))
 
 
 def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -60,6 +74,15 @@ def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
 def best_per_model(ranked: pd.DataFrame) -> pd.DataFrame:
     """The first trial of each model type in a `rank` frame (model types in ranked order)."""
     return ranked.drop_duplicates("model", keep="first").reset_index(drop=True)
+
+
+def uncrowned(ranked: pd.DataFrame) -> dict[str, str]:
+    """Model types with finished trials of which none may be crowned, each with the reason."""
+    crowned = set(ranked.loc[ranked["tier"] != DEGENERATE, "model"])
+    return {
+        m: "every finished trial is degenerate (no better than the mean digit): none crowned"
+        for m in sorted(set(ranked["model"]) - crowned)
+    }
 
 
 def winners(ranked: pd.DataFrame, per_model: bool) -> pd.DataFrame:

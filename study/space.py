@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import ConfigError
+from models import MODELS, ConfigError
 
 
 class SpaceError(ConfigError):
@@ -68,7 +68,7 @@ class Space:
     num_samples: int
     epochs: dict[str, int]  # per model name, with "default" for the rest
     scheduler: dict[str, Any]
-    fixed: dict[str, Any]
+    fixed: dict[str, Any]  # every trial's; a model's name holds a mapping of that model's own
     params: tuple[Param, ...]
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)  # the mapping it was parsed from
@@ -77,12 +77,17 @@ class Space:
     def max_epochs(self) -> int:
         return max(self.epochs.values())
 
+    def fixed_for(self, model: str) -> dict[str, Any]:
+        """The fixed values a trial of `model` gets: the shared ones, then the model's own."""
+        shared = {k: v for k, v in self.fixed.items() if k not in MODELS}
+        return {**shared, **(self.fixed.get(model) or {})}
+
     def trial_config(self, chosen: dict[str, Any]) -> dict[str, Any]:
         """The full trial config for the sampled parameters `chosen`."""
         model = chosen.get("model", self.fixed.get("model", "ae"))
         epochs = self.epochs.get(model, self.epochs["default"])
         base = {"dataset": self.dataset, "data_dir": self.data_dir, "epochs": epochs}
-        return {**base, **self.fixed, **chosen}
+        return {**base, **self.fixed_for(model), **chosen}
 
     def grid(self) -> list[dict[str, Any]]:
         """Every combination of the categorical parameters, respecting conditions (grid search)."""

@@ -14,7 +14,7 @@ import yaml
 from models import MODELS, ConfigError
 from models.errors import did_you_mean
 from study.config import allowed_keys, split_config
-from study.metrics import OBJECTIVES
+from study.metrics import DEFAULT_OBJECTIVE, OBJECTIVES
 from study.space import Param, Space, SpaceError
 
 ALGORITHMS = ("tpe", "random", "grid")
@@ -22,8 +22,18 @@ TOP_KEYS = ("description", "dataset", "data_dir", "objective", "search", "num_sa
             "scheduler", "fixed", "params")  # fmt: skip
 PARAM_KINDS = ("values", "int", "float")
 PARAM_KEYS = (*PARAM_KINDS, "log", "step", "when")
-# Keys the sweep sets itself: a space may not sample them.
-SWEEP_OWNED = ("dataset", "data_dir", "epochs", "device")
+# Keys the sweep sets itself, and where a user sets them instead: a space may neither sample
+# them nor fix them (a fixed `epochs` would leave ASHA's limit at the top-level one, a fixed
+# `dataset` would escape the data check made before launch).
+SWEEP_OWNED = {
+    "dataset": "the top-level key 'dataset' (or --dataset)",
+    "data_dir": "the top-level key 'data_dir' (or --data-dir)",
+    "epochs": "the top-level key 'epochs' (per model: epochs: {default: N, vae: M})",
+    "device": "--gpus-per-trial (the sweep places each trial on a device it was given)",
+}
+# Objectives measured only after a trial's last epoch: ASHA, which compares trials at earlier
+# epochs, would see no value there and stop nothing.
+FINAL_ONLY = ("finetune_acc",)
 
 MAX_SPACE_BYTES = 100_000
 
@@ -85,7 +95,7 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
     if unknown:
         hint = did_you_mean(unknown[0], TOP_KEYS)
         raise fail(unknown[0], f"unknown key{hint}; allowed: {', '.join(TOP_KEYS)}")
-    objective = raw.get("objective", "val_bce")
+    objective = raw.get("objective", DEFAULT_OBJECTIVE)
     if objective not in OBJECTIVES:
         raise fail("objective", f"unknown metric {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     search = raw.get("search", {"algorithm": "tpe", "seed": 0})
@@ -100,9 +110,7 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
     num_samples = _positive_int(raw.get("num_samples", 10), fail, "num_samples")
     epochs = _epochs(raw.get("epochs", 10), fail)
     scheduler = _scheduler(raw.get("scheduler", {"type": "asha"}), min(epochs.values()), fail)
-    fixed = raw.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise fail("fixed", "expected a mapping of parameter: value")
+    fixed = _fixed(raw.get("fixed") or {}, fail)
     params_raw = raw.get("params") or {}
     if not isinstance(params_raw, dict) or not params_raw:
         raise fail("params", "expected a mapping of parameter: range (at least one)")
@@ -130,8 +138,35 @@ def parse_space(raw: dict[str, Any], where: str) -> Space:
         space = replace(space, num_samples=_grid_samples(raw, fail))
     if objective == "finetune_acc" and not int(fixed.get("finetune_epochs", 0)):
         raise fail("objective", "finetune_acc needs fixed: {finetune_epochs: N} with N >= 1")
+    if objective in FINAL_ONLY and scheduler["type"] != "none":
+        raise fail(
+            "objective",
+            f"{objective} is measured after a trial's last epoch only, so ASHA would compare "
+            "trials on nothing and stop none: use scheduler: none, or another objective",
+        )
     _check_against_models(space, fail)
     return space
+
+
+def _fixed(fixed: Any, fail) -> dict[str, Any]:
+    """The `fixed` mapping: parameter: value for every trial, and model: {parameter: value} for
+    that model's trials only; no key the sweep owns."""
+    if not isinstance(fixed, dict):
+        raise fail("fixed", "expected a mapping of parameter: value")
+    for key, value in fixed.items():
+        if key in MODELS:
+            if not isinstance(value, dict):
+                raise fail(f"fixed.{key}", f"expected a mapping of model {key!r}'s parameters")
+            for inner in value:
+                _not_sweep_owned(f"fixed.{key}.{inner}", inner, fail)
+        else:
+            _not_sweep_owned(f"fixed.{key}", key, fail)
+    return fixed
+
+
+def _not_sweep_owned(where: str, name: str, fail) -> None:
+    if name in SWEEP_OWNED:
+        raise fail(where, f"set by the sweep itself; use {SWEEP_OWNED[name]}")
 
 
 def _positive_int(value: Any, fail, key: str) -> int:
@@ -189,8 +224,7 @@ def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
 
 def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:
     key = f"params.{name}"
-    if name in SWEEP_OWNED:
-        raise fail(key, f"set by the sweep itself; use the top-level key {name!r} instead")
+    _not_sweep_owned(key, name, fail)
     if name in fixed:
         raise fail(key, "is also in fixed; keep one")
     if not isinstance(spec, dict):
@@ -203,6 +237,9 @@ def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:
         raise fail(key, "give exactly one of values: [...], int: [low, high], float: [low, high]")
     kind = kinds[0]
     when = _condition(spec.get("when", {}), name, all_params, f"{key}.when", fail)
+    for model, own in fixed.items():
+        if model in MODELS and name in own and model in when.get("model", (model,)):
+            raise fail(key, f"is also in fixed.{model}; keep one")
     if kind == "values":
         values = spec["values"]
         if not isinstance(values, list) or not values:
@@ -267,13 +304,21 @@ def _check_against_models(space: Space, fail) -> None:
                 f"{wrong[0]!r} is not among the study's models{did_you_mean(wrong[0], models_)}; "
                 f"they are {', '.join(map(str, models_))}",
             )
+    for m in space.fixed:
+        if m in MODELS and m not in models_:
+            raise fail(f"fixed.{m}", f"{m!r} is not among the study's models; they are "
+                       f"{', '.join(map(str, models_))}")  # fmt: skip
     for m in models_:
         accepted = set(allowed_keys(m))
         base = space.trial_config({"model": m})
-        for key in space.fixed:
+        own = {k: f"fixed.{m}.{k}" for k in space.fixed.get(m) or {}}
+        for key, where in {
+            **{k: f"fixed.{k}" for k in space.fixed if k not in MODELS},
+            **own,
+        }.items():
             if key not in accepted:
                 raise fail(
-                    f"fixed.{key}",
+                    where,
                     f"model {m!r} has no parameter {key!r}; it accepts {', '.join(sorted(accepted))}",
                 )
         _try(base, "fixed", fail)
@@ -284,6 +329,29 @@ def _check_against_models(space: Space, fail) -> None:
                 raise fail(f"params.{p.name}", _not_a_parameter(p.name, m, models_))
             for value in p.extremes():
                 _try({**base, p.name: value}, f"params.{p.name}", fail)
+    if space.objective == "val_bce":
+        _check_bce_comparable(space, models_, fail)
+
+
+def _check_bce_comparable(space: Space, models_: list[str], fail) -> None:
+    """val_bce ranks a study only where every trial's outputs come from a sigmoid: an output
+    layer that reaches exactly 0 or 1 (relu, tanh, linear, clipped into the image range) scores
+    log(eps) on those pixels, so its BCE depends on the clamp constant, not on the model."""
+    for m in models_:
+        configs = [space.trial_config({"model": m})]
+        for p in space.params:
+            if p.name != "model" and m in p.when.get("model", (m,)):
+                configs += [{**configs[0], p.name: v} for v in p.extremes()]
+        for config in configs:
+            settings, model_config = split_config(config)
+            output = MODELS[settings.model](model_config).output_activation
+            if output != "sigmoid":
+                raise fail(
+                    "objective",
+                    f"val_bce is comparable only between models whose output is a sigmoid, but "
+                    f"model {m!r} ends in {output!r} here; use objective: val_mse (the default), "
+                    f"or give {m!r} output_activation: sigmoid",
+                )
 
 
 def _not_a_parameter(name: str, model: str, models_: list[str]) -> str:

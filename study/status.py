@@ -15,8 +15,8 @@ from models import make_config
 from study import leftovers, tracking
 from study.cli_train import TRAIN_OPTIONS
 from study.config import TrainSettings, allowed_keys
-from study.metrics import goal
-from study.ranking import DEGENERATE, best_per_model, rank, winners
+from study.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
+from study.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
 from study.runs import state_counts, study_runs
 
 STATE_ORDER = {"running": 0, "interrupted": 1, "unknown": 2, "failed": 3, "orphaned": 4}
@@ -29,7 +29,7 @@ class StudyView:
         tracking.check_reachable(uri, must_exist=True)
         self.uri, self.name = uri, name
         self.info = tracking.study_params(uri, name)
-        self.objective = self.info.get("objective", "val_bce")
+        self.objective = self.info.get("objective", DEFAULT_OBJECTIVE)
         self.runs = study_runs(uri, name)
         self.ranked = rank(self.runs, self.objective)
         searched = self.info.get("searched", "")
@@ -135,17 +135,24 @@ def print_best(uri: str, name: str, model: str | None = None) -> int:
         print(f"study {name} has no finished trial{which}{degenerate} to crown (see "
               f"`python -m study status {name}`)")  # fmt: skip
         return 1
+    print(f"chosen by validation {view.objective}; test numbers reported, never chosen by")
     for _, row in picks.iterrows():
         standing = row["standing"] or f"ran all {_int(row['epoch'])} epochs"
-        print(f"{row['model']:<5} {view.objective} {row[view.objective]:.4f}  trial {row['trial_id']}"
-              f"  ({standing})  run {row['run_id']}")  # fmt: skip
+        print(f"{row['model']:<5} {view.objective} {row[view.objective]:.4f}"
+              f"{tested(row, view.objective)}  trial {row['trial_id']}  ({standing})  "
+              f"run {row['run_id']}")  # fmt: skip
         print(f"      {train_command(row)}")
-    left_out = set(best_per_model(view.ranked)["model"]) - set(picks["model"])
-    for m in sorted(left_out if model is None else left_out & {model}):
-        print(
-            f"{m:<5} every finished trial is degenerate (no better than the mean digit): none crowned"
-        )
+    for m, reason in uncrowned(view.ranked).items():
+        if model in (None, m):
+            print(f"{m:<5} {reason}")
     return 0
+
+
+def tested(row: pd.Series, metric: str) -> str:
+    """`metric`'s test-split number beside it, labelled, or '' where there is none (yet)."""
+    name = test_counterpart(metric)
+    value = row.get(name) if name else None
+    return f" ({name} {value:.4f})" if _present(value) else ""
 
 
 def train_command(row: pd.Series) -> str:
@@ -181,7 +188,8 @@ def print_list(uri: str) -> None:
         view = StudyView(uri, name)
         counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n) or "no trials"
         top = winners(view.ranked, per_model=False)
-        best = (f"{view.objective} {top.iloc[0][view.objective]:.4f} ({top.iloc[0]['model']}, "
+        best = (f"{view.objective} {top.iloc[0][view.objective]:.4f}"
+                f"{tested(top.iloc[0], view.objective)} ({top.iloc[0]['model']}, "
                 f"trial {top.iloc[0]['trial_id']})" if len(top) else "-")  # fmt: skip
         print(f"{name:<28} {len(view.runs):>6}  {counts:<40} {best}")
 
@@ -191,11 +199,12 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
     view = StudyView(uri, name)
     counts = view.counts()
     print(f"\n{len(view.runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"best {view.objective} per model type (ranked as `status` and `export` rank):")
+    print(f"best validation {view.objective} per model type (ranked as `status` and `export` "
+          "rank; the test split's number beside it, never ranked by):")  # fmt: skip
     for _, row in best_per_model(view.ranked).iterrows():
         note = f"  [{row['standing']}]" if row["standing"] else ""
-        print(f"  {row['model']:<5} {row[view.objective]:.4f}  trial {row['trial_id']}  "
-              f"{view.parameters(row)}{note}")  # fmt: skip
+        print(f"  {row['model']:<5} {row[view.objective]:.4f}{tested(row, view.objective)}  "
+              f"trial {row['trial_id']}  {view.parameters(row)}{note}")  # fmt: skip
     ratio = wall / own_seconds if own_seconds else float("nan")
     print(
         f"wall time {wall:.0f}s; trials' own training+evaluation {own_seconds:.0f}s; ratio {ratio:.2f}"

@@ -112,12 +112,11 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     try:
         if checkpoint is None:
-            train(trial_config, on_epoch=report, costly_epochs=costly_epochs)
+            train(trial_config, on_epoch=report, costly_epochs=costly_epochs, score_test=False)
             return
         with checkpoint.as_directory() as resume_dir:
-            train(
-                trial_config, on_epoch=report, resume_from=resume_dir, costly_epochs=costly_epochs
-            )
+            train(trial_config, on_epoch=report, resume_from=resume_dir,
+                  costly_epochs=costly_epochs, score_test=False)  # fmt: skip
     except DETERMINISTIC as exc:
         # Trained again from its checkpoint, the same config fails the same way: end the trial
         # now, failed, rather than let Tune retry it --max-failures times.
@@ -140,8 +139,8 @@ def tune_result(
     session, without writing a new header: a restored trial whose first report had other keys,
     or the same keys in another order, wrote rows pandas cannot read or misread. So every
     metric of the registry is there (NaN where not measured this epoch: costly ones between
-    rungs, test_* before the last epoch, kl for non-VAEs), in the registry's order, and Tune's
-    own checkpoint flag (which Tune adds only to reports with a checkpoint) on every report.
+    rungs, kl for non-VAEs, test_* always, since the driver scores them after the trial ended),
+    in the registry's order, and Tune's own checkpoint flag (which Tune adds only to reports with a checkpoint) on every report.
     """
     nan = float("nan")
     return {**dict.fromkeys(METRICS, nan), **metrics, **extra, SHOULD_CHECKPOINT: checkpointed}

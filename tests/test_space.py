@@ -15,7 +15,7 @@ from tests.conftest import ROOT, run_cli
 
 GOOD = {
     "dataset": "mnist-5k",
-    "objective": "val_bce",
+    "objective": "val_mse",
     "search": {"algorithm": "tpe", "seed": 0},
     "num_samples": 6,
     "epochs": 3,
@@ -118,6 +118,18 @@ DELETE = object()
         ("objectve", "val_mse", "objectve: unknown key (did you mean objective?)"),
         ("params.noise", {"float": [0.1, 0.5], "when": {"model": ["dea"]}}, "params.noise.when.model: 'dea' is not among the study's models (did you mean dae?)"),
         ("fixed", {"batch_size": 6.5}, "fixed: for model 'ae': batch_size must be a whole number, got 6.5"),
+        # keys the sweep owns, under fixed: (they would override the top-level ones silently)
+        ("fixed", {"epochs": 50}, "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'"),
+        ("fixed", {"dataset": "mnist"}, "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'"),
+        ("fixed", {"data_dir": "/tmp"}, "fixed.data_dir: set by the sweep itself"),
+        ("fixed", {"device": "cuda:0"}, "fixed.device: set by the sweep itself; use --gpus-per-trial"),
+        ("fixed", {"vae": {"epochs": 9}}, "fixed.vae.epochs: set by the sweep itself"),
+        ("fixed", {"cae": {"beta": 1.0}}, "fixed.cae: 'cae' is not among the study's models"),
+        ("fixed", {"ae": {"beta": 1.0}}, "fixed.ae.beta: model 'ae' has no parameter 'beta'"),
+        ("fixed", {"ae": 3}, "fixed.ae: expected a mapping of model 'ae''s parameters"),
+        ("fixed", {"vae": {"recon_loss": "bce"}}, "params.recon_loss: is also in fixed.vae; keep one"),
+        # BCE ranks only models whose outputs come from a sigmoid
+        ("objective", "val_bce", "objective: val_bce is comparable only between models whose output is a sigmoid, but model 'ae' ends in 'relu'"),
     ],
 )  # fmt: skip
 def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
@@ -125,6 +137,33 @@ def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
         parse_space(with_change(key_path, value), "bad.yaml")
     assert str(err.value).startswith("bad.yaml: ")
     assert message in str(err.value)
+
+
+def test_val_bce_is_an_objective_where_every_model_ends_in_a_sigmoid():
+    raw = with_change("objective", "val_bce")
+    raw["params"]["model"] = ["vae", "cae"]
+    del raw["params"]["noise"]
+    assert parse_space(raw, "ok.yaml").objective == "val_bce"
+    raw["params"]["model"] = ["ae", "vae"]
+    raw["fixed"] = {"ae": {"output_activation": "sigmoid"}}
+    assert parse_space(raw, "ok.yaml").trial_config({"model": "ae"})["output_activation"] == "sigmoid"
+
+
+def test_a_model_s_own_fixed_values_reach_its_trials_only():
+    raw = with_change("fixed", {"batch_size": 128, "ae": {"hidden": [64]}})
+    space = parse_space(raw, "ok.yaml")
+    assert space.trial_config({"model": "ae"})["hidden"] == [64]
+    assert "hidden" not in space.trial_config({"model": "vae"})
+    assert space.trial_config({"model": "vae"})["batch_size"] == 128
+
+
+def test_finetune_acc_with_asha_is_refused_with_the_reason():
+    raw = with_change("objective", "finetune_acc")
+    raw["fixed"]["finetune_epochs"] = 1
+    with pytest.raises(SpaceError, match="finetune_acc is measured after a trial's last epoch"):
+        parse_space(raw, "bad.yaml")
+    raw["scheduler"] = {"type": "none"}
+    assert parse_space(raw, "ok.yaml").objective == "finetune_acc"
 
 
 def test_condition_on_a_later_parameter_is_refused():
@@ -202,3 +241,30 @@ def test_bad_names_and_retries_are_refused_before_ray_starts(tmp_path: Path, arg
     assert not (tmp_path / "studies").exists()
     status = run_cli("status", "../escape", cwd=tmp_path)
     assert status.returncode == 2 and "study name '../escape'" in status.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fixed": {"epochs": 50}}, "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'"),
+        ({"fixed": {"dataset": "mnist"}}, "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'"),
+        ({"objective": "finetune_acc", "fixed": {"finetune_epochs": 1}}, "objective: finetune_acc is measured after a trial's last epoch only"),
+    ],
+)  # fmt: skip
+def test_sweep_owned_settings_and_a_final_only_objective_exit_2_writing_nothing(
+    tmp_path: Path, capsys, change, message
+):
+    from study.cli import main
+
+    raw = yaml.safe_load(yaml.safe_dump(GOOD))
+    raw.update(change)
+    space = tmp_path / "bad.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    store = tmp_path / "mlflow.db"
+    code = main(["sweep", str(space), "--storage", str(tmp_path / "studies"),
+                 "--tracking-uri", f"sqlite:///{store}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {space}: {message}")
+    assert not (tmp_path / "studies").exists() and not store.exists()

@@ -60,7 +60,7 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
     result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 trials:" in result.stdout and "best val_bce per model type" in result.stdout
+    assert "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
     terminal = result.stdout + result.stderr  # the tool's own lines only, by default
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
                   "Tuner.restore", "View run", "A new study created", "INFO mlflow",
@@ -89,6 +89,32 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert status.returncode == 0, status.stderr
     shown = re.findall(r"  (stopped early|stopped, degenerate) ", status.stdout)
     assert len(shown) == states.count("stopped early")
+    assert_optuna_saw_what_happened(tmp_path, "s1")
+    # every finished trial's run has its test split's numbers, scored from its final checkpoint
+    # (the sweep's summary prints the winners' beside their validation numbers)
+    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "s1")
+    assert runs["metrics.test_mse"].notna().all() and runs["metrics.test_pca_mse"].notna().all()
+    assert "(test_mse 0." in result.stdout
+
+
+def assert_optuna_saw_what_happened(folder: Path, name: str) -> None:
+    """The Optuna study holds ASHA's stopped trials as PRUNED with their intermediate values,
+    finished ones as COMPLETE with their last value, each linked to its Tune trial and run."""
+    import optuna
+
+    tune_states = {r["trial_id"]: r for r in trial_states(name, folder)}
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / name / 'optuna.db'}")
+    runs = trial_runs(f"sqlite:///{folder / 'mlflow.db'}", name).set_index("tags.aestudy.trial_id")
+    assert len(study.trials) == len(tune_states)
+    for t in study.trials:
+        tune = tune_states[t.user_attrs["tune_trial_id"]]
+        assert t.user_attrs["mlflow_run_id"] == runs.loc[tune["trial_id"], "run_id"]
+        assert sorted(t.intermediate_values) == list(range(1, tune["epochs"] + 1))
+        expected = {"done": optuna.trial.TrialState.COMPLETE,
+                    "stopped early": optuna.trial.TrialState.PRUNED}[tune["state"]]  # fmt: skip
+        assert t.state == expected, (t.number, tune)
+        if expected == optuna.trial.TrialState.COMPLETE:
+            assert t.value == t.intermediate_values[tune["epochs"]]
 
 
 @pytest.mark.parametrize("every", ["0", None], ids=["checkpoint-every-epoch", "default"])
@@ -124,7 +150,7 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
             assert reported["epoch"].tolist() == [1, 2, 1, 2, 3]
             # ... from scratch, and re-trained the same numbers (the seed's RNG drives it all)
             first, again = reported.iloc[:2], reported.iloc[2:4]
-            assert first["val_bce"].tolist() == again["val_bce"].tolist()
+            assert first["val_mse"].tolist() == again["val_mse"].tolist()
             assert first["train_loss"].tolist() == again["train_loss"].tolist()
 
 

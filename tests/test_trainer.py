@@ -72,7 +72,7 @@ def test_resumed_training_matches_an_uninterrupted_run(tiny_config, tmp_path):
         if metrics["epoch"] == 1:
             context.save(tmp_path / "ckpt")
 
-    train({**config, "epochs": 1}, on_epoch=save_after_first)
+    train({**config, "epochs": 1}, on_epoch=save_after_first, score_test=False)
     resumed = train(config, resume_from=tmp_path / "ckpt")
     assert without_timings(resumed) == without_timings(full)
 
@@ -198,7 +198,7 @@ def test_the_probe_s_written_out_gradient_is_autograd_s():
 
 
 def test_the_written_out_bce_is_torch_s_bce():
-    """`pixel_bce` replaces F.binary_cross_entropy for speed; val_bce is the default objective,
+    """`pixel_bce` replaces F.binary_cross_entropy for speed; val_bce is an objective,
     so it must be the same number, at the clamp's edges too."""
     import torch
     from torch.nn import functional as F

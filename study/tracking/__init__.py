@@ -40,7 +40,7 @@ from study.tracking.trials import (
     find_trial_run,
     finish_trial,
     git_commit,
-    log_pictures,
+    log_final,
     mark_orphans,
     run_tags,
     runs_without_pictures,
@@ -53,7 +53,7 @@ __all__ = [
     "ARTIFACTS_DIR", "AS_TAGS", "DEFAULT_DB", "ERROR", "GIVEN", "HOME_ENV", "PICTURES", "ROLE",
     "STATE", "TRIAL_ID", "StudyRecord", "TrialRun", "abandon_study", "check_reachable", "client",
     "ensure_study", "find_trial_run", "finish_trial", "git_commit", "home", "local_artifact_root",
-    "log_pictures", "mark_orphans", "resolve_tracking_uri", "run_tags", "runs_page",
+    "log_final", "mark_orphans", "resolve_tracking_uri", "run_tags", "runs_page",
     "runs_without_pictures", "study_exists", "study_names", "study_params", "trial_runs",
     "trials_closed_since", "trials_view",
 ]  # fmt: skip

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models import ConfigError
+from study.metrics import DEFAULT_OBJECTIVE
 from study.tracking.store import as_params, client, local_artifact_root
 from study.tracking.tags import ROLE
 from study.tracking.view import SHARED_VIEW_TAG, TRIALS_VIEW, trials_view
@@ -37,7 +38,7 @@ def ensure_study(uri: str, study: str, description: str, params: dict[str, Any])
         )
     else:
         experiment_id = experiment.experiment_id
-    objective = str(params.get("objective", "val_bce"))
+    objective = str(params.get("objective", DEFAULT_OBJECTIVE))
     view = trials_view(
         objective, params.get("mode", "min") == "min", str(params.get("searched", "")).split(",")
     )

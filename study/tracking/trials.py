@@ -113,10 +113,17 @@ def finish_trial(
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
 
-def log_pictures(uri: str, run_id: str, folder: Path, epoch: int) -> None:
-    """A trial's pictures (files in `folder`) and the epoch they show."""
+def log_final(
+    uri: str, run_id: str, folder: Path, epoch: int, test_metrics: dict[str, float]
+) -> None:
+    """A trial's final report: its pictures (files in `folder`) and test numbers, both of its
+    checkpoint at `epoch`; the PICTURES tag, set last, says the report is complete."""
+    from mlflow.entities import Metric
+
     c = client(uri)
     c.log_artifacts(run_id, str(folder))
+    now = int(time.time() * 1000)
+    c.log_batch(run_id, metrics=[Metric(k, float(v), now, epoch) for k, v in test_metrics.items()])
     c.set_tag(run_id, PICTURES, str(epoch))
 
 
