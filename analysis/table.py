@@ -116,7 +116,7 @@ def markdown(
         "repeats (distinct seeds, same settings). Rows are chosen on the validation digits; "
         "the `test_*` columns come from the test split, which nothing selected on: report "
         "those. `pca_mse` is the linear baseline at the trial's code size; a row whose "
-        "standing says \"no better than PCA\" did not beat it.",
+        'standing says "no better than PCA" did not beat it.',
         "",
         "All metrics are measured on held-out digits the model did not train on:",
         "",

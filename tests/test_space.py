@@ -146,7 +146,9 @@ def test_val_bce_is_an_objective_where_every_model_ends_in_a_sigmoid():
     assert parse_space(raw, "ok.yaml").objective == "val_bce"
     raw["params"]["model"] = ["ae", "vae"]
     raw["fixed"] = {"ae": {"output_activation": "sigmoid"}}
-    assert parse_space(raw, "ok.yaml").trial_config({"model": "ae"})["output_activation"] == "sigmoid"
+    assert (
+        parse_space(raw, "ok.yaml").trial_config({"model": "ae"})["output_activation"] == "sigmoid"
+    )
 
 
 def test_a_model_s_own_fixed_values_reach_its_trials_only():

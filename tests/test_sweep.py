@@ -60,7 +60,9 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
     result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
+    assert (
+        "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
+    )
     terminal = result.stdout + result.stderr  # the tool's own lines only, by default
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
                   "Tuner.restore", "View run", "A new study created", "INFO mlflow",
