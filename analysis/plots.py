@@ -3,6 +3,7 @@ nothing to show for it (no noise parameter, a single activation, …)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -185,7 +186,9 @@ def _parallel_html(
 
 
 def importances(study: str, storage: Path | None, out: Path) -> Path | None:
-    """Optuna's parameter importances (fANOVA, seeded), from the study's own Optuna database."""
+    """Optuna's parameter importances from the study's own Optuna database, computed as
+    optuna-dashboard computes them (PED-ANOVA on the COMPLETE trials, lower-is-better target),
+    so the two views of one study agree. Trials ASHA stopped are PRUNED there, and left out."""
     db = storage / study / "optuna.db" if storage else None
     if db is None or not db.is_file():
         return None
@@ -196,16 +199,23 @@ def importances(study: str, storage: Path | None, out: Path) -> Path | None:
     complete = [t for t in ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 3:
         return None
+    maximise = ot_study.direction == optuna.study.StudyDirection.MAXIMIZE
     try:
-        scores = optuna.importance.get_param_importances(
-            ot_study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PED-ANOVA warns whenever a target is given
+            scores = optuna.importance.get_param_importances(
+                ot_study,
+                target=(lambda t: -t.value) if maximise else None,
+                evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+            )
     except (RuntimeError, ValueError):
         return None  # e.g. no parameter common to every trial
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(scores)[::-1]
     ax.barh(names, [scores[n] for n in names])
-    ax.set(xlabel="importance (fANOVA)", title="parameter importances (Optuna)")
+    ax.set(xlabel=f"importance (PED-ANOVA, as optuna-dashboard) over {len(complete)} COMPLETE "
+           "trials\n(trials ASHA stopped are PRUNED in Optuna and left out)",
+           title="parameter importances (Optuna)")  # fmt: skip
     return _save(fig, out / "importances.png")
 
 
