@@ -52,11 +52,11 @@ def export_best(
     exported. The study's objective names the aliases `champion[-<model>]`; any other metric
     `best-<metric>[-<model>]`, so ranking by another metric never moves the champions."""
     out = Path(out)
+    if metric is not None:
+        check_metric(metric)
     check_out_folder(out, force)
     view = StudyView(uri, study)
     metric = metric or view.objective
-    if metric not in SCORES:
-        raise ConfigError(f"--metric {metric!r}: not a score; choose one of {', '.join(SCORES)}")
     ranked = rank(view.runs, metric)
     picks = winners(ranked, per_model)
     if not len(picks):
@@ -73,6 +73,23 @@ def export_best(
         alias = prefix if label == "best" else f"{prefix}-{label}"
         exported.append(_export_one(uri, study, label, alias, row, metric, out / label))
     return exported, uncrowned(ranked) if per_model else {}
+
+
+def check_metric(metric: str) -> None:
+    """A metric export may rank by: a score, and not one of the test split's."""
+    if metric not in SCORES:
+        raise ConfigError(f"--metric {metric!r}: not a score; choose one of {', '.join(SCORES)}")
+    if metric in TEST_METRICS:
+        raise ConfigError(
+            f"--metric {metric}: test numbers report a winner, they never choose one (choosing on "
+            f"them would make them validation numbers); rank by {_validation_twin(metric)}"
+        )
+
+
+def _validation_twin(test_metric: str) -> str:
+    """The validation metric a test metric reports (test_mse -> val_mse)."""
+    name = test_metric.removeprefix("test_")
+    return f"val_{name}" if f"val_{name}" in SCORES else name
 
 
 def clear_earlier_export(out: Path) -> None:

@@ -124,12 +124,14 @@ def _stopped(result: dict) -> bool:
 
 def scheduler(space: Space):
     """ASHA over epochs (`training_iteration`) as the space sets it, each model type in rungs
-    of its own (`PerModelASHA`), or FIFO: no early stopping."""
+    of its own (`PerModelASHA`) unless the space says `by_model: false`, or FIFO: no early
+    stopping."""
     from ray.tune.schedulers import FIFOScheduler
 
     if space.scheduler["type"] == "none":
         return FIFOScheduler()
-    return PerModelASHA(
+    asha = PerModelASHA if space.scheduler.get("by_model", True) else AsyncHyperBandScheduler
+    return asha(
         time_attr="training_iteration",
         max_t=space.max_epochs,
         grace_period=space.scheduler["grace_period"],

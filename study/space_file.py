@@ -205,11 +205,15 @@ def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
         return {"type": "none"}
     if kind != "asha":
         raise fail("scheduler.type", f"{kind!r}; allowed: asha, none")
-    unknown = sorted(set(spec) - {"type", "grace_period", "reduction_factor"})
+    unknown = sorted(set(spec) - {"type", "grace_period", "reduction_factor", "by_model"})
     if unknown:
         raise fail(
-            f"scheduler.{unknown[0]}", "unknown key; allowed: type, grace_period, reduction_factor"
+            f"scheduler.{unknown[0]}",
+            "unknown key; allowed: type, grace_period, reduction_factor, by_model",
         )
+    by_model = spec.get("by_model", True)
+    if not isinstance(by_model, bool):
+        raise fail("scheduler.by_model", f"must be true or false, got {by_model!r}")
     grace = spec.get("grace_period", 1)
     if not isinstance(grace, int) or not 1 <= grace <= epochs:
         raise fail(
@@ -219,7 +223,7 @@ def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
     factor = spec.get("reduction_factor", 2)
     if not isinstance(factor, int | float) or factor <= 1:
         raise fail("scheduler.reduction_factor", f"must be > 1, got {factor!r}")
-    return {"type": "asha", "grace_period": grace, "reduction_factor": factor}
+    return {"type": "asha", "grace_period": grace, "reduction_factor": factor, "by_model": by_model}
 
 
 def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module")
 def stopped_study(tmp_path_factory):
-    """The vae runs first and all 3 epochs; the ae, behind it in val_bce at epoch 1 (its relu
-    output) though well ahead of the mean digit, is then stopped by ASHA at its first rung: a
-    model type whose every trial stopped early."""
+    """The vae runs first and all 3 epochs; the ae, behind it in val_mse at epoch 1 though well
+    ahead of the mean digit, is then stopped by ASHA at its first rung (rungs shared across model
+    types: `by_model: false`): a model type whose every trial stopped early."""
     folder = tmp_path_factory.mktemp("stopped")
     space = write_space(
         folder, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "by_model": False},
         fixed={"lr": 0.003}, params={"model": ["vae", "ae"], "latent_dim": [32]},
     )  # fmt: skip
     result = run_cli("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
@@ -56,6 +56,7 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stop
     assert table.returncode == 0, table.stderr
     rows = pd.read_csv(folder / "report" / "table.csv").set_index("model")
     assert set(rows.index) == {"ae", "vae"}
+    assert rows["test_mse"].notna().all() and rows["pca_mse"].notna().all()
     assert rows.loc["ae", "standing"] == "stopped early at epoch 1"
     assert pd.isna(rows.loc["vae", "standing"])
 
@@ -67,9 +68,14 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stop
     )
     record = json.loads((out / "ae" / "metrics.json").read_text())
     assert record["standing"] == "stopped early at epoch 1" and record["epochs_trained"] == 1
+    # a winner stopped at a rung has test numbers too: the driver scored its final checkpoint
+    ae = runs.set_index("model").loc["ae"]
+    assert record["test"]["test_mse"] == pytest.approx(ae["test_mse"]) and ae["test_mse"] > 0
+    assert f"(test_mse {ae['test_mse']:.4f})" in ae_line
     c = client(f"sqlite:///{folder / 'mlflow.db'}")
     version = c.get_model_version_by_alias("stopped", "champion-ae")
     assert version.tags["standing"] == "stopped early at epoch 1"
+    assert float(version.tags["test_mse"]) == pytest.approx(ae["test_mse"], rel=1e-5)
 
 
 def test_export_refuses_a_used_folder_and_adds_no_version_when_repeated(stopped_study):
@@ -130,14 +136,18 @@ def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
     folder, _ = stopped_study
     best = cli(folder, "best", "stopped", "--model", "vae")
     assert best.returncode == 0, best.stderr
-    value = float(best.stdout.split()[2])
+    line = next(line for line in best.stdout.splitlines() if line.startswith("vae "))
+    value, test_value = float(line.split()[2]), float(line.split()[4].rstrip(")"))
+    assert line.split()[1] == "val_mse" and line.split()[3] == "(test_mse"
     command = next(line.strip() for line in best.stdout.splitlines() if "study train" in line)
     assert "--epochs 3" in command and "--latent-dim 32" in command and "--lr 0.003" in command
     rerun = subprocess.run(command.replace("python", PYTHON, 1), shell=True, cwd=ROOT,
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = json.loads(rerun.stdout.strip().splitlines()[-1])
-    assert round(final["val_bce"], 4) == round(value, 4)
+    assert round(final["val_mse"], 4) == round(value, 4)
+    # the rerun scores the test split after its last epoch, as the sweep's driver did
+    assert round(final["test_mse"], 4) == round(test_value, 4)
 
 
 def test_list_shows_the_study_with_its_counts_and_best(stopped_study):

@@ -104,3 +104,20 @@ def test_the_default_objective_ranks_hard_zero_outputs_the_same_whatever_the_cla
     assert DEFAULT_OBJECTIVE == "val_mse"
     assert ranked(1e-3, DEFAULT_OBJECTIVE) == ranked(1e-9, DEFAULT_OBJECTIVE)
     assert ranked(1e-3, "val_bce")[0] != ranked(1e-9, "val_bce")[0]
+
+
+def test_views_rank_by_validation_and_test_numbers_never_choose():
+    """Where validation and test disagree, the ranking follows validation; export refuses to
+    rank by a test number."""
+    import pytest
+
+    from models import ConfigError
+    from study.export import export_best
+
+    runs = pd.DataFrame([
+        {**trial("t1", "ae", "done", 0.0, metric="unused", val_mse=0.020), "test_mse": 0.030},
+        {**trial("t2", "ae", "done", 0.0, metric="unused", val_mse=0.025), "test_mse": 0.021},
+    ])  # fmt: skip
+    assert list(rank(runs, "val_mse")["trial_id"]) == ["t1", "t2"]
+    with pytest.raises(ConfigError, match="--metric test_mse: test numbers report a winner.*val_mse"):
+        export_best("sqlite:///unused.db", "s", "out", metric="test_mse")
