@@ -44,7 +44,7 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stop
         "vae": "done", "ae": "stopped early"
     }  # fmt: skip
     ae_line = next(line for line in summary.splitlines() if line.strip().startswith("ae "))
-    assert "[stopped early at epoch 1]" in ae_line
+    assert "[stopped early at epoch 1" in ae_line
 
     status = cli(folder, "status", "stopped")
     assert status.returncode == 0, status.stderr
@@ -57,24 +57,26 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stop
     rows = pd.read_csv(folder / "report" / "table.csv").set_index("model")
     assert set(rows.index) == {"ae", "vae"}
     assert rows["test_mse"].notna().all() and rows["pca_mse"].notna().all()
-    assert rows.loc["ae", "standing"] == "stopped early at epoch 1"
-    assert pd.isna(rows.loc["vae", "standing"])
+    assert rows.loc["ae", "standing"].startswith("stopped early at epoch 1")
+    vae = rows.loc["vae", "standing"]  # full budget: at most a word on PCA (latent 32, 3 epochs)
+    assert pd.isna(vae) or vae.startswith("no better than PCA")
 
     out = folder / "exported"
     export = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
     assert export.returncode == 0, export.stderr
-    assert "[stopped early at epoch 1]" in next(
+    assert "[stopped early at epoch 1" in next(
         line for line in export.stdout.splitlines() if line.startswith("ae")
     )
     record = json.loads((out / "ae" / "metrics.json").read_text())
-    assert record["standing"] == "stopped early at epoch 1" and record["epochs_trained"] == 1
+    assert record["standing"].startswith("stopped early at epoch 1")
+    assert record["epochs_trained"] == 1
     # a winner stopped at a rung has test numbers too: the driver scored its final checkpoint
     ae = runs.set_index("model").loc["ae"]
     assert record["test"]["test_mse"] == pytest.approx(ae["test_mse"]) and ae["test_mse"] > 0
     assert f"(test_mse {ae['test_mse']:.4f})" in ae_line
     c = client(f"sqlite:///{folder / 'mlflow.db'}")
     version = c.get_model_version_by_alias("stopped", "champion-ae")
-    assert version.tags["standing"] == "stopped early at epoch 1"
+    assert version.tags["standing"] == record["standing"]
     assert float(version.tags["test_mse"]) == pytest.approx(ae["test_mse"], rel=1e-5)
 
 
