@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
-from study import pictures, pruning, tracking
+from study import pictures, pruning, tracking, trust
 from study.progress import trial_state
 
 
@@ -32,7 +32,6 @@ class Outcome:
 def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
     """Run the tuner, then close the study: FINISHED when every trial ended, KILLED (and the
     unfinished trials' runs marked interrupted) when a signal stopped it."""
-    from ray.tune import ExperimentAnalysis
     from ray.tune.experiment import Trial
 
     # Tune saves its state every ~10 s or more by default; a trial that starts and ends in the
@@ -42,7 +41,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     start_ms = int(time.time() * 1000)
     with sigterm_as_sigint():
         results = tuner.fit()
-    trials = ExperimentAnalysis(str(folder)).trials  # the state Tune saved: what resume reads
+    trials = saved_trials(folder, record.study)  # the state Tune saved: what resume reads
     ended = (Trial.TERMINATED, Trial.ERROR)
     # Tune (2.60) can save a trial that failed for good as RUNNING: when it untracks the dead
     # worker's actor before handling the trial's failure, its stop returns before marking the
@@ -64,6 +63,23 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     tracking.client(record.uri).set_terminated(record.study_run_id, status)
     pruning.prune_ended(trials)
     return Outcome(results, unfinished)
+
+
+def saved_trials(folder: Path, name: str) -> list:
+    """The trials of the study's newest saved Tune state, unpickled only from a verified private
+    copy (`trust.verified_state`); their paths point into the study folder, as Tune's own."""
+    import copy
+
+    from ray.tune import ExperimentAnalysis
+
+    with trust.verified_state(folder, name) as state:
+        trials = ExperimentAnalysis(str(state)).trials
+    for trial in trials:  # the copy's folder stood in for the study folder: point back at it
+        storage = copy.copy(trial.storage)
+        storage.storage_fs_path = folder.parent.as_posix()
+        storage.experiment_dir_name = folder.name
+        trial.set_storage(storage)
+    return trials
 
 
 @contextlib.contextmanager

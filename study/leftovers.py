@@ -29,18 +29,52 @@ def session_note(folder: Path) -> Path:
 
 
 def remember(folder: Path, session_dir: str) -> None:
-    """Note this driver's local Ray session for whoever drives the study next."""
+    """Note this driver's local Ray session for whoever drives the study next, signed with the
+    study key; written to a fresh file and renamed into place, so a link planted as the note
+    is replaced, never written through."""
+    from study import trust
+
     note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir}
-    session_note(folder).write_text(json.dumps(note))
+    body = json.dumps(note, sort_keys=True)
+    path = session_note(folder)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"note": body, "mac": trust.mac_of(body.encode())}))
+    tmp.replace(path)
+
+
+def _read_note(folder: Path) -> dict | None:
+    """The note, if this user's key signed it and it names one of Ray's own session folders
+    of this user; None otherwise: a planted note names no process to stop."""
+    from study import trust
+
+    try:
+        signed = json.loads(trust.read_bytes(session_note(folder)))
+        body = str(signed["note"])
+        if not trust.verify(body.encode(), str(signed["mac"])):
+            return None
+        note = json.loads(body)
+        session = Path(str(note["session_dir"]))
+    except (OSError, ValueError, KeyError, TypeError, trust.TrustError):
+        return None
+    if not (session.name.startswith("session_") and session.is_dir()
+            and not session.is_symlink() and session.stat().st_uid == os.getuid()):  # fmt: skip
+        return None
+    return note
 
 
 def find(folder: Path) -> tuple[int, list[tuple[int, str]]]:
     """The noted driver's pid and the (pid, name) of its session's processes still running;
-    nothing while that driver lives, or when it ran on another machine."""
+    nothing while that driver lives, when it ran on another machine, or when the note is not
+    one this tool signed."""
+    note = _read_note(folder)
+    if note is None:
+        return 0, []
     try:
-        note = json.loads(session_note(folder).read_text())
         driver, session = int(note["pid"]), str(note["session_dir"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return 0, []
     if note.get("host") != socket.gethostname() or running(driver) or not session:
         return driver, []

@@ -39,13 +39,27 @@ def check_not_held(storage: str | Path, name: str) -> None:
     """Exit 2 naming the holder if a driver holds the study's lock now; creates nothing (a check
     made before the checks that would otherwise report the study as merely existing)."""
     path = lock_path(storage, name)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return
-    with open(path) as handle:
+    with _open_lock(path, create=False) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _in_use(path, name, handle) from None
+
+
+def _open_lock(path: Path, create: bool = True) -> TextIO:
+    """The lock file, opened without following a link: a link planted in its place would
+    have the holder's note written into the file it points at."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise ConfigError(
+            f"lock {path} cannot be opened ({exc.strerror}); it must be a plain file the tool "
+            "made: remove it (a link or anything else there is not the tool's)"
+        ) from None
+    return os.fdopen(fd, "r+")
 
 
 @contextlib.contextmanager
@@ -54,7 +68,7 @@ def study_lock(storage: str | Path, name: str) -> Iterator[None]:
     holder when another process has it."""
     path = lock_path(storage, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for as long as the lock is
+    handle = _open_lock(path)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

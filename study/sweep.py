@@ -204,11 +204,15 @@ def resume(
                 "stopped before the first trial. Launch it again under another --name (or "
                 f"remove {folder} first)"
             )
+        trust.check_state_whole(folder, name)  # --trust-state too: a cut state drops samples
         if not trust_state:
+            trust.check_private(folder, name)
             trust.check(folder, name)
         tracking.check_reachable(options.tracking_uri)
         connect(options, folder)
         record = open_study_record(space, options)
+        if not trust_state:  # again: Ray's start took seconds, in which a file could be swapped
+            trust.check(folder, name)
         tuner = tune.Tuner.restore(
             str(folder),
             trainable=trainable(options, record, space),

@@ -119,5 +119,7 @@ def test_views_rank_by_validation_and_test_numbers_never_choose():
         {**trial("t2", "ae", "done", 0.0, metric="unused", val_mse=0.025), "test_mse": 0.021},
     ])  # fmt: skip
     assert list(rank(runs, "val_mse")["trial_id"]) == ["t1", "t2"]
-    with pytest.raises(ConfigError, match="--metric test_mse: test numbers report a winner.*val_mse"):
+    with pytest.raises(
+        ConfigError, match="--metric test_mse: test numbers report a winner.*val_mse"
+    ):
         export_best("sqlite:///unused.db", "s", "out", metric="test_mse")

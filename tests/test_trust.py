@@ -1,0 +1,216 @@
+"""The study folder's trust boundary, attacked as the issue's tester did: planted pickles with a
+real payload (it creates a marker file), links planted in place of the tool's files, a forged
+note naming a process to kill, a broken or missing signing key. Each time: the marker never
+appears, nothing outside the study is written, the command says which file and exits 2."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study import tracking, trust
+from tests.conftest import run_cli
+from tests.test_faults import Planted, first_epoch_logged, start_sweep
+from tests.test_sweep import write_space
+
+pytestmark = pytest.mark.ray
+
+
+def payload_state(marker: Path) -> str:
+    """A Tune experiment state whose embedded cloudpickle creates `marker` when loaded."""
+    from ray._common.utils import binary_to_hex
+
+    blob = {"_type": "CLOUDPICKLE_FALLBACK", "value": binary_to_hex(pickle.dumps(Planted(marker)))}
+    return json.dumps({"trial_data": [], "runner_data": blob})
+
+
+@pytest.fixture(scope="module")
+def signed_study(tmp_path_factory) -> Path:
+    """A finished one-trial study `s` in the default storage of a home of its own; returns the
+    home (its store, key and `studies/`)."""
+    home = tmp_path_factory.mktemp("signed")
+    space = write_space(home, num_samples=1, epochs=1, scheduler={"type": "none"})
+    made = run_cli("sweep", str(space), "--name", "s", cwd=home)
+    assert made.returncode == 0, made.stderr[-2000:]
+    return home
+
+
+def resume(home: Path, *extra: str):
+    return run_cli("resume", "s", *extra, cwd=home)
+
+
+def one_line_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path):
+    """Hole 1: the end of a sweep read the newest experiment state unverified."""
+    space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
+                        fixed={"batch_size": 256}, params={"model": ["cae"]})  # fmt: skip
+    marker = tmp_path / "code-ran"
+    planted = tmp_path / "p" / "experiment_state-9999-12-31_23-59-59.json"
+    sweep = start_sweep(space, "p", tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    while not first_epoch_logged(uri, "p") and sweep.poll() is None:
+        assert time.monotonic() < deadline, "no epoch logged in 300 s"
+        time.sleep(0.2)
+    planted.write_text(payload_state(marker))
+    out, _ = sweep.communicate(timeout=600)
+    assert sweep.returncode == 2, out[-3000:]
+    assert planted.name in out.strip().splitlines()[-1] and "did not write or sign" in out
+    assert not marker.exists()
+    runs = tracking.trial_runs(uri, "p")
+    assert "orphaned" not in set(runs["tags.aestudy.state"])  # the finished trials stand
+    planted.unlink()  # the owner removes what they did not write: the study resumes
+    again = run_cli("resume", "p", "--storage", str(tmp_path), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert set(tracking.trial_runs(uri, "p")["tags.aestudy.state"]) == {"done"}
+    assert not marker.exists()
+
+
+def test_links_planted_for_the_tool_s_own_files_are_never_written_through(signed_study):
+    """Hole 3: the lock, the session note and a file of the study folder, each a link to a
+    victim file: refused (exit 2, the link named) or replaced, the victim untouched."""
+    home, folder = signed_study, signed_study / "studies"
+    victim = home / "victim.txt"
+    victim.write_text("precious")
+    lock = folder / ".s.lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(victim)
+    try:
+        assert str(lock) in one_line_error(resume(home))
+    finally:
+        lock.unlink()
+    assert victim.read_text() == "precious"
+
+    inside = folder / "s" / "search_gen_state-link.json"
+    inside.symlink_to(victim)
+    try:
+        assert f"{inside} is a symbolic link" in one_line_error(resume(home))
+    finally:
+        inside.unlink()
+    assert victim.read_text() == "precious"
+
+    note = folder / ".s.ray"
+    note.unlink(missing_ok=True)
+    note.symlink_to(victim)
+    again = resume(home)  # a driver writes its note: the link is replaced, not followed
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert victim.read_text() == "precious" and not note.is_symlink()
+
+
+def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
+    """Hole 4: a note naming any folder made `resume` kill whoever held a file there."""
+    home, folder = signed_study, signed_study / "studies"
+    fake_session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
+    fake_session.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); time.sleep(600)",
+                               str(fake_session / "held")])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (fake_session / "held").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        note = {"host": socket.gethostname(), "pid": 999999, "session_dir": str(fake_session)}
+        (folder / ".s.ray").unlink(missing_ok=True)
+        (folder / ".s.ray").write_text(json.dumps(note))  # unsigned
+        result = resume(home)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert holder.poll() is None, "resume stopped a process it did not start"
+        assert "left running" not in result.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_broken_or_lost_key_is_refused_naming_it_and_never_signs(signed_study, tmp_path):
+    """Hole 5: an empty key (a disk full as it was made) let anyone forge signatures; a key
+    others can read; a lost key silently replaced."""
+    import hashlib
+    import hmac
+
+    home, folder = signed_study, signed_study / "studies" / "s"
+    key = home / trust.KEY_FILE
+    kept, signatures = key.read_bytes(), (folder / trust.SIGNATURES).read_text()
+    tuner = (folder / "tuner.pkl").read_bytes()
+    marker = tmp_path / "code-ran"
+    forged = pickle.dumps(Planted(marker))
+    try:
+        key.write_text("")
+        (folder / "tuner.pkl").write_bytes(forged)  # signed with the empty key, as forgers can
+        signed = json.loads(signatures)
+        signed["tuner.pkl"] = hmac.new(b"", forged, hashlib.sha256).hexdigest()
+        (folder / trust.SIGNATURES).write_text(json.dumps(signed))
+        assert f"signing key {key} is not a key" in one_line_error(resume(home))
+        assert not marker.exists()
+
+        key.write_bytes(kept)
+        key.chmod(0o644)
+        line = one_line_error(resume(home))
+        assert f"signing key {key} has mode 0644" in line and "chmod 600" in line
+
+        key.unlink()  # lost: not silently replaced while a study signed with it exists
+        line = one_line_error(resume(home))
+        assert f"signing key {key} is missing" in line and "studies signed with it" in line
+        assert not key.exists()
+        key.write_bytes(kept)
+        key.chmod(0o600)  # the real key refuses the forged file
+        line = one_line_error(resume(home))
+        assert "holds pickled state this tool did not write or sign (tuner.pkl)" in line
+    finally:
+        key.write_bytes(kept)
+        key.chmod(0o600)
+        (folder / "tuner.pkl").write_bytes(tuner)
+        (folder / trust.SIGNATURES).write_text(signatures)
+    assert not marker.exists()
+    assert resume(home).returncode == 0
+
+
+def test_a_new_key_is_made_whole_and_private(tmp_path, monkeypatch):
+    monkeypatch.setenv(tracking.HOME_ENV, str(tmp_path))
+    secret = trust.key()
+    path = tmp_path / trust.KEY_FILE
+    assert len(secret) == trust.KEY_BYTES and path.stat().st_mode & 0o777 == 0o600
+    assert len(path.read_text()) == 2 * trust.KEY_BYTES and trust.key() == secret
+    assert [p.name for p in tmp_path.iterdir()] == [trust.KEY_FILE]  # no temporary left
+
+
+def test_a_truncated_state_is_refused_even_with_trust_state(signed_study):
+    """Hole 7's remedy: --trust-state resumed a cut state and dropped the samples silently."""
+    state = sorted((signed_study / "studies" / "s").glob("experiment_state-*.json"))[-1]
+    whole = state.read_bytes()
+    try:
+        state.write_bytes(whole[: len(whole) // 2])
+        line = one_line_error(resume(signed_study, "--trust-state"))
+        assert f"{state} is cut short or damaged" in line
+    finally:
+        state.write_bytes(whole)
+
+
+def test_a_study_folder_others_may_write_is_not_resumed(signed_study):
+    folder = signed_study / "studies" / "s"
+    folder.chmod(0o777)
+    try:
+        line = one_line_error(resume(signed_study))
+        assert f"{folder} is writable by others (mode 0777)" in line and "chmod go-w" in line
+    finally:
+        folder.chmod(0o755)
+
+
+def test_the_planted_payload_would_run_if_loaded(tmp_path):
+    """The payload these tests plant is real: Tune's own loader runs it."""
+    from ray.tune.utils.serialization import TuneFunctionDecoder
+
+    marker = tmp_path / "code-ran"
+    json.loads(payload_state(marker), cls=TuneFunctionDecoder, allow_cloudpickle=True)
+    assert marker.exists()
