@@ -120,6 +120,6 @@ def test_views_rank_by_validation_and_test_numbers_never_choose():
     ])  # fmt: skip
     assert list(rank(runs, "val_mse")["trial_id"]) == ["t1", "t2"]
     with pytest.raises(
-        ConfigError, match="--metric test_mse: test numbers report a winner.*val_mse"
+        ConfigError, match=r"--metric test_mse: test numbers report a winner.*val_mse"
     ):
         export_best("sqlite:///unused.db", "s", "out", metric="test_mse")
