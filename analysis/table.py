@@ -191,9 +191,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the report of `args.name`; exit code 2 with one line on bad input."""
     try:
+        out = Path(args.out or Path("reports") / args.name)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; give a folder for the report")
         uri = tracking.resolve_tracking_uri(args.tracking_uri)
         tracking.check_reachable(uri, must_exist=True)
-        out = Path(args.out or Path("reports") / args.name)
         storage = Path(args.storage) if args.storage else None
         files = write_report(uri, args.name, out, args.by, storage)
     except ConfigError as exc:

@@ -61,14 +61,23 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the bad field and what is allowed."""
-        if self.latent_dim < 1:
-            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        check_latent(self.latent_dim)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("recon_loss", self.recon_loss, RECON_LOSSES)
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def check_latent(latent_dim: int | None) -> None:
+    """A code of at least one number and narrower than the image: one as wide as its 784 pixels
+    compresses nothing (and a huge one would ask for gigabytes)."""
+    if latent_dim is not None and not 1 <= latent_dim < PIXELS:
+        raise ConfigError(
+            f"latent_dim must lie in [1, {PIXELS - 1}] (narrower than the image's {PIXELS} "
+            f"pixels, or nothing is compressed), got {latent_dim}"
+        )
 
 
 def check_choice(name: str, value: object, allowed) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.base import AutoEncoder, ModelConfig, activation, check_choice
+from models.base import AutoEncoder, ModelConfig, activation, check_choice, check_latent
 from models.errors import ConfigError
 from models.noise import corrupt, validate_noise
 
@@ -28,8 +28,7 @@ class CAEConfig(ModelConfig):
     noise: float = 0.0  # the seed never corrupted the CAE's input; > 0 makes it denoising
 
     def validate(self) -> None:
-        if self.latent_dim is not None and self.latent_dim < 1:
-            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        check_latent(self.latent_dim)
         check_choice(
             "activation", self.activation, ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu")
         )

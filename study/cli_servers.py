@@ -69,14 +69,29 @@ def run_server(args: argparse.Namespace) -> int:
 def check_port_free(host: str, port: int) -> None:
     """A busy port is refused up front: the server would log `Address already in use` and the
     command would look as if it had started."""
+    import errno
+    import ipaddress
     import socket
 
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a port is a number in 1-65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ConfigError(f"--host {host}: not an IP address of this machine (e.g. "
+                              "127.0.0.1, or 0.0.0.0 for every interface)") from None  # fmt: skip
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not busy
         try:
             probe.bind((host, port))
         except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(
+                    f"--host {host} --port {port}: cannot listen there ({exc.strerror}); give "
+                    "an address of this machine"
+                ) from None
             raise ConfigError(
                 f"port {port} on {host} is in use ({exc.strerror}): is a `study ui` or "
                 "`study server` already running? Stop it, or pass --port with another number"

@@ -24,7 +24,12 @@ def validate_cluster_config(path: str | Path) -> dict[str, Any]:
         validate_config,
     )  # private, no public twin
 
-    raw = yaml.safe_load(Path(path).read_text())
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    except (UnicodeDecodeError, yaml.YAMLError):
+        raise ConfigError(f"{path}: not a YAML text file; a cluster config is YAML") from None
     if (
         not isinstance(raw, dict)
         or "provider" not in raw

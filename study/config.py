@@ -39,7 +39,25 @@ class TrainSettings:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got {self.device!r}")
+        check_device_here(str(self.device))
         check_data_source(self.dataset, self.data_dir)
+
+
+def check_device_here(device: str) -> None:
+    """A CUDA or MPS device this machine has (checked where the trial runs: a sweep owns the
+    device and places each trial on one it was given)."""
+    import torch
+
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0) if device.partition(":")[2].isdigit() else -1
+        if not 0 <= index < count:
+            raise ConfigError(
+                f"device {device!r}: this machine has {count or 'no'} CUDA device"
+                f"{'s' if count != 1 else ''}; use --device cpu or auto"
+            )
+    elif device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps': not available here; use --device cpu or auto")
 
 
 SETTING_KEYS = tuple(f.name for f in fields(TrainSettings))

@@ -71,9 +71,14 @@ def check_address(address: str, timeout: float = 10.0) -> None:
     """A host:port that does not answer fails now: Ray itself retries connecting for minutes."""
     import socket
 
-    if address == "auto" or address.startswith("ray://") or ":" not in address:
+    if address == "auto":
         return
-    host, _, port = address.rpartition(":")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"--address {address}: expected 'auto', host:port or ray://host:port of a Ray "
+            "cluster's head (port 6379 by default, 10001 for ray://)"
+        )
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return

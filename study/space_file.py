@@ -5,6 +5,7 @@ Every problem is reported before anything runs, as a `SpaceError` naming the fil
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,10 @@ def load_space(path: str | Path, overrides: dict[str, Any] | None = None) -> Spa
         raise SpaceError(f"{path}: not a text file; a space file is YAML") from None
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    except RecursionError:
+        raise SpaceError(
+            f"{path}: nested too deeply; a space file is a few flat mappings"
+        ) from None
     if not isinstance(raw, dict):
         raise SpaceError(f"{path}: expected a mapping of keys ({', '.join(TOP_KEYS)})")
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -221,7 +226,7 @@ def _scheduler(spec: Any, epochs: int, fail) -> dict[str, Any]:
             f"must be a whole number in [1, epochs ({epochs})], got {grace!r}",
         )
     factor = spec.get("reduction_factor", 2)
-    if not isinstance(factor, int | float) or factor <= 1:
+    if not isinstance(factor, int | float) or isinstance(factor, bool) or not 1 < factor < 1e6:
         raise fail("scheduler.reduction_factor", f"must be > 1, got {factor!r}")
     return {"type": "asha", "grace_period": grace, "reduction_factor": factor, "by_model": by_model}
 
@@ -251,9 +256,15 @@ def _param(name: str, spec: Any, fixed: dict, all_params: dict, fail) -> Param:
         return Param(name, kind, values=tuple(values), when=when)
     bounds = spec[kind]
     try:
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise ValueError  # a string such as "28" would iterate as its characters
         low, high = (float(b) for b in bounds)  # YAML reads 1e-3 as a string: accept it
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError
     except (TypeError, ValueError):
-        raise fail(f"{key}.{kind}", f"expected [low, high], got {bounds!r}") from None
+        raise fail(
+            f"{key}.{kind}", f"expected [low, high] of two finite numbers, got {bounds!r}"
+        ) from None
     if kind == "int" and not (low.is_integer() and high.is_integer()):
         raise fail(f"{key}.int", f"bounds must be whole numbers, got {bounds!r}")
     if not low < high:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.pruning import CheckpointPruner
-from study.ray_connect import connect, local_lanes
+from study.ray_connect import check_address, connect, local_lanes
 from study.search import (
     OPTUNA_DB,
     ResumableOptunaSearch,  # noqa: F401  studies launched before it moved pickled it from here
@@ -70,19 +72,24 @@ class SweepOptions:
                 "(on a cluster, one that every node mounts, e.g. /shared/studies)"
             )
         study_dir(self.storage, self.name)  # a safe name, and a storage that can be a folder
+        check_writable(Path(self.storage))
+        if self.address:
+            check_address(self.address)  # before anything is written: a refused launch leaves none
         if self.max_failures < 0:
             raise ConfigError(
                 f"--max-failures must be >= 0 (retries per trial), got {self.max_failures}"
             )
-        if self.checkpoint_every < 0:
+        if not math.isfinite(self.checkpoint_every) or self.checkpoint_every < 0:
             raise ConfigError(
                 "--checkpoint-every must be >= 0 seconds (0: every epoch), "
                 f"got {self.checkpoint_every}"
             )
-        if self.cpus_per_trial <= 0:
+        if not math.isfinite(self.cpus_per_trial) or self.cpus_per_trial <= 0:
             raise ConfigError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0 or (
-            self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer()
+        if (
+            not math.isfinite(self.gpus_per_trial)
+            or self.gpus_per_trial < 0
+            or (self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer())
         ):
             raise ConfigError(
                 f"--gpus-per-trial must be a fraction <= 1 or a whole number, got {self.gpus_per_trial}"
@@ -91,6 +98,20 @@ class SweepOptions:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+
+
+def check_writable(storage: Path) -> None:
+    """The storage folder exists or can be made, and this user can write in it."""
+    existing = storage.expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--storage {storage}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or str(existing).startswith(("/proc", "/sys")):
+        raise ConfigError(
+            f"--storage {storage}: {existing} is not writable by this user; give a folder you "
+            "can write (on a cluster, one every node mounts)"
+        )
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -263,9 +284,16 @@ def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, Swe
         raise ConfigError(
             f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
         )
-    record = json.loads((folder / STUDY_FILE).read_text())
-    options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
-    return parse_space(record["space"], record["space_path"]), options
+    try:
+        record = json.loads((folder / STUDY_FILE).read_text())
+        options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
+        space_raw, space_path = record["space"], record["space_path"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"study {name!r}: {folder / STUDY_FILE} is damaged ({type(exc).__name__}: {exc}); "
+            "it records the space and options the study was launched with"
+        ) from None
+    return parse_space(space_raw, space_path), options
 
 
 def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space):

@@ -29,7 +29,9 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
     ("args", "message"),
     [
         (["--model", "gan"], "unknown model 'gan'; choose one of ae, dae, sdae, cae, vae"),
-        (["--model", "ae", "--latent-dim", "0"], "latent_dim must be >= 1"),
+        (["--model", "ae", "--latent-dim", "0"], "latent_dim must lie in [1, 783]"),
+        (["--model", "ae", "--latent-dim", "1000000"], "latent_dim must lie in [1, 783]"),
+        (["--model", "ae", "--device", "cuda"], "device 'cuda': this machine has no CUDA devices"),
         (["--model", "dae", "--noise", "2.5"], "noise for gaussian must lie in [0.0, 2.0]"),
         (["--model", "ae", "--recon-loss", "bce"], "recon_loss 'bce' needs outputs in [0, 1]"),
         (["--model", "ae", "--dataset", "mnist", "--data-dir", "EMPTY"], "lacks the IDX files"),
@@ -100,3 +102,57 @@ def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path):
     forced = run_cli("train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path), "--force")
     assert forced.returncode == 0, forced.stderr
     assert '"model": "vae"' in (tmp_path / "config.json").read_text()
+
+
+def space_file(folder, **changes):
+    """tests.test_space.GOOD with top-level `changes`, or `text` as the whole file."""
+    import yaml
+
+    from tests.test_space import GOOD
+
+    path = folder / "space.yaml"
+    text = changes.pop("text", None)
+    path.write_text(text if text is not None else yaml.safe_dump({**GOOD, **changes}))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d: ["sweep", space_file(d, params={"latent_dim": {"int": "28"}})], "params.latent_dim.int: expected [low, high] of two finite numbers, got '28'"),
+        (lambda d: ["sweep", space_file(d, params={"latent_dim": 1000000})], "latent_dim must lie in [1, 783]"),
+        (lambda d: ["sweep", space_file(d, scheduler={"type": "asha", "reduction_factor": float("nan")})], "scheduler.reduction_factor: must be > 1"),
+        (lambda d: ["sweep", space_file(d, text="a: " + "[" * 5000 + "]" * 5000)], "nested too deeply"),
+        (lambda d: ["sweep", space_file(d), "--cpus-per-trial", "nan"], "--cpus-per-trial must be > 0"),
+        (lambda d: ["sweep", space_file(d), "--checkpoint-every", "nan"], "--checkpoint-every must be >= 0"),
+        (lambda d: ["sweep", space_file(d), "--storage", "/proc/studies"], "is not writable by this user"),
+        (lambda d: ["sweep", space_file(d), "--storage", space_file(d) + "/under"], "is a file, not a folder"),
+        (lambda d: ["sweep", space_file(d), "--tracking-uri", "databricks"], "--tracking-uri 'databricks': use sqlite:///"),
+        (lambda d: ["sweep", space_file(d), "--tracking-uri", f"sqlite:///{space_file(d)}"], "is not an SQLite database"),
+        (lambda d: ["sweep", space_file(d), "--address", "garbage"], "--address garbage: expected 'auto', host:port"),
+        (lambda d: ["sweep", space_file(d), "--address", "ray://127.0.0.1:1"], "nothing answers there"),
+        (lambda d: ["server", "--port", "-1"], "--port -1: a port is a number in 1-65535"),
+        (lambda d: ["server", "--host", "999.1.1.1"], "--host 999.1.1.1: not an IP address"),
+        (lambda d: ["cluster-check", str(d / "missing.yaml")], "missing.yaml: cannot be read"),
+        (lambda d: ["cluster-check", PYTHON_BINARY], "not a YAML text file"),
+        (lambda d: ["table", "x", "--out", space_file(d)], "is a file; give a folder"),
+    ],
+)  # fmt: skip
+def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message, tmp_path, capsys):
+    """The issue's inputs that ended in tracebacks or started work: exit 2, one line, and no
+    store, study folder or lock written."""
+    from study.cli import main
+
+    args = make_args(tmp_path)
+    before = set(tmp_path.iterdir())
+    code = main(
+        [*args, "--storage", str(tmp_path / "studies")]
+        if args[0] == "sweep" and "--storage" not in args
+        else args
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert set(tmp_path.iterdir()) == before  # no store, no study, no lock
+
+
+PYTHON_BINARY = __import__("sys").executable

@@ -32,7 +32,7 @@ def resolve_tracking_uri(uri: str | None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / DEFAULT_DB}"
     if uri.startswith("sqlite:///"):
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
-    if uri.startswith(("http://", "https://", "databricks")):
+    if uri.startswith(("http://", "https://")):
         return uri.rstrip("/")
     raise ConfigError(
         f"--tracking-uri {uri!r}: use sqlite:///path/to/mlflow.db or http://host:port "
@@ -62,6 +62,11 @@ def check_reachable(uri: str, must_exist: bool = False) -> None:
         folder = db.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise ConfigError(f"tracking store {uri}: folder {folder} is missing or not writable")
+        if db.exists() and not _is_sqlite(db):
+            raise ConfigError(
+                f"tracking store {uri}: {db} is not an SQLite database; point --tracking-uri at "
+                "an MLflow store (or a new file name: the store is made on first use)"
+            )
         return
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=5) as reply:
@@ -73,6 +78,15 @@ def check_reachable(uri: str, must_exist: bool = False) -> None:
             f"tracking server {uri} cannot be reached ({exc}); start one with "
             "`python -m study server` or fix --tracking-uri"
         ) from None
+
+
+def _is_sqlite(path: Path) -> bool:
+    """Whether `path` is an SQLite database file (its 16-byte header says so)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 @cache
