@@ -78,7 +78,7 @@ def test_noise_kinds_change_about_the_requested_share(kind):
     ("name", "params", "message"),
     [
         ("gan", {}, "unknown model 'gan'"),
-        ("ae", {"latent_dim": 0}, "latent_dim must be >= 1"),
+        ("ae", {"latent_dim": 0}, "latent_dim must lie in [1, 783]"),
         ("dae", {"noise": 3.0}, "noise for gaussian must lie in"),
         ("dae", {"noise_kind": "pink"}, "noise_kind must be one of"),
         ("ae", {"recon_loss": "bce"}, "needs outputs in [0, 1]"),
