@@ -4,7 +4,9 @@ tracking server on several nodes)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,17 +39,45 @@ def connect(options: SweepOptions, folder: Path) -> None:
             # "local": a new Ray of our own, even if another cluster on this machine left its
             # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
             leftovers.stop(folder)
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                configure_logging=False,
-                log_to_driver=False,
-            )
+            with ray_in_own_process_groups():
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    configure_logging=False,
+                    log_to_driver=False,
+                )
             private_token()
             leftovers.remember(folder, local_session())
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options, folder)
+
+
+@contextlib.contextmanager
+def ray_in_own_process_groups() -> Iterator[None]:
+    """Start a local Ray whose processes (GCS, raylet, and the workers the raylet starts) sit
+    in process groups of their own, not the driver's.
+
+    A batch scheduler, `timeout` or systemd stops a job by signalling its whole process group:
+    with Ray's processes in the driver's group they died with it, and the driver, its Ray gone,
+    hung for a minute and exited 1 with runs left open. Outside the group, only the driver
+    gets the SIGTERM, and stops as on Ctrl-C (study.ending). They still end with the driver:
+    Ray ties them to it (fate sharing) and `ray.shutdown` stops them. Ray starts every process
+    through `services.ConsolePopen`; it has no option for this.
+    """
+    from ray._private import services
+
+    plain = services.ConsolePopen
+
+    class OwnGroupPopen(plain):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, process_group=0, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = plain
 
 
 def local_session() -> str:

@@ -79,10 +79,11 @@ class ResumableOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, None, error=True)
         if error or not result or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
-        # Tune hands a trial's last result (the one ASHA stopped it on, or its last epoch) to
+        # Tune hands the result a scheduler stops a trial on (ASHA's rung, or its last epoch) to
         # on_trial_complete only: record it as an intermediate value too, so the Optuna trial
         # holds its whole curve.
-        self.on_trial_result(trial_id, result)
+        if self._reported().get(trial_id) != result.get("training_iteration"):
+            self.on_trial_result(trial_id, result)
         if _stopped(result):
             return self._prune(trial_id)
         return super().on_trial_complete(trial_id, result, error)
@@ -102,6 +103,11 @@ class ResumableOptunaSearch(OptunaSearch):
             self._link(trial_id, result)
             if trial_id not in self._completed_trials:
                 super().on_trial_result(trial_id, result)
+                self._reported()[trial_id] = result.get("training_iteration")
+
+    def _reported(self) -> dict[str, int]:
+        """The last step reported to Optuna, per trial (absent from older pickles)."""
+        return self.__dict__.setdefault("_last_steps", {})
 
     def _link(self, trial_id: str, result: dict) -> None:
         """Name the trial's Tune id and MLflow run on its Optuna trial, once."""

@@ -312,8 +312,14 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, stop):
+@pytest.mark.parametrize(
+    ("stop", "to_group"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
+    ids=["SIGINT", "SIGTERM", "SIGTERM-to-the-group"],
+)
+def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, stop, to_group):
+    """Ctrl-C, `kill`, and what `timeout`, systemd, Slurm and Kubernetes send: SIGTERM to the
+    driver's whole process group (its local Ray's processes sit in groups of their own)."""
     # CAE trials last long enough (seconds an epoch) to be stopped in the middle of one
     space = write_space(tmp_path, num_samples=2, epochs=4, scheduler={"type": "none"},
                         fixed={"batch_size": 64},
@@ -321,18 +327,23 @@ def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, 
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "stopped", "--storage",
            str(tmp_path), "--max-concurrent", "1"]  # fmt: skip
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     deadline, seen = time.monotonic() + 300, []
     for line in driver.stdout:  # one trial finished, the next one started: stop mid-trial
         seen.append(line)
         if line.rstrip().endswith(" done") or time.monotonic() > deadline:
             break
     time.sleep(3)
-    driver.send_signal(stop)
+    signalled = time.monotonic()
+    if to_group:
+        os.killpg(driver.pid, stop)  # the group this test made for the driver (its session)
+    else:
+        driver.send_signal(stop)
     for line in driver.stdout:  # the summary is out: Ray is being stopped now
         seen.append(line)
         if line.startswith("interrupted: "):
             break
+    assert time.monotonic() - signalled < 60, "".join(seen)[-3000:]
     for _ in range(600):  # impatient Ctrl-Cs while Ray stops change nothing
         driver.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
