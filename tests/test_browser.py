@@ -71,7 +71,7 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
         assert name in dom, f"run {name} is not listed in the UI"
     assert "study browsed" not in dom  # the study's own run is filtered out
     # columns: the model, the searched parameter, the objective (sorted by), state and epochs
-    for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_bce`",
+    for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_mse`",
                    "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
         assert f'col-id="{column}"' in dom, column
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]

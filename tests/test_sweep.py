@@ -157,7 +157,7 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
 
 
 @pytest.mark.slow
-def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
+def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path, monkeypatch):
     space = write_space(tmp_path, num_samples=4, epochs=6, scheduler={"type": "none"},
                         fixed={"batch_size": 64})  # fmt: skip
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "killed", "--storage", str(tmp_path),
@@ -179,6 +179,7 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path):
     before = trial_states("killed", tmp_path)
     assert sum(r["state"] == "done" for r in before) < 4
     # Ray's agents outlive the killed driver (a minute or more): status names them, resume stops them
+    monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))  # the driver's home: its key signed the note
     _, left = leftovers.find(tmp_path / "killed")
     assert left and all(name.startswith("ray::") for _, name in left), left
     status = run_cli("status", "killed", cwd=tmp_path)

@@ -1,0 +1,48 @@
+"""ASHA's rungs per model type (study.search.PerModelASHA), driven as Tune drives a scheduler."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+
+from study.search import PerModelASHA
+
+
+def trial(trial_id: str, model: str) -> SimpleNamespace:
+    """What a scheduler reads of a Tune trial: its id and config."""
+    return SimpleNamespace(trial_id=trial_id, config={"model": model, "epochs": 4})
+
+
+def decisions(scheduler, results: list[tuple[SimpleNamespace, int, float]]) -> list[str]:
+    """Feed (trial, epoch, val_mse) in order, as Tune would; the scheduler's decision for each."""
+    scheduler.set_search_properties("val_mse", "min")
+    for t in {id(t): t for t, _, _ in results}.values():
+        scheduler.on_trial_add(None, t)
+    return [
+        scheduler.on_trial_result(None, t, {"training_iteration": epoch, "val_mse": value})
+        for t, epoch, value in results
+    ]
+
+
+def test_a_slow_starting_type_is_judged_against_its_own_kind_only():
+    """Two fast MLPs reach the first rung ahead of two slow-starting CAEs: shared rungs stop
+    both CAEs (behind the MLPs' values), per-type rungs stop only the worse CAE."""
+    ae1, ae2, cae1, cae2 = (
+        trial("a1", "ae"),
+        trial("a2", "ae"),
+        trial("c1", "cae"),
+        trial("c2", "cae"),
+    )
+    results = [(ae1, 1, 0.040), (ae2, 1, 0.045), (cae1, 1, 0.066), (cae2, 1, 0.068)]
+    kwargs = {
+        "time_attr": "training_iteration",
+        "max_t": 4,
+        "grace_period": 1,
+        "reduction_factor": 2,
+    }
+    shared = decisions(AsyncHyperBandScheduler(**kwargs), results)
+    per_type = decisions(PerModelASHA(**kwargs), results)
+    stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
+    assert shared == [go, stop, stop, stop]
+    assert per_type == [go, stop, go, stop]
