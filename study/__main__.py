@@ -1,4 +1,4 @@
-from study.cli import INTERRUPTED, main, wind_down
+from study.cli import INTERRUPTED, leave, main, wind_down
 
 try:
     code = main()
@@ -6,4 +6,4 @@ except KeyboardInterrupt:  # a Ctrl-C after main's own handler, before wind_down
     code = INTERRUPTED
 finally:
     wind_down()
-raise SystemExit(code)
+leave(code)

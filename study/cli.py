@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -44,6 +45,20 @@ def wind_down() -> None:
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+def leave(code: int) -> None:
+    """Exit with `code`. Where a daemon thread is still at work (the driver's closing thread
+    drawing a trial's pictures or scoring its test split, after a second Ctrl-C), exit without
+    the interpreter's finalization: it stops such threads by unwinding them out of torch's C++
+    code, which aborts the process (SIGABRT, a C stack trace; seen under load). What they were
+    doing is redone by the study's next `resume` (study.pictures.catch_up)."""
+    progress = sys.modules.get("study.progress")  # loaded only by a sweep or resume
+    if progress is None or not progress.closing_busy():
+        raise SystemExit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -132,6 +132,7 @@ class TrackingCallback(Callback):
             # Closes go first: a run's end time is when its trial ended, not when the pictures
             # of the trials before it were done.
             self._queue = queue.PriorityQueue()
+            _QUEUES.append(self._queue)
             threading.Thread(target=self._work, daemon=True, name="mlflow-closer").start()
         uri, experiment_id = self.record.uri, self.record.experiment_id
         self._queue.put((0, next(ORDER), f"close trial {trial.trial_id}'s MLflow run",
@@ -174,6 +175,14 @@ class TrackingCallback(Callback):
                 "there, and one without pictures gets them at the study's next `resume`",
                 flush=True,
             )
+
+
+_QUEUES: list[queue.Queue] = []  # every closing thread's queue in this process
+
+
+def closing_busy() -> bool:
+    """Whether a closing thread is at work: a close, pictures or a test score under way."""
+    return any(q.unfinished_tasks for q in _QUEUES)
 
 
 ORDER = itertools.count()  # ties in the closing thread's queue go first come, first served
