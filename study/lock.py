@@ -63,11 +63,13 @@ def _open_lock(path: Path, create: bool = True) -> TextIO:
 
 
 @contextlib.contextmanager
-def study_lock(storage: str | Path, name: str) -> Iterator[None]:
+def study_lock(storage: str | Path, name: str, keep: bool = True) -> Iterator[None]:
     """Hold the study's lock for the duration of the block; exit 2 (ConfigError) naming the
-    holder when another process has it."""
+    holder when another process has it. Without `keep`, a lock file this call made is removed
+    when the block fails (a refused launch leaves nothing beside the study folder)."""
     path = lock_path(storage, name)
     path.parent.mkdir(parents=True, exist_ok=True)
+    made = not os.path.lexists(path)
     handle = _open_lock(path)
     try:
         try:
@@ -81,5 +83,9 @@ def study_lock(storage: str | Path, name: str) -> Iterator[None]:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} ({command!r}, since {started})")
         handle.flush()
         yield
+    except BaseException:
+        if made and not keep:
+            path.unlink(missing_ok=True)  # still held: no other driver has it open
+        raise
     finally:
         handle.close()  # releases the lock; the file stays, harmlessly

@@ -20,7 +20,7 @@ from typing import Any
 from ray import tune
 
 from models import ConfigError
-from study import tracking, trust
+from study import leftovers, tracking, trust
 from study.config import flat_config
 from study.data import load_splits
 from study.ending import Outcome, fit
@@ -150,7 +150,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
     tracking.check_reachable(options.tracking_uri)
     check_not_held(options.storage, options.name)  # a running driver: name it
     check_new(options, folder)  # before the lock, which creates the storage folder
-    with study_lock(options.storage, options.name):
+    with study_lock(options.storage, options.name, keep=False), forgotten_on_failure(folder):
         check_new(options, folder)  # again: another launch may have made it meanwhile
         load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail early
         connect(options, folder)
@@ -182,6 +182,17 @@ def undone_on_failure(folder: Path, uri: str, name: str):
             shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(Exception):  # the launch's own error is the one to report
             tracking.abandon_study(uri, name)
+        raise
+
+
+@contextlib.contextmanager
+def forgotten_on_failure(folder: Path):
+    """A launch refused before its study existed leaves no note of its Ray session either."""
+    try:
+        yield
+    except BaseException:
+        if not (folder / STUDY_FILE).exists():
+            leftovers.session_note(folder).unlink(missing_ok=True)
         raise
 
 

@@ -5,6 +5,7 @@ duplicates, trials lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from study import tracking
+from study import leftovers, tracking
 from study.sweep import undone_on_failure
 from tests.conftest import PYTHON, free_port, home_env, run_cli
 from tests.conftest import tune_trial_states as trial_states
@@ -181,8 +182,12 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     while not first_epoch_logged(uri, "killed-worker"):  # then its worker is training
         assert driver.poll() is None and time.monotonic() < deadline
         time.sleep(1)
-    workers = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True)
-    pids = [int(p) for p in workers.stdout.split()]
+    # this driver's own trial workers: processes of the Ray session its note names, never
+    # another sweep's on the same machine
+    note = json.loads(json.loads((tmp_path / ".killed-worker.ray").read_text())["note"])
+    session = note["session_dir"]
+    pids = [pid for pid in leftovers._processes_with_open_files_in(session)
+            if leftovers._name(pid).startswith("ray::ImplicitFunc")]  # fmt: skip
     assert pids, "no trial worker found"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)

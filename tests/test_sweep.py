@@ -310,6 +310,8 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
     assert time.monotonic() - start < 120
     assert not (tmp_path / "gpu").exists()
+    # refused after Ray started: no lock and no note of its Ray session left beside the folder
+    assert not (tmp_path / ".gpu.lock").exists() and not (tmp_path / ".gpu.ray").exists()
 
 
 @pytest.mark.slow
