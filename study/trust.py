@@ -66,10 +66,11 @@ def _read_key(path: Path) -> bytes:
     except OSError as exc:
         raise TrustError(f"signing key {path} cannot be read ({exc.strerror}): it must be a plain "
                          "file of 64 hex digits, mode 0600") from None  # fmt: skip
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise TrustError(f"signing key {path} is not a plain file: restore the key file")
     with os.fdopen(fd) as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise TrustError(f"signing key {path} is not a plain file: restore the key file")
         if info.st_mode & 0o077:
             raise TrustError(
                 f"signing key {path} has mode {stat.S_IMODE(info.st_mode):04o}: anyone who can "
@@ -145,9 +146,10 @@ def read_bytes(path: Path) -> bytes:
     except OSError as exc:
         raise TrustError(f"{path} cannot be read ({exc.strerror}); the tool writes no links "
                          "into a study folder") from None  # fmt: skip
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TrustError(f"{path} is not a plain file; the tool writes none such there")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise TrustError(f"{path} is not a plain file; the tool writes none such there")
         return f.read()
 
 

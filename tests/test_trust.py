@@ -214,3 +214,22 @@ def test_the_planted_payload_would_run_if_loaded(tmp_path):
     marker = tmp_path / "code-ran"
     json.loads(payload_state(marker), cls=TuneFunctionDecoder, allow_cloudpickle=True)
     assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), "is not a plain file"),
+        (lambda p: p.write_text("zz" * trust.KEY_BYTES), "is not a key"),
+        (lambda p: p.write_text("ab" * (trust.KEY_BYTES - 1)), "is not a key"),
+    ],
+    ids=["a-folder", "not-hex", "short"],
+)
+def test_a_key_that_is_not_a_key_is_refused_naming_it(tmp_path, monkeypatch, make, message):
+    monkeypatch.setenv(tracking.HOME_ENV, str(tmp_path))
+    path = tmp_path / trust.KEY_FILE
+    make(path)
+    if path.is_file():
+        path.chmod(0o600)
+    with pytest.raises(trust.TrustError, match=f"signing key {path} {message}"):
+        trust.key()
