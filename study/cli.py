@@ -267,10 +267,9 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
     print_summary(options.tracking_uri, options.name, own_seconds(outcome.results), wall, folder)
     if not outcome.interrupted:
         return 0
+    storage = f" --storage {folder.parent}" if folder.parent != default_storage() else ""
     print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
-          f"`python -m study resume {options.name}`"
-          + (f" --storage {folder.parent}" if folder.parent != default_storage() else ""),
-          flush=True)  # fmt: skip
+          f"`python -m study resume {options.name}{storage}`", flush=True)  # fmt: skip
     return INTERRUPTED
 
 

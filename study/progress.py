@@ -91,7 +91,9 @@ class ProgressPrinter(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if time.monotonic() - self.last_beat >= self.every:
             self.last_beat = time.monotonic()
-            self._line(trials, f"{trial.trial_id} epoch {result.get('epoch')}")
+            epoch = result.get("epoch", result.get("training_iteration"))
+            if epoch is not None:  # a failed trial's last report carries no epoch
+                self._line(trials, f"{trial.trial_id} epoch {int(epoch)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
