@@ -23,6 +23,7 @@ from models import ConfigError
 from study import leftovers, tracking, trust
 from study.config import flat_config
 from study.data import load_splits
+from study.disk import DiskGuard, check_room
 from study.ending import Outcome, fit
 from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
@@ -73,6 +74,7 @@ class SweepOptions:
             )
         study_dir(self.storage, self.name)  # a safe name, and a storage that can be a folder
         check_writable(Path(self.storage))
+        check_room(Path(self.storage).expanduser().absolute())
         if self.address:
             check_address(self.address)  # before anything is written: a refused launch leaves none
         if self.max_failures < 0:
@@ -237,6 +239,7 @@ def resume(
                 f"remove {folder} first)"
             )
         trust.check_state_whole(folder, name)  # --trust-state too: a cut state drops samples
+        check_room(folder)
         if not trust_state:
             trust.check_private(folder, name)
             trust.check(folder, name)
@@ -353,6 +356,7 @@ def run_config(
             TrackingCallback(record),
             trust.Signer(folder),
             CheckpointPruner(folder),
+            DiskGuard(folder, options.name),
         ],
         verbose=0,
     )

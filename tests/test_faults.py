@@ -240,3 +240,58 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
     for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
         steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
         assert steps == [1, 2, 3, 4]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs of its own at tmp_path/disk, unmounted afterwards; skipped where this
+    process may not mount one (it needs CAP_SYS_ADMIN, which a root CI container has)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
+    tmp_path, small_disk, monkeypatch
+):
+    """Hole 7: a full disk cut Tune's state short and wasted retries. Here the study folder's
+    disk fills up mid-sweep: the sweep stops as on Ctrl-C, saying why in one line, its state
+    whole and signed; with space freed, `resume` finishes every sample once."""
+    from study import disk, trust
+
+    space = write_space(tmp_path, num_samples=3, epochs=6, scheduler={"type": "none"},
+                        fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
+    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1")
+    uri = f"sqlite:///{small_disk / 'mlflow.db'}"
+    deadline = time.monotonic() + 300
+    while not first_epoch_logged(uri, "full"):
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    filler = small_disk / "filler"
+    free = disk.free_bytes(small_disk)
+    with open(filler, "wb") as f:  # leave less than the reserve, more than a save needs
+        f.write(b"\0" * (free - disk.RESERVE_BYTES // 2))
+    out, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "raised; retrying" not in out
+    assert (
+        sum(line.startswith(f"no space left on {small_disk / 'full'}") for line in out.splitlines())
+        == 1
+    )
+    folder = small_disk / "full"
+    monkeypatch.setenv("AESTUDY_HOME", str(small_disk))  # the driver's home holds its key
+    trust.check_state_whole(folder, "full")  # the saved state is whole ...
+    trust.check(folder, "full")  # ... and signed: plain `resume` accepts it
+
+    filler.unlink()
+    result = run_cli("resume", "full", "--storage", str(small_disk), cwd=small_disk)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert counts(small_disk, "full") == {
+        "tune": 3, "mlflow": {"FINISHED": 3}, "optuna": {"COMPLETE": 3}, "duplicates": 0, "lost": 0
+    }  # fmt: skip
