@@ -133,6 +133,11 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data-dir", help="folder of IDX files for mnist / fashion-mnist (shared on a cluster)"
     )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help="go ahead with a sweep estimated to run for more than a day (refused otherwise)",
+    )
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     p.set_defaults(handler=run_sweep)
 
@@ -218,6 +223,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         checkpoint_every=args.checkpoint_every,
         address=args.address,
+        long=args.long,
         tracking_uri=args.tracking_uri,
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)

@@ -64,6 +64,7 @@ class SweepOptions:
     checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else <home>/mlflow.db
+    long: bool = False  # go ahead with a sweep estimated to run longer than LONG_HOURS
 
     def validate(self) -> None:
         self.storage = self.storage or str(default_storage())
@@ -100,6 +101,40 @@ class SweepOptions:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+
+
+# Seconds of one epoch on mnist-5k's 4,000 training digits, 2 CPU cores (docs/performance.md,
+# "The family at the seed's settings"), rounded up: the base of a sweep's rough estimate.
+EPOCH_SECONDS = {"ae": 0.1, "dae": 0.3, "sdae": 0.3, "cae": 2.0, "vae": 0.6}
+TRAINING_DIGITS = {"mnist-5k": 4_000, "mnist": 55_000, "fashion-mnist": 55_000}
+LONG_HOURS = 24.0
+
+
+def estimated_hours(space: Space, options: SweepOptions) -> float:
+    """A rough upper estimate of a sweep's length: every trial its full epochs, at the slowest
+    model's pace on 2 CPU cores, spread over the lanes."""
+    models_ = next((p.values for p in space.params if p.name == "model"), None) or [
+        space.fixed.get("model", "ae")
+    ]
+    per_epoch = max(EPOCH_SECONDS.get(str(m), 2.0) for m in models_)
+    per_epoch *= TRAINING_DIGITS.get(space.dataset, 55_000) / TRAINING_DIGITS["mnist-5k"]
+    lanes = options.max_concurrent or max(1, int((os.cpu_count() or 1) / options.cpus_per_trial))
+    trials = options.num_samples or space.num_samples
+    if space.algorithm == "grid":
+        trials = len(space.grid())
+    return trials * space.max_epochs * per_epoch / lanes / 3600
+
+
+def check_duration(space: Space, options: SweepOptions) -> None:
+    """Refuse, before anything runs, a sweep estimated to run for days, unless --long."""
+    hours = estimated_hours(space, options)
+    if hours > LONG_HOURS and not options.long:
+        trials = options.num_samples or space.num_samples
+        raise ConfigError(
+            f"this sweep may run for about {hours:,.0f} hours ({trials:,} trials × up to "
+            f"{space.max_epochs:,} epochs on {space.dataset}, at 2-CPU speed): check num_samples "
+            "and epochs, or pass --long to go ahead"
+        )
 
 
 def check_writable(storage: Path) -> None:
@@ -145,6 +180,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             f"--num-samples {options.num_samples}: a grid runs each of its points once; for "
             "repeats with other seeds add `seed: [0, 1, 2]` under params"
         )
+    check_duration(space, options)
     folder = study_dir(options.storage, options.name)
     options.tracking_uri = tracking.resolve_tracking_uri(options.tracking_uri)
     if options.tracking_uri == tracking.resolve_tracking_uri(None):

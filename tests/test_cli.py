@@ -123,6 +123,8 @@ def space_file(folder, **changes):
         (lambda d: ["sweep", space_file(d, params={"latent_dim": 1000000})], "latent_dim must lie in [1, 783]"),
         (lambda d: ["sweep", space_file(d, scheduler={"type": "asha", "reduction_factor": float("nan")})], "scheduler.reduction_factor: must be > 1"),
         (lambda d: ["sweep", space_file(d, text="a: " + "[" * 5000 + "]" * 5000)], "nested too deeply"),
+        (lambda d: ["sweep", space_file(d, num_samples=100000)], "this sweep may run for about"),
+        (lambda d: ["sweep", space_file(d, epochs=1000000)], "or pass --long to go ahead"),
         (lambda d: ["sweep", space_file(d), "--cpus-per-trial", "nan"], "--cpus-per-trial must be > 0"),
         (lambda d: ["sweep", space_file(d), "--checkpoint-every", "nan"], "--checkpoint-every must be >= 0"),
         (lambda d: ["sweep", space_file(d), "--storage", "/proc/studies"], "is not writable by this user"),
