@@ -110,6 +110,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 1
     if args.out:
         print(f"checkpoint: {args.out}  (load with models.load({args.out!r}))")
+    else:
+        print("checkpoint: not kept (pass --out FOLDER to keep it)")
     print(json.dumps(history[-1], sort_keys=True))
     return 0
 

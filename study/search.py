@@ -114,6 +114,8 @@ class ResumableOptunaSearch(OptunaSearch):
         linked = self.__dict__.setdefault("_linked", set())  # absent from older pickles
         if trial_id in linked or trial_id not in self._ot_trials:
             return
+        if not linked:  # optuna-dashboard then names the objective, not "Objective 0"
+            self._ot_study.set_metric_names([self.metric])
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         if result.get("mlflow_run_id"):

@@ -75,7 +75,7 @@ def print_status(uri: str, name: str) -> None:
     counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n)
     print(f"study {name}: {len(view.runs)} trials ({counts or 'none yet'}); "
           f"objective {view.objective} ({goal(view.objective)})")  # fmt: skip
-    print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<18} {'epoch':>5}  "
+    print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
           f"{view.objective:>10}  parameters")  # fmt: skip
     for _, row in view.ranked.iterrows():
         state = row["state"]
@@ -119,7 +119,7 @@ def _status_line(view: StudyView, rank_text: str, row: pd.Series, state: str) ->
     value = row[view.objective]
     shown = f"{value:.4f}" if _present(value) else "-"
     epochs = f"{_int(row['epoch'])}/{_int(row.get('epochs'))}"
-    print(f"{rank_text:>4}  {row['trial_id']:<10} {row['model']:<5} {state:<18} {epochs:>5}  "
+    print(f"{rank_text:>4}  {row['trial_id']:<10} {row['model']:<5} {state:<19} {epochs:>5}  "
           f"{shown:>10}  {view.parameters(row)}")  # fmt: skip
 
 

@@ -34,8 +34,10 @@ def ensure_study(uri: str, study: str, description: str, params: dict[str, Any])
         experiment_id = c.create_experiment(
             study,
             artifact_location=location,
-            tags={"mlflow.experimentKind": "custom_model_development"},
-        )
+            # the experiment's description in the UI: the space's own, and how it was launched
+            tags={"mlflow.experimentKind": "custom_model_development",
+                  "mlflow.note.content": _description(description, params)},
+        )  # fmt: skip
     else:
         experiment_id = experiment.experiment_id
     objective = str(params.get("objective", DEFAULT_OBJECTIVE))
@@ -53,6 +55,12 @@ def ensure_study(uri: str, study: str, description: str, params: dict[str, Any])
     )
     c.log_batch(run.info.run_id, params=as_params(params))
     return StudyRecord(uri, study, experiment_id, run.info.run_id)
+
+
+def _description(description: str, params: dict[str, Any]) -> str:
+    space = params.get("space")
+    launched = f"Launched as `python -m study sweep {space}`." if space else ""
+    return "\n\n".join(part for part in (description, launched) if part)
 
 
 def study_params(uri: str, study: str) -> dict[str, str]:
