@@ -61,15 +61,7 @@ def key() -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise TrustError(f"signing key {path} cannot be read ({exc.strerror}): it must be a plain "
-                         "file of 64 hex digits, mode 0600") from None  # fmt: skip
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise TrustError(f"signing key {path} is not a plain file: restore the key file")
+    fd, info = _open_plain(path, f"signing key {path}", "restore the key file (64 hex digits)")
     with os.fdopen(fd) as f:
         if info.st_mode & 0o077:
             raise TrustError(
@@ -141,16 +133,23 @@ def links(folder: Path) -> list[Path]:
 
 def read_bytes(path: Path) -> bytes:
     """A file's bytes, refusing a link (O_NOFOLLOW) or anything but a plain file."""
+    fd, _ = _open_plain(path, str(path), "the tool writes only plain files into a study folder")
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _open_plain(path: Path, what: str, fix: str) -> tuple[int, os.stat_result]:
+    """A descriptor of `path`, opened without following a link, and its status; TrustError
+    naming `what` and the `fix` unless it is a plain file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        raise TrustError(f"{path} cannot be read ({exc.strerror}); the tool writes no links "
-                         "into a study folder") from None  # fmt: skip
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise TrustError(f"{what} cannot be read ({exc.strerror}): {fix}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise TrustError(f"{path} is not a plain file; the tool writes none such there")
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
+        raise TrustError(f"{what} is not a plain file: {fix}")
+    return fd, info
 
 
 def _mac(secret: bytes, data: bytes) -> str:
