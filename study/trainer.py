@@ -106,7 +106,7 @@ def train(
     The costly metrics (`study.metrics.COSTLY`: denoising and the probe) are measured at
     `costly_epochs` and the last epoch; None: every epoch. With `score_test`, the last epoch's
     metrics include the test split's (`test_metrics`); a sweep scores it from each trial's final
-    checkpoint instead, wherever the trial ended (study.final).
+    checkpoint instead, wherever the trial ended (study.pictures).
 
     `resume_from` is a checkpoint directory written by this trainer: training continues after its
     epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
