@@ -32,11 +32,17 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def check_room(folder: Path) -> None:
-    """Refuse to start on a disk with less free space than the reserve (exit 2, one line)."""
-    existing = folder
+def nearest_existing(path: Path) -> Path:
+    """`path`, or the closest folder above it that exists: where it would be made."""
+    existing = path.expanduser().absolute()
     while not existing.exists():
         existing = existing.parent
+    return existing
+
+
+def check_room(folder: Path) -> None:
+    """Refuse to start on a disk with less free space than the reserve (exit 2, one line)."""
+    existing = nearest_existing(folder)
     free = free_bytes(existing)
     if free < RESERVE_BYTES:
         raise ConfigError(

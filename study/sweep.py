@@ -23,7 +23,7 @@ from models import ConfigError
 from study import leftovers, tracking, trust
 from study.config import flat_config
 from study.data import load_splits
-from study.disk import DiskGuard, check_room
+from study.disk import DiskGuard, check_room, nearest_existing
 from study.ending import Outcome, fit
 from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
@@ -139,9 +139,7 @@ def check_duration(space: Space, options: SweepOptions) -> None:
 
 def check_writable(storage: Path) -> None:
     """The storage folder exists or can be made, and this user can write in it."""
-    existing = storage.expanduser().absolute()
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(storage)
     if not existing.is_dir():
         raise ConfigError(f"--storage {storage}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK) or str(existing).startswith(("/proc", "/sys")):
