@@ -20,7 +20,7 @@ from typing import Any
 from ray import tune
 
 from models import ConfigError
-from study import leftovers, tracking, trust
+from study import leftovers, tracking, trust, verified_storage
 from study.config import flat_config
 from study.data import load_splits
 from study.disk import DiskGuard, check_room, nearest_existing
@@ -280,13 +280,13 @@ def resume(
         tracking.check_reachable(options.tracking_uri)
         connect(options, folder)
         record = open_study_record(space, options)
-        if not trust_state:  # again: Ray's start took seconds, in which a file could be swapped
-            trust.check(folder, name)
         tuner = tune.Tuner.restore(
             str(folder),
             trainable=trainable(options, record, space),
             resume_unfinished=True,
             resume_errored=True,
+            # Tune reads the state again, seconds after the check: each read is verified too
+            storage_filesystem=None if trust_state else verified_storage.filesystem(folder, name),
         )
         return space, finish(record, tuner, folder)
 

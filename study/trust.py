@@ -184,7 +184,8 @@ def verify(data: bytes, expected: str) -> bool:
     return hmac.compare_digest(expected, mac_of(data))
 
 
-def _signatures(folder: Path, name: str) -> dict[str, str]:
+def signatures(folder: Path, name: str) -> dict[str, str]:
+    """The MACs recorded in the folder's signatures file (none if it has none)."""
     path = folder / SIGNATURES
     if not os.path.lexists(path):
         return {}
@@ -198,7 +199,8 @@ def _signatures(folder: Path, name: str) -> dict[str, str]:
     return signed
 
 
-def _refuse(folder: Path, name: str, bad: list[str]) -> TrustError:
+def refusal(folder: Path, name: str, bad: list[str]) -> TrustError:
+    """The error refusing the folder's unsigned or changed files `bad`."""
     shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
     return TrustError(
         f"study {name!r}: {folder} holds pickled state this tool did not write or sign "
@@ -216,7 +218,7 @@ def check(folder: Path, name: str) -> None:
             f"study {name!r}: {found[0]} is a symbolic link; the tool writes none into a study "
             "folder, and Tune would read or write through it: remove it"
         )
-    signed = _signatures(folder, name)
+    signed = signatures(folder, name)
     secret = key()
     bad = [
         str(p.relative_to(folder))
@@ -226,7 +228,7 @@ def check(folder: Path, name: str) -> None:
         )
     ]
     if bad:
-        raise _refuse(folder, name, bad)
+        raise refusal(folder, name, bad)
 
 
 STATE_FILES = "experiment_state-*.json"
@@ -280,9 +282,9 @@ def verified_state(folder: Path, name: str) -> Iterator[Path]:
         raise TrustError(f"study {name!r}: {folder} holds no saved Tune state ({STATE_FILES})")
     newest = states[-1]  # the one Tune itself would read
     data = read_bytes(newest)
-    expected = _signatures(folder, name).get(newest.name, "")
+    expected = signatures(folder, name).get(newest.name, "")
     if not hmac.compare_digest(expected, _mac(key(), data)):
-        raise _refuse(folder, name, [newest.name])
+        raise refusal(folder, name, [newest.name])
     private = Path(tempfile.mkdtemp(prefix="aestudy-state-"))  # mode 0700
     try:
         copy = private / folder.name / newest.name

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -233,3 +235,31 @@ def test_a_key_that_is_not_a_key_is_refused_naming_it(tmp_path, monkeypatch, mak
         path.chmod(0o600)
     with pytest.raises(trust.TrustError, match=f"signing key {path} {message}"):
         trust.key()
+
+
+def test_state_swapped_after_the_check_is_never_loaded(signed_study, tmp_path, monkeypatch):
+    """Hole 2: `resume` checks the folder, starts Ray, then Tune reads the files again. Tune
+    reads them through `verified_storage`, which checks the very bytes it hands over."""
+    from ray import tune
+
+    from study import verified_storage
+
+    monkeypatch.setenv(tracking.HOME_ENV, str(signed_study))
+    folder = tmp_path / "s"
+    shutil.copytree(signed_study / "studies" / "s", folder)
+    trust.check(folder, "s")
+    storage = verified_storage.filesystem(folder, "s")
+    state = sorted(folder.glob(trust.STATE_FILES))[-1]
+    with storage.open_input_stream(str(state)) as f:
+        assert f.readall() == state.read_bytes()  # intact state reads as it is
+
+    marker = tmp_path / "code-ran"
+    (folder / "tuner.pkl").write_bytes(pickle.dumps(Planted(marker)))  # the swap
+    with pytest.raises(trust.TrustError, match=r"tuner\.pkl"):
+        tune.Tuner.restore(str(folder), trainable=lambda config: None, storage_filesystem=storage)
+    state.write_text(payload_state(marker))
+    with pytest.raises(trust.TrustError, match=re.escape(state.name)):
+        storage.open_input_stream(str(state))
+    assert not marker.exists()
+    with storage.open_input_stream(str(folder / "study.json")) as f:  # data, not pickles
+        assert json.loads(f.readall())

@@ -1,0 +1,103 @@
+"""The study folder as Tune sees it on `resume`: every pickled file is verified as it is read.
+
+`trust.check` verifies the folder before Ray starts, but Tune reads the files again seconds
+later; whoever could swap a file in between would have their pickle loaded. Handing Tune this
+filesystem closes that window: each read of a signed kind of file (`trust.pickled_files`)
+reads the bytes once, checks them against the folder's signatures, and gives Tune those very
+bytes, or raises `TrustError` naming the file. Everything else (checkpoints, results, writes)
+passes straight to the local filesystem.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+
+import pyarrow
+import pyarrow.fs
+
+from study import trust
+
+
+class VerifyingHandler(pyarrow.fs.FileSystemHandler):
+    """A local filesystem whose reads of the study's pickled state are verified."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = Path(folder)
+        self.name = name
+        self.local = pyarrow.fs.LocalFileSystem()
+
+    def __reduce__(self):  # Tune ships the storage filesystem to its trial workers
+        return VerifyingHandler, (self.folder, self.name)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, VerifyingHandler) and other.folder == self.folder
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def _signed_kind(self, path: str) -> bool:
+        p = Path(path)
+        if p.parent == self.folder:
+            return not p.name.startswith(".") and not p.name.startswith(trust.UNSIGNED)
+        return p.parent.parent == self.folder and p.name == "error.pkl"
+
+    def _verified(self, path: str) -> pyarrow.BufferReader:
+        data = trust.read_bytes(Path(path))
+        relative = str(Path(path).relative_to(self.folder))
+        expected = trust.signatures(self.folder, self.name).get(relative, "")
+        if not hmac.compare_digest(expected, trust.mac_of(data)):
+            raise trust.refusal(self.folder, self.name, [relative])
+        return pyarrow.BufferReader(data)
+
+    def open_input_stream(self, path: str):
+        return (
+            self._verified(path) if self._signed_kind(path) else self.local.open_input_stream(path)
+        )
+
+    def open_input_file(self, path: str):
+        return self._verified(path) if self._signed_kind(path) else self.local.open_input_file(path)
+
+    def get_type_name(self) -> str:
+        return "aestudy-verified-local"
+
+    def normalize_path(self, path: str) -> str:
+        return self.local.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector):
+        return self.local.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.local.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise OSError("refusing to delete the root folder's contents")
+
+    def delete_file(self, path: str) -> None:
+        self.local.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self.local.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        self.local.copy_file(src, dest)
+
+    def open_output_stream(self, path: str, metadata):
+        return self.local.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path: str, metadata):
+        return self.local.open_append_stream(path, metadata=metadata)
+
+
+def filesystem(folder: Path, name: str) -> pyarrow.fs.PyFileSystem:
+    """The storage filesystem `resume` hands Tune for the study in `folder`."""
+    return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name))
