@@ -343,7 +343,7 @@ def run_export(args: argparse.Namespace) -> int:
         reported = f" ({test} {item.test[test]:.4f})" if test in item.test else ""
         print(
             f"{item.label:<5} {item.metric}={item.value:.4f}{reported}  trial {item.trial_id}  -> "
-            f"{item.folder}  ({item.registered}){note}"
+            f"{item.folder}  ({', '.join(item.registered)}){note}"
         )
     for model, reason in skipped.items():
         print(f"{model:<5} not exported: {reason}")

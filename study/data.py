@@ -65,6 +65,11 @@ def check_data_source(dataset: str, data_dir: str | None) -> None:
         )
 
 
+def mnist_test_digits() -> torch.Tensor:
+    """MNIST's 10,000 test digits, (N, 1, 28, 28) in [0, 1], as shipped with the package."""
+    return _read_idx_pair(MNIST_TEST_DIR, "test")[0]
+
+
 def load_splits(
     dataset: str, data_dir: str | None = None, val_fraction: float | None = None
 ) -> Splits:

@@ -7,17 +7,22 @@ import json
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 import models
 from models import ConfigError
 from models.checkpoint import check_out_folder
+from models.serving import Encoder, Reconstructor
 from study import tracking
+from study.data import mnist_test_digits
 from study.metrics import SCORES, TEST_METRICS
 from study.ranking import rank, uncrowned, winners
 from study.status import StudyView
+from study.tracking import ENCODE, RECONSTRUCT
 
 CHECKPOINT = "checkpoint"
 
@@ -33,7 +38,7 @@ class Exported:
     value: float
     standing: str  # "" for a full-budget trial, else e.g. "stopped early at epoch 2"
     folder: Path
-    registered: str  # models:/<study>@<alias>
+    registered: list[str]  # models:/<study>@<alias>, one per alias
     test: dict[str, float]  # the test split's numbers: what to report for this winner
 
 
@@ -65,13 +70,18 @@ def export_best(
             f"(see `python -m study status {study}`)"
         )
     prefix = "champion" if metric == view.objective else f"best-{metric}"
-    if force:
-        clear_earlier_export(out)
-    exported = []
-    for _, row in picks.iterrows():
-        label = row["model"] if per_model else "best"
-        alias = prefix if label == "best" else f"{prefix}-{label}"
-        exported.append(_export_one(uri, study, label, alias, row, metric, out / label))
+    overall = winners(ranked, False)["run_id"].iloc[0]
+    with tempfile.TemporaryDirectory(prefix="aestudy-export-") as tmp:
+        # every winner downloaded and checked first: a refusal leaves `out` and the registry as
+        # they were
+        staged = [
+            _stage(uri, study, row, metric, Path(tmp) / (row["model"] if per_model else "best"))
+            for _, row in picks.iterrows()
+        ]
+        if force:
+            clear_earlier_export(out)
+        out.mkdir(parents=True, exist_ok=True)
+        exported = [_publish(uri, study, item, prefix, overall, out) for item in staged]
     return exported, uncrowned(ranked) if per_model else {}
 
 
@@ -100,12 +110,11 @@ def clear_earlier_export(out: Path) -> None:
             shutil.rmtree(folder)
 
 
-def _export_one(
-    uri: str, study: str, label: str, alias: str, row: Any, metric: str, folder: Path
-) -> Exported:
+def _stage(uri: str, study: str, row: Any, metric: str, folder: Path) -> Exported:
+    """Download a winner's artifacts into `folder`, refuse a checkpoint that does not load, and
+    write its metrics.json; nothing is registered yet."""
     client = tracking.client(uri)
     run = client.get_run(row["run_id"])
-    folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         downloaded = client.download_artifacts(run.info.run_id, "", tmp)
         shutil.copytree(downloaded, folder)
@@ -127,34 +136,42 @@ def _export_one(
         "params": dict(sorted(run.data.params.items())),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
-    tags = {"trial_id": str(row["trial_id"]), "standing": record["standing"],
-            metric: f"{row[metric]:.6g}", "epochs_trained": str(record["epochs_trained"]),
-            **{k: f"{v:.6g}" for k, v in record["test"].items()}}  # fmt: skip
-    source = f"{run.info.artifact_uri}/{CHECKPOINT}"
-    _register(client, study, source, run.info.run_id, alias, tags)
-    return Exported(label, run.info.run_id, str(row["trial_id"]), metric, float(row[metric]),
-                    row["standing"], folder, f"models:/{study}@{alias}", record["test"])  # fmt: skip
+    return Exported(folder.name, run.info.run_id, str(row["trial_id"]), metric,
+                    float(row[metric]), row["standing"], folder, [], record["test"])  # fmt: skip
 
 
-def _register(
-    client: Any, name: str, source: str, run_id: str, alias: str, tags: dict[str, str]
-) -> None:
-    """Point `alias` at the run's model version, creating the version only the first time: the
-    same run exported again adds no version."""
-    from mlflow.exceptions import MlflowException
+def _publish(
+    uri: str, study: str, item: Exported, prefix: str, overall: str, out: Path
+) -> Exported:
+    """Move a staged winner into `out` and register it as an MLflow Model with its aliases: the
+    label's (`champion-<model>`, or `champion` for the single best), and `champion` too for
+    the study's overall winner among the per-model ones."""
+    folder = out / item.folder.name
+    shutil.move(item.folder, folder)
+    record = json.loads((folder / "metrics.json").read_text())
+    aliases = [prefix if item.label == "best" else f"{prefix}-{item.label}"]
+    if item.label != "best" and item.run_id == overall:
+        aliases.append(prefix)
+    tags = {"trial_id": item.trial_id, "standing": record["standing"],
+            item.metric: f"{item.value:.6g}", "epochs_trained": str(record["epochs_trained"]),
+            **{k: f"{v:.6g}" for k, v in item.test.items()}}  # fmt: skip
+    model = models.load(folder / CHECKPOINT)
+    served = {RECONSTRUCT: Reconstructor(model), ENCODE: Encoder(model)}
+    version, encoder = tracking.publish(
+        uri, study, item.run_id, served, example_digits(), aliases, tags
+    )
+    record["mlflow"] = {
+        "models": [f"models:/{study}@{alias}" for alias in aliases],
+        "version": version,
+        "encoder": encoder,
+    }
+    (folder / "metrics.json").write_text(json.dumps(record, indent=2))
+    return replace(item, folder=folder, registered=record["mlflow"]["models"])
 
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description=f"best checkpoints of study {name}")
-    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    version = next((v for v in found if v.source == source), None)
-    if version is None:
-        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
-    else:
-        for key, value in tags.items():
-            client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, alias, version.version)
+
+def example_digits(n: int = 5) -> np.ndarray:
+    """Real digits, flattened, for a served model's input example: the first of MNIST's test set."""
+    return mnist_test_digits()[:n].reshape(n, -1).numpy()
 
 
 def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> models.AutoEncoder:
@@ -169,26 +186,9 @@ def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> mode
         return models.load(path / CHECKPOINT if (path / CHECKPOINT).is_dir() else path)
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.check_reachable(uri, must_exist=True)
-    run_id, artifact = _resolve(uri, text)
+    try:
+        run_id, artifact = tracking.resolve(uri, text, CHECKPOINT)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     with tempfile.TemporaryDirectory() as tmp:
         return models.load(tracking.client(uri).download_artifacts(run_id, artifact, tmp))
-
-
-def _resolve(uri: str, text: str) -> tuple[str, str]:
-    """(run id, artifact path) of a `models:/` or `runs:/` URI in the store at `uri`."""
-    from mlflow.exceptions import MlflowException
-
-    client = tracking.client(uri)
-    if text.startswith("runs:/"):
-        run_id, _, artifact = text.removeprefix("runs:/").partition("/")
-        return run_id, artifact or CHECKPOINT
-    name, at, alias = text.removeprefix("models:/").partition("@")
-    try:
-        if at:
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            name, _, number = name.partition("/")
-            version = client.get_model_version(name, number)
-    except MlflowException as exc:
-        raise ConfigError(f"{text}: not in the registry of {uri} ({exc.message})") from None
-    return version.run_id, CHECKPOINT

@@ -157,3 +157,25 @@ def idx_folder(tmp_path: Path) -> Path:
         )
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, compress)
     return tmp_path
+
+
+def load_with_mlflow_alone(uri: str, model_uris: list[str], folder: Path) -> dict[str, dict]:
+    """Load `model_uris` with MLflow's own API in a fresh `python -I` in an empty `folder` that
+    cannot import this project (pickle deserialization off), feed it 100 MNIST test digits;
+    returns, per URI, the reconstructions' min, max and MSE (pyfunc and pytorch flavours), and
+    the digits fed under the key "digits"."""
+    import json
+
+    from study.data import mnist_test_digits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = mnist_test_digits()[:100].reshape(100, -1).numpy()
+    np.save(folder.parent / "digits.npy", digits)
+    script = ROOT / "tests" / "scripts" / "load_with_mlflow_alone.py"
+    env = {"PATH": os.environ["PATH"], "HOME": str(folder.parent),
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # fmt: skip
+    result = subprocess.run([PYTHON, "-I", str(script), uri, str(folder.parent / "digits.npy"),
+                             *model_uris], cwd=folder, env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "digits": digits}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -205,3 +206,109 @@ def test_a_grid_study_has_no_dashboard_to_open(stopped_study):
     folder, _ = stopped_study
     result = cli(folder, "dashboard", "stopped")
     assert result.returncode == 2 and "is a grid search" in result.stderr
+
+
+def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does(
+    stopped_study, tmp_path
+):
+    """What export crowns is an MLflow Model: a process that cannot import this project loads
+    `models:/NAME@champion` and `@champion-<model>`, and reconstructs 100 test digits in [0, 1]
+    with the MSE the project's own `models.load` gives."""
+    import models
+    from study.data import mnist_test_digits
+    from tests.conftest import load_with_mlflow_alone
+
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = folder / "served"
+    assert cli(folder, "export", "stopped", "--out", str(out), "--per-model").returncode == 0
+    c = client(uri)
+    champion = c.get_model_version_by_alias("stopped", "champion")
+    assert champion.version == c.get_model_version_by_alias("stopped", "champion-vae").version
+
+    found = load_with_mlflow_alone(uri, ["models:/stopped@champion", "models:/stopped@champion-ae"],
+                                   tmp_path / "empty")  # fmt: skip
+    x = mnist_test_digits()[:100]
+    for alias, label in (("champion", "vae"), ("champion-ae", "ae")):
+        loaded = found[f"models:/stopped@{alias}"]
+        own = models.load(out / label / "checkpoint").reconstruct(x).detach()
+        expected = float(((own - x) ** 2).mean())
+        assert loaded["min"] >= 0.0 and loaded["max"] <= 1.0
+        assert loaded["mse"] == pytest.approx(expected, rel=1e-5)
+        assert loaded["pytorch_mse"] == pytest.approx(expected, rel=1e-5)
+    record = json.loads((out / "vae" / "metrics.json").read_text())
+    assert record["mlflow"]["models"] == [
+        "models:/stopped@champion-vae",
+        "models:/stopped@champion",
+    ]
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_a_served_model_holds_no_pickle(stopped_study, tmp_path):
+    """The logged model is `torch.export`'s pt2 archive alone (no pickled module), and the
+    encoder named by the version gives codes of the model's size."""
+    import mlflow
+
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    assert (
+        cli(folder, "export", "stopped", "--out", str(folder / "pt2"), "--per-model").returncode
+        == 0
+    )
+    version = client(uri).get_model_version_by_alias("stopped", "champion-ae")
+    mlflow.set_tracking_uri(uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path)))
+        assert sorted(p.name for p in (local / "data").iterdir()) == ["model.pt2"]
+        assert not list(local.rglob("*.pkl")) and not list(local.rglob("*.pth"))
+        encoder = mlflow.pytorch.load_model(version.tags["encoder"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    from study.data import mnist_test_digits
+
+    codes = encoder(mnist_test_digits()[:3].reshape(3, -1))
+    assert codes.shape == (3, 32)
+
+
+def test_a_refused_export_leaves_no_files_and_registers_nothing(stopped_study):
+    """One winner's checkpoint does not load: the export stops before writing into --out or
+    touching the registry, though another winner was fine."""
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    runs = study_runs(uri, "stopped").set_index("model")
+    artifacts = Path(
+        client(uri).get_run(runs.loc["ae", "run_id"]).info.artifact_uri.removeprefix("file:")
+    )
+    config = artifacts / "checkpoint" / "config.json"
+    whole = config.read_text()
+    config.write_text('{"model": "ae"}')
+    before = len(client(uri).search_model_versions("name = 'stopped'"))
+    try:
+        refused = cli(folder, "export", "stopped", "--out", str(folder / "refused"), "--per-model")
+    finally:
+        config.write_text(whole)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "config.json" in refused.stderr
+    assert not (folder / "refused").exists()
+    assert len(client(uri).search_model_versions("name = 'stopped'")) == before
+
+
+def test_the_readme_s_ways_to_use_a_winner_run_as_written(stopped_study):
+    """The README's snippets, run in fresh processes on a study exported as the README does
+    (only the study's name and the home folder are put in)."""
+    import re
+
+    folder, _ = stopped_study
+    out = folder / "exports" / "first"
+    assert cli(folder, "export", "stopped", "--out", str(out), "--per-model").returncode == 0
+    section = (ROOT / "README.md").read_text().split("### Using a winner")[1].split("\n## ")[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    checks = ["assert x_hat.shape == (8, 784) and codes.shape == (8, 32)",
+              "assert x_hat.shape == (8, 1, 28, 28) and z.shape == (8, 32)"]  # fmt: skip
+    assert len(blocks) == len(checks)
+    for block, check in zip(blocks, checks, strict=True):
+        code = block.replace('"first"', '"stopped"').replace("models:/first@", "models:/stopped@")
+        code = code.replace("~/.aestudy", str(folder)) + check
+        result = subprocess.run([PYTHON, "-c", code], cwd=folder, env=home_env(folder),
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]

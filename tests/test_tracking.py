@@ -16,7 +16,7 @@ from study.data import load_splits
 from study.evaluate import noisy_copy, reconstruction_metrics
 from study.export import load_model
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, free_port, run_cli
+from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -151,6 +151,15 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
         assert torch.equal(registered.reconstruct(x), exported.reconstruct(x))
         version = client(uri).get_model_version_by_alias("tracked", f"champion-{model_type}")
         assert version.run_id == record["run_id"]
+    # over HTTP, in a process that cannot import this project, MLflow alone loads the champion
+    champion = client(uri).get_model_version_by_alias("tracked", "champion")
+    label = next(m for m in crowned
+                 if json.loads((tmp_path / m / "metrics.json").read_text())["run_id"] == champion.run_id)  # fmt: skip
+    found = load_with_mlflow_alone(uri, ["models:/tracked@champion"], tmp_path / "clean" / "empty")
+    x = torch.from_numpy(found["digits"])
+    own = models.load(tmp_path / label / "checkpoint").reconstruct(x.reshape(-1, 1, 28, 28))
+    expected = float(((own.detach().reshape(len(x), -1) - x) ** 2).mean())
+    assert found["models:/tracked@champion"]["mse"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_export_errors_are_clear(logged_study, tmp_path):

@@ -13,9 +13,11 @@ and an epoch already logged is never logged again.
 
 Modules: `store` (where the store is, whether it can be used, the client), `tags` (the names
 above), `studies` (a study's experiment and study run), `trials` (a trial's run), `view` (the
-UI page a study opens on). Import from `study.tracking`: it exports what the rest of the tool uses.
+UI page a study opens on), `registry` (winners as MLflow Models). Import from `study.tracking`:
+it exports what the rest of the tool uses.
 """
 
+from study.tracking.registry import ENCODE, ENCODER_TAG, RECONSTRUCT, publish, resolve
 from study.tracking.store import (
     ARTIFACTS_DIR,
     DEFAULT_DB,
@@ -50,10 +52,42 @@ from study.tracking.trials import (
 from study.tracking.view import runs_page, trials_view
 
 __all__ = [
-    "ARTIFACTS_DIR", "AS_TAGS", "DEFAULT_DB", "ERROR", "GIVEN", "HOME_ENV", "PICTURES", "ROLE",
-    "STATE", "TRIAL_ID", "StudyRecord", "TrialRun", "abandon_study", "check_reachable", "client",
-    "ensure_study", "find_trial_run", "finish_trial", "git_commit", "home", "local_artifact_root",
-    "log_final", "mark_orphans", "resolve_tracking_uri", "run_tags", "runs_page",
-    "runs_without_pictures", "study_exists", "study_names", "study_params", "trial_runs",
-    "trials_closed_since", "trials_view",
+    "ARTIFACTS_DIR",
+    "AS_TAGS",
+    "DEFAULT_DB",
+    "ENCODE",
+    "ENCODER_TAG",
+    "ERROR",
+    "GIVEN",
+    "HOME_ENV",
+    "PICTURES",
+    "RECONSTRUCT",
+    "ROLE",
+    "STATE",
+    "TRIAL_ID",
+    "StudyRecord",
+    "TrialRun",
+    "abandon_study",
+    "check_reachable",
+    "client",
+    "ensure_study",
+    "find_trial_run",
+    "finish_trial",
+    "git_commit",
+    "home",
+    "local_artifact_root",
+    "log_final",
+    "mark_orphans",
+    "publish",
+    "resolve",
+    "resolve_tracking_uri",
+    "run_tags",
+    "runs_page",
+    "runs_without_pictures",
+    "study_exists",
+    "study_names",
+    "study_params",
+    "trial_runs",
+    "trials_closed_since",
+    "trials_view",
 ]  # fmt: skip
