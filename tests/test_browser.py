@@ -1,4 +1,5 @@
-"""The MLflow UI in a real headless Chromium: the study's runs are listed, a picture is shown.
+"""The MLflow UI in a real headless Chromium: the study's runs are listed, a picture is shown, an
+exported winner's registry version shows its signature.
 
 Chromium comes from Debian's packages (`make browser`, run by `make test`). Set
 AESTUDY_SCREENSHOTS=DIR to keep the screenshots (docs/ holds the committed ones).
@@ -82,8 +83,16 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
+    # an exported winner: its registry version page shows the model's signature (784 pixels in)
+    exported = run_cli("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    version_page = f"{url}/#/models/browsed/versions/1"
+    dom = chromium(version_page, tmp_path / "profile", "--dump-dom")
+    assert "champion" in dom and "784" in dom, "the version page shows no alias or signature"
+
     shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    for page, name in ((runs_page, "mlflow-runs.png"), (picture_page, "mlflow-reconstruction.png")):
+    for page, name in ((runs_page, "mlflow-runs.png"), (picture_page, "mlflow-reconstruction.png"),
+                       (version_page, "mlflow-model-version.png")):  # fmt: skip
         chromium(page, tmp_path / "profile", f"--screenshot={shots / name}")
         assert (shots / name).stat().st_size > 10_000

@@ -38,6 +38,7 @@ def logged_study(mlflow_server, tmp_path_factory):
                      "--tracking-uri", mlflow_server, cwd=folder)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (folder / "mlflow.db").exists()  # nothing went to a local store
+    assert "View run" not in result.stdout + result.stderr  # MLflow's line per run, over HTTP
     return mlflow_server, folder
 
 

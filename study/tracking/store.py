@@ -95,6 +95,8 @@ def client(uri: str):
     from mlflow.tracking import MlflowClient
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
+    # the tool prints each study's page itself; MLflow's "View run" line per closed run is noise
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
