@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep bench-gpu cluster-check ui clean
+.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
@@ -31,6 +31,9 @@ browser: ## install headless Chromium from Debian's packages (the UI test drives
 NOW        := $(shell date +%Y%m%d-%H%M%S)
 STUDY      ?= quick-$(NOW)
 SEED_STUDY ?= seed-$(NOW)
+# Where `make ui` and `make dashboard` listen (127.0.0.1).
+PORT           ?= 5000
+DASHBOARD_PORT ?= 8080
 # Full MNIST for `make reproduce`: a folder of the standard IDX files; empty: the shipped mnist-5k.
 DATA_DIR   ?=
 
@@ -38,7 +41,8 @@ quickstart: setup ## the main job: a real sweep of search_spaces/quick.yaml on m
 	$(PY) -m study sweep search_spaces/quick.yaml --name $(STUDY)
 	@echo ""
 	@echo "Stored in:   $${AESTUDY_HOME:-$$HOME/.aestudy} (MLflow store mlflow.db, studies/$(STUDY))"
-	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:5000, experiment $(STUDY))"
+	@echo "Browse it:   make ui          (MLflow UI on http://127.0.0.1:$(PORT), experiment $(STUDY); make ui PORT=5001 for another port)"
+	@echo "Its search:  make dashboard STUDY=$(STUDY)   (optuna-dashboard on http://127.0.0.1:$(DASHBOARD_PORT))"
 	@echo "Trials:      $(PY) -m study status $(STUDY)"
 	@echo "Winners:     $(PY) -m study best $(STUDY)"
 	@echo "Table:       $(PY) -m study table $(STUDY)   (writes reports/$(STUDY)/table.md and plots)"
@@ -54,8 +58,11 @@ cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline ag
 
 	$(PY) -m study cluster-check cluster.yaml cluster-onprem.yaml
 
-ui: setup ## the MLflow UI for the default store (~/.aestudy/mlflow.db) on 127.0.0.1:5000
-	$(PY) -m study ui
+ui: setup ## the MLflow UI for the default store (~/.aestudy/mlflow.db) on 127.0.0.1:5000 (PORT=5001 for another)
+	$(PY) -m study ui --port $(PORT)
+
+dashboard: setup ## optuna-dashboard on a study's search: make dashboard STUDY=NAME [DASHBOARD_PORT=8080]
+	$(PY) -m study dashboard $(STUDY) --port $(DASHBOARD_PORT)
 
 test: setup browser ## the whole suite, slow tests included (what CI runs)
 	$(PY) -m pytest

@@ -94,12 +94,10 @@ def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for _, best in best_per_model(rank(runs, objective)).iterrows():
         model = best["model"]
-        history = sorted(
-            tracking.client(uri).get_metric_history(best["run_id"], objective), key=lambda m: m.step
-        )
+        history = tracking.metric_history(uri, best["run_id"], objective)
         ax.plot(
-            [m.step for m in history],
-            [m.value for m in history],
+            [step for step, _ in history],
+            [value for _, value in history],
             marker="o",
             label=f"{model} ({best['trial_id']})",
         )

@@ -123,7 +123,7 @@ def write_results(uri: str, study: str, out: Path) -> Path:
     ranked = rank(runs, objective)
     counts = state_counts(runs)
     dataset = str(ranked["dataset"].iloc[0])
-    first = tracking.client(uri).get_run(ranked["run_id"].iloc[0]).data.tags
+    first = tracking.run_data(uri, ranked["run_id"].iloc[0]).tags
     pictures = out.parent / "results"
     pictures.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -168,7 +168,7 @@ class tracking_download:
         import tempfile
 
         self.tmp = tempfile.TemporaryDirectory()
-        return tracking.client(self.uri).download_artifacts(self.run_id, self.path, self.tmp.name)
+        return tracking.download_artifacts(self.uri, self.run_id, self.path, self.tmp.name)
 
     def __exit__(self, *exc: object) -> None:
         self.tmp.cleanup()

@@ -15,6 +15,7 @@ from typing import Any
 from models import ConfigError
 from study.cli_servers import run_dashboard, run_server, run_ui
 from study.cli_train import add_train_command
+from study.hints import study_command
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: Tune's saved state stands, nothing was pruned
         name = getattr(args, "name", None)
-        hint = f"; continue with `python -m study resume {name}`" if name else ""
+        hint = f"; continue with `{study_command(f'resume {name}')}`" if name else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return INTERRUPTED
 
@@ -169,7 +170,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name")
     p.add_argument("--storage", help=STORAGE_HELP)
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080)")
     p.set_defaults(handler=run_dashboard)
 
     p = commands.add_parser("list", help="the studies in the tracking store")
@@ -275,7 +276,7 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
         return 0
     storage = f" --storage {folder.parent}" if folder.parent != default_storage() else ""
     print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
-          f"`python -m study resume {options.name}{storage}`", flush=True)  # fmt: skip
+          f"`{study_command(f'resume {options.name}{storage}')}`", flush=True)  # fmt: skip
     return INTERRUPTED
 
 
@@ -302,13 +303,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("ui", help="browse the studies in the MLflow UI (127.0.0.1)")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="the port on 127.0.0.1 (default 5000)")
     p.add_argument("--tracking-uri", help=TRACKING_HELP)
     p.set_defaults(handler=run_ui)
 
     p = commands.add_parser("server", help="start an MLflow tracking server for a cluster")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept workers of a cluster")
-    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--port", type=int, default=5000, help="the port to listen on (default 5000)")
     p.add_argument("--backend-store-uri", help="default: as --tracking-uri of the other commands")
     p.add_argument(
         "--artifacts-destination", default="mlartifacts", help="where it stores artifacts"

@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from models import ConfigError
+from study.hints import study_command
 from study.metrics import DEFAULT_OBJECTIVE
 
 
@@ -24,12 +26,16 @@ def run_ui(args: argparse.Namespace) -> int:
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
     check_port_free("127.0.0.1", args.port)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
-    print_study_pages(uri, args.port)
+    print(f"starting the MLflow UI for {uri} on 127.0.0.1:{args.port} …", flush=True)
     cmd = mlflow_command(
         "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)
     )
-    return serve(cmd)
+
+    def ready() -> None:
+        print(f"MLflow UI at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+        print_study_pages(uri, args.port)
+
+    return serve(cmd, "127.0.0.1", args.port, ready)
 
 
 def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
@@ -41,7 +47,7 @@ def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
         return
     for name in tracking.study_names(uri)[-newest:]:
         objective = tracking.study_params(uri, name).get("objective", DEFAULT_OBJECTIVE)
-        experiment = tracking.client(uri).get_experiment_by_name(name).experiment_id
+        experiment = tracking.experiment_id(uri, name)
         page = tracking.runs_page(uri, experiment, objective, goal(objective) == "min", port)
         print(f"  {name}: {page}")
 
@@ -55,15 +61,19 @@ def run_server(args: argparse.Namespace) -> int:
     store = resolve_tracking_uri(args.backend_store_uri)
     artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
     shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
-    print(
-        f"tracking server: --tracking-uri http://{shown}:{args.port}  (store {store}, artifacts {artifacts})",
-        flush=True,
-    )
+    print(f"starting a tracking server on {args.host}:{args.port} (store {store}, artifacts "
+          f"{artifacts}) …", flush=True)  # fmt: skip
     cmd = mlflow_command(
         "server", "--backend-store-uri", store, "--artifacts-destination", artifacts,
         "--serve-artifacts", "--host", args.host, "--port", str(args.port),
     )  # fmt: skip
-    return serve(cmd)
+
+    def ready() -> None:
+        print(f"tracking server: --tracking-uri http://{shown}:{args.port}  (Ctrl-C stops it)",
+              flush=True)  # fmt: skip
+
+    probe = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    return serve(cmd, probe, args.port, ready)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -98,16 +108,17 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def serve(cmd: list[str]) -> int:
-    """Run a server in a process group of its own and stop the whole group (the MLflow server,
-    uvicorn and its workers) when this command gets SIGTERM or Ctrl-C, so nothing is left
-    serving; exit 0 when stopped that way."""
+def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> int:
+    """Run a server in a process group of its own; call `ready` (which prints the address) once
+    its port answers, not before: on a busy machine the MLflow UI takes a minute to listen.
+    Stop the whole group (the server, uvicorn and its workers) when this command gets SIGTERM
+    or Ctrl-C, so nothing is left serving; exit 0 when stopped that way."""
     import os
     import signal
     import subprocess
 
     proc = subprocess.Popen(cmd, start_new_session=True)
-    stopped = []
+    stopped: list[int] = []
 
     def stop(signum: int, _frame: object) -> None:
         stopped.append(signum)
@@ -116,12 +127,27 @@ def serve(cmd: list[str]) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        if answering(proc, host, port, stopped):
+            ready()
         code = proc.wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         end_group(proc)
     return 0 if stopped else code
+
+
+def answering(proc, host: str, port: int, stopped: list[int]) -> bool:
+    """Wait until `host:port` accepts a connection; False if the server ended or was stopped
+    first."""
+    import socket
+    import time
+
+    while proc.poll() is None and not stopped:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def end_group(proc) -> None:
@@ -145,10 +171,7 @@ def end_group(proc) -> None:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    """Replace this process with optuna-dashboard on the study's `optuna.db`: a stop signal
-    then reaches the server itself and leaves nothing running."""
-    import os
-
+    """optuna-dashboard on the study's `optuna.db`, served like the MLflow UI."""
     from study.sweep import OPTUNA_DB, read_study, study_dir
 
     space, options = read_study(args.name, args.storage)
@@ -156,13 +179,15 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if not db.is_file():
         raise ConfigError(
             f"study {args.name!r} is a {space.algorithm} search, which Optuna does not drive: "
-            "there is no Optuna study to browse; see its trials with `python -m study status` "
-            "or `python -m study ui`"
+            f"there is no Optuna study to browse; see its trials with `{study_command('status')}` "
+            f"or `{study_command('ui')}`"
         )
-    print(f"optuna-dashboard for study {args.name} at http://127.0.0.1:{args.port}  (Ctrl-C stops it)",
-          flush=True)  # fmt: skip
     check_port_free("127.0.0.1", args.port)
+    print(f"starting optuna-dashboard for study {args.name} on 127.0.0.1:{args.port} …", flush=True)
     exe = Path(sys.executable).parent / "optuna-dashboard"  # installed beside this Python
     command = [str(exe), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(args.port)]
-    os.execv(exe, command)
-    return 0  # not reached
+
+    def ready() -> None:
+        print(f"optuna-dashboard at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
+
+    return serve(command, "127.0.0.1", args.port, ready)

@@ -60,7 +60,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
              in pictures.DRAWN_STATES]  # fmt: skip
     pictures.catch_up(record, drawn)
     status = "KILLED" if unfinished else "FINISHED"
-    tracking.client(record.uri).set_terminated(record.study_run_id, status)
+    tracking.set_study_status(record, status)
     pruning.prune_ended(trials)
     return Outcome(results, unfinished)
 

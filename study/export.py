@@ -19,6 +19,7 @@ from models.checkpoint import check_out_folder
 from models.serving import Encoder, Reconstructor
 from study import tracking
 from study.data import mnist_test_digits
+from study.hints import study_command
 from study.metrics import SCORES, TEST_METRICS
 from study.ranking import rank, uncrowned, winners
 from study.status import StudyView
@@ -67,7 +68,7 @@ def export_best(
     if not len(picks):
         raise ConfigError(
             f"study {study!r} has no finished, non-degenerate trial with {metric} to export "
-            f"(see `python -m study status {study}`)"
+            f"(see `{study_command(f'status {study}')}`)"
         )
     prefix = "champion" if metric == view.objective else f"best-{metric}"
     overall = winners(ranked, False)["run_id"].iloc[0]
@@ -113,17 +114,16 @@ def clear_earlier_export(out: Path) -> None:
 def _stage(uri: str, study: str, row: Any, metric: str, folder: Path) -> Exported:
     """Download a winner's artifacts into `folder`, refuse a checkpoint that does not load, and
     write its metrics.json; nothing is registered yet."""
-    client = tracking.client(uri)
-    run = client.get_run(row["run_id"])
+    run_id = row["run_id"]
+    run = tracking.run_data(uri, run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        downloaded = client.download_artifacts(run.info.run_id, "", tmp)
-        shutil.copytree(downloaded, folder)
+        shutil.copytree(tracking.download_artifacts(uri, run_id, "", tmp), folder)
     if not (folder / CHECKPOINT / models.checkpoint.CONFIG_FILE).is_file():
-        raise ConfigError(f"trial run {run.info.run_id} has no checkpoint artifact to export")
+        raise ConfigError(f"trial run {run_id} has no checkpoint artifact to export")
     models.load(folder / CHECKPOINT)  # refuse to register something that does not load
     record = {
         "study": study,
-        "run_id": run.info.run_id,
+        "run_id": run_id,
         "trial_id": row["trial_id"],
         "model": row["model"],
         "state": row["state"],
@@ -131,12 +131,12 @@ def _stage(uri: str, study: str, row: Any, metric: str, folder: Path) -> Exporte
         "epochs_trained": int(row["epoch"]),
         "ranked_by": f"{metric} on the validation split",
         # the split nobody selected on: the number to report for this winner
-        "test": {k: run.data.metrics[k] for k in TEST_METRICS if k in run.data.metrics},
-        "metrics": {k: v for k, v in sorted(run.data.metrics.items()) if not math.isnan(v)},
-        "params": dict(sorted(run.data.params.items())),
+        "test": {k: run.metrics[k] for k in TEST_METRICS if k in run.metrics},
+        "metrics": {k: v for k, v in sorted(run.metrics.items()) if not math.isnan(v)},
+        "params": dict(sorted(run.params.items())),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
-    return Exported(folder.name, run.info.run_id, str(row["trial_id"]), metric,
+    return Exported(folder.name, run_id, str(row["trial_id"]), metric,
                     float(row[metric]), row["standing"], folder, [], record["test"])  # fmt: skip
 
 
@@ -191,4 +191,4 @@ def load_model(uri_or_path: str | Path, tracking_uri: str | None = None) -> mode
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     with tempfile.TemporaryDirectory() as tmp:
-        return models.load(tracking.client(uri).download_artifacts(run_id, artifact, tmp))
+        return models.load(tracking.download_artifacts(uri, run_id, artifact, tmp))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from models import ConfigError
+from study.hints import study_command
 
 
 def lock_path(storage: str | Path, name: str) -> Path:
@@ -31,7 +32,7 @@ def _in_use(path: Path, name: str, handle: TextIO) -> ConfigError:
     holder = handle.read().strip() or "another process"
     return ConfigError(
         f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or resume to "
-        f"end, or stop it (Ctrl-C) and then `python -m study resume {name}`"
+        f"end, or stop it (Ctrl-C) and then `{study_command(f'resume {name}')}`"
     )
 
 

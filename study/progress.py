@@ -15,10 +15,11 @@ from ray.tune import Callback
 
 from study import pictures
 from study.config import flat_config
+from study.hints import study_command
 from study.metrics import OWN_SECONDS
 from study.ranking import rank
 from study.space import Space
-from study.tracking import StudyRecord, client, find_trial_run, finish_trial, runs_page
+from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
 from study.trainable import FAILED
 
 
@@ -35,7 +36,7 @@ def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]
 def print_where_to_watch(record: StudyRecord, space: Space) -> None:
     """Where the trials show up while the sweep runs."""
     page = runs_page(record.uri, record.experiment_id, space.objective, space.mode == "min")
-    serve = "" if record.uri.startswith("http") else "  (serve it: python -m study ui)"
+    serve = "" if record.uri.startswith("http") else f"  (serve it: {study_command('ui')})"
     print(f"trials in the MLflow UI: {page}{serve}", flush=True)
 
 
@@ -105,7 +106,7 @@ class ProgressPrinter(Callback):
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._line(
             trials,
-            f"{trial.trial_id} failed (see `python -m study status`)",
+            f"{trial.trial_id} failed (see `{study_command('status')}`)",
             {trial.trial_id: "failed"},
         )
 
@@ -152,7 +153,7 @@ class TrackingCallback(Callback):
             self._queue.task_done()
 
     def _pictures(self, trial_id: str, checkpoint: Path) -> None:
-        run_id = find_trial_run(client(self.record.uri), self.record.experiment_id, trial_id)
+        run_id = trial_run_id(self.record.uri, self.record.experiment_id, trial_id)
         if run_id:
             pictures.log_final(self.record.uri, run_id, checkpoint)
 

@@ -15,6 +15,7 @@ from models import make_config
 from study import leftovers, tracking
 from study.cli_train import TRAIN_OPTIONS
 from study.config import TrainSettings, allowed_keys
+from study.hints import python, study_command
 from study.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
 from study.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
 from study.runs import state_counts, study_runs
@@ -37,7 +38,7 @@ class StudyView:
 
     def page(self) -> str:
         """The study's trials in the MLflow UI, sorted by the objective."""
-        experiment = tracking.client(self.uri).get_experiment_by_name(self.name).experiment_id
+        experiment = tracking.experiment_id(self.uri, self.name)
         return tracking.runs_page(
             self.uri, experiment, self.objective, goal(self.objective) == "min"
         )
@@ -111,7 +112,7 @@ def _name_leftovers(folder: Path, name: str) -> None:
     driver, found = leftovers.find(folder)
     if found:
         print(f"{leftovers.describe(found)} left running by the killed driver (pid {driver}): "
-              f"they end on their own within about 90 s; `python -m study resume {name}` "
+              f"they end on their own within about 90 s; `{study_command(f'resume {name}')}` "
               "stops them")  # fmt: skip
 
 
@@ -133,7 +134,7 @@ def print_best(uri: str, name: str, model: str | None = None) -> int:
         which = f" of model {model!r}" if model else ""
         degenerate = " that is not degenerate" if len(view.ranked) else ""
         print(f"study {name} has no finished trial{which}{degenerate} to crown (see "
-              f"`python -m study status {name}`)")  # fmt: skip
+              f"`{study_command(f'status {name}')}`)")  # fmt: skip
         return 1
     print(f"chosen by validation {view.objective}; test numbers reported, never chosen by")
     for _, row in picks.iterrows():
@@ -162,7 +163,7 @@ def train_command(row: pd.Series) -> str:
     defaults = {**asdict(TrainSettings()), **asdict(make_config(model, {}))}
     config = {k: row[k] for k in allowed_keys(model) if k in row and _present(row[k])}
     config["epochs"] = _int(row["epoch"])
-    args = ["python", "-m", "study", "train"]
+    args = [python(), "-m", "study", "train"]
     for key, value in config.items():
         if key not in ("model", "seed", "epochs") and _same(value, defaults.get(key)):
             continue
@@ -209,7 +210,9 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
     print(
         f"wall time {wall:.0f}s; trials' own training+evaluation {own_seconds:.0f}s; ratio {ratio:.2f}"
     )
-    print(f"results: {folder}  (python -m study status {name}; python -m study best {name})")
+    print(
+        f"results: {folder}  ({study_command(f'status {name}')}; {study_command(f'best {name}')})"
+    )
     print(f"trials in the MLflow UI: {view.page()}")
 
 

@@ -25,6 +25,7 @@ from study.config import flat_config
 from study.data import load_splits
 from study.disk import DiskGuard, check_room, nearest_existing
 from study.ending import Outcome, fit
+from study.hints import study_command
 from study.lock import check_not_held, study_lock
 from study.metrics import COSTLY
 from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
@@ -237,7 +238,7 @@ def check_new(options: SweepOptions, folder: Path) -> None:
     if (folder / STUDY_FILE).exists():
         raise ConfigError(
             f"study {options.name!r} already exists in {folder.parent}: continue it with "
-            f"`python -m study resume {options.name}` or choose another --name"
+            f"`{study_command(f'resume {options.name}')}` or choose another --name"
         )
     check_name_is_free(options.tracking_uri, options.name, folder)
 
@@ -255,7 +256,7 @@ def check_name_is_free(uri: str, name: str, folder: Path) -> None:
         f"study {name!r} already exists in the tracking store {uri} (its folder: "
         f"{other or 'not recorded'}), and this sweep would put another study in {folder}: choose "
         f"another --name, or continue that study with "
-        f"`python -m study resume {name} --storage {storage}`"
+        f"`{study_command(f'resume {name} --storage {storage}')}`"
     )
 
 
@@ -321,7 +322,7 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
         "folder": str(study_dir(options.storage, options.name)),
     }
     record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
-    tracking.client(record.uri).update_run(record.study_run_id, status="RUNNING")
+    tracking.set_study_status(record, "RUNNING")
     return record
 
 

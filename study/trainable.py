@@ -24,7 +24,7 @@ from models import ConfigError
 from study.config import flat_config
 from study.metrics import METRICS, OBJECTIVES, OWN_SECONDS
 from study.tracking import StudyRecord, TrialRun, run_tags
-from study.trainer import EpochContext, TrainingDiverged, train
+from study.trainer import EpochContext, TrainingDiverged, resolve_device, train
 
 # A trial that ends with this key in its last result failed for good (study.progress.trial_state).
 FAILED = "failed_for_good"
@@ -66,11 +66,10 @@ def run_trial(
     trial_config = flat_config(config)
     trial_id = tune.get_context().get_trial_id()
     node_id = ray.get_runtime_context().get_node_id()  # which machine ran it, for multi-node checks
-    run = (
-        TrialRun(record, trial_id, trial_config, run_tags(record.study, trial_id, trial_config))
-        if record
-        else None
-    )
+    run = None
+    if record:
+        tags = run_tags(record.study, trial_id, trial_config, environment_tags(trial_config))
+        run = TrialRun(record, trial_id, trial_config, tags)
     last_epoch = int(trial_config.get("epochs", 10))
     costly_epochs = None if costly_every_epoch else frozenset(stop_epochs)
 
@@ -152,6 +151,15 @@ def log_weights(run: TrialRun, context: EpochContext) -> None:
         weights = Path(tmp, "checkpoint")
         context.save(weights, training=False)
         run.log_artifacts(weights, "checkpoint")
+
+
+def environment_tags(config: dict[str, Any]) -> dict[str, str]:
+    """What runs the trial: its device and the versions of Ray and torch."""
+    return {
+        "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
+        "aestudy.ray_version": ray.__version__,
+        "aestudy.torch_version": torch.__version__,
+    }
 
 
 def _maybe_fail(trial_id: str, epoch: int) -> None:

@@ -144,7 +144,8 @@ def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
     assert line.split()[1] == "val_mse" and line.split()[3] == "(test_mse"
     command = next(line.strip() for line in best.stdout.splitlines() if "study train" in line)
     assert "--epochs 3" in command and "--latent-dim 32" in command and "--lr 0.003" in command
-    rerun = subprocess.run(command.replace("python", PYTHON, 1), shell=True, cwd=ROOT,
+    # pasted where it was printed, as printed: its interpreter is the one that has the package
+    rerun = subprocess.run(command, shell=True, cwd=folder, env=home_env(folder),
                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = json.loads(rerun.stdout.strip().splitlines()[-1])

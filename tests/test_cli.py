@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,19 @@ def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message
 
 
 PYTHON_BINARY = __import__("sys").executable
+
+
+def test_suggested_commands_name_the_interpreter_that_has_the_package(tmp_path, monkeypatch):
+    """After `make quickstart` only `.venv/bin/python` has the package: a hint saying `python`
+    would fail with "No module named study" (unless that venv is activated)."""
+    import shutil
+    import sys
+
+    from study.hints import study_command
+
+    monkeypatch.chdir(Path(sys.executable).parent.parent.parent)  # the venv's parent folder
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/python")
+    venv = Path(sys.executable).parent.parent.name
+    assert study_command("status x") == f"{venv}/bin/python -m study status x"
+    monkeypatch.setattr(shutil, "which", lambda name: sys.executable)  # the venv is activated
+    assert study_command("status x") == "python -m study status x"

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,9 +127,37 @@ def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
                             start_new_session=True)  # fmt: skip
 
 
+def alive_nodes(address: str) -> int:
+    """How many nodes the cluster at `address` has alive, as `ray status` reports them."""
+    ray = str(Path(PYTHON).parent / "ray")
+    status = subprocess.run([ray, "status", f"--address={address}"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "RAY_AUTH_MODE": "token"})  # fmt: skip
+    active = status.stdout.partition("Active:")[2].partition("Pending:")[0]
+    return active.count("node_")
+
+
+def wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + 120
+    while alive_nodes(address) < count:
+        assert all(n.poll() is None for n in nodes), "a ray node exited"
+        assert time.monotonic() < deadline, f"{count} nodes not alive in 120 s"
+        time.sleep(0.5)
+
+
+def can_mount_privately() -> bool:
+    """Whether this process may mount a tmpfs in a mount namespace of its own (it needs
+    CAP_SYS_ADMIN, which a root CI container has and a user's shell does not)."""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                f"mount -t tmpfs none {folder}"], capture_output=True)  # fmt: skip
+    return probe.returncode == 0
+
+
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux's unshare")
+@pytest.mark.skipif(not can_mount_privately(), reason="needs to mount a tmpfs in its own namespace")
 def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_node_cluster(
     tmp_path, mlflow_server
 ):
@@ -139,9 +168,9 @@ def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_nod
     worker = None
     try:
         address = f"127.0.0.1:{port}"
-        time.sleep(8)
+        wait_for_nodes(address, 1, [head])
         worker = ray_node([f"--address={address}"], hide=storage)
-        time.sleep(8)
+        wait_for_nodes(address, 2, [head, worker])
         space = write_space(tmp_path)
         common = [
             "sweep",

@@ -18,7 +18,7 @@ import pytest
 
 from study import leftovers, tracking
 from study.sweep import undone_on_failure
-from tests.conftest import PYTHON, free_port, home_env, run_cli
+from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
@@ -45,14 +45,6 @@ def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess
            *extra]  # fmt: skip
     return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
-
-
-def first_epoch_logged(uri: str, name: str) -> bool:
-    """Whether a trial run of the study has logged an epoch."""
-    if not tracking.study_exists(uri, name):
-        return False
-    runs = tracking.trial_runs(uri, name)
-    return "tags.aestudy.epochs" in runs and runs["tags.aestudy.epochs"].notna().any()
 
 
 @pytest.mark.slow
@@ -178,10 +170,7 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
                         fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
     driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    deadline = time.monotonic() + 240
-    while not first_epoch_logged(uri, "killed-worker"):  # then its worker is training
-        assert driver.poll() is None and time.monotonic() < deadline
-        time.sleep(1)
+    wait_for_epochs(uri, "killed-worker", 1, driver)  # then its worker is training
     # this driver's own trial workers: processes of the Ray session its note names, never
     # another sweep's on the same machine
     note = json.loads(json.loads((tmp_path / ".killed-worker.ray").read_text())["note"])
@@ -219,11 +208,8 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
                         fixed={"batch_size": 64},
                         params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
     driver = start_sweep(space, "twice-c", tmp_path, "--max-concurrent", "1")
-    deadline = time.monotonic() + 300
-    for line in driver.stdout:  # one trial finished and the next started: stop mid-trial, twice
-        if line.rstrip().endswith(" done") or time.monotonic() > deadline:
-            break
-    time.sleep(3)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    wait_for_epochs(uri, "twice-c", 5, driver)  # the second trial is mid-run: stop it, twice
     driver.send_signal(signal.SIGINT)
     time.sleep(0.5)
     driver.send_signal(signal.SIGINT)
@@ -236,7 +222,6 @@ def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(t
     assert counts(tmp_path, "twice-c") == {
         "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
     }  # fmt: skip
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
         steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
         assert steps == [1, 2, 3, 4]
@@ -269,10 +254,7 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
                         fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
     driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1")
     uri = f"sqlite:///{small_disk / 'mlflow.db'}"
-    deadline = time.monotonic() + 300
-    while not first_epoch_logged(uri, "full"):
-        assert driver.poll() is None and time.monotonic() < deadline
-        time.sleep(0.5)
+    wait_for_epochs(uri, "full", 1, driver)
     filler = small_disk / "filler"
     free = disk.free_bytes(small_disk)
     with open(filler, "wb") as f:  # leave less than the reserve, more than a save needs

@@ -15,11 +15,15 @@ from pathlib import Path
 import pytest
 
 from study import tracking
-from tests.conftest import PYTHON, free_port, run_cli, start_server
-from tests.test_faults import counts, first_epoch_logged, start_sweep
+from tests.conftest import PYTHON, first_epoch_logged, free_port, run_cli, start_server
+from tests.test_faults import counts, start_sweep
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
+
+# How long the tracking server stays down: long enough that trials and the driver meet it down
+# (an epoch of these CAE trials takes seconds) and MLflow's client retries with back-off.
+OUTAGE_SECONDS = 20
 
 
 def listening(port: int) -> bool:
@@ -53,10 +57,15 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
         args += ["--artifacts-destination", str(tmp_path / "artifacts")]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not listening(port):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-2000:]
-        time.sleep(0.5)
+    address = f"http://127.0.0.1:{port}"
+    seen = []
+    for line in proc.stdout:  # "starting …" at once; the address only once the port answers
+        seen.append(line)
+        if address in line:
+            assert listening(port), "".join(seen)
+            break
+    assert address in seen[-1], "".join(seen)[-2000:]  # not the end of the output
+    assert seen[0].startswith("starting") and address not in seen[0], "".join(seen)
     busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
     assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
 
@@ -108,7 +117,7 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not listening(port)
-    time.sleep(20)  # MLflow's client in the trials and the driver retries with back-off meanwhile
+    time.sleep(OUTAGE_SECONDS)  # the fault itself, not a wait for an event
     server = start_server(tmp_path, port)
     try:
         out, _ = driver.communicate(timeout=600)

@@ -17,7 +17,7 @@ import yaml
 from study import leftovers
 from study.config import flat_config
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, home_env, run_cli
+from tests.conftest import PYTHON, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
 
@@ -331,12 +331,9 @@ def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, 
            str(tmp_path), "--max-concurrent", "1"]  # fmt: skip
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-    deadline, seen = time.monotonic() + 300, []
-    for line in driver.stdout:  # one trial finished, the next one started: stop mid-trial
-        seen.append(line)
-        if line.rstrip().endswith(" done") or time.monotonic() > deadline:
-            break
-    time.sleep(3)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    wait_for_epochs(uri, "stopped", 5, driver)  # the second trial is mid-run: stop it there
+    seen: list[str] = []
     signalled = time.monotonic()
     if to_group:
         os.killpg(driver.pid, stop)  # the group this test made for the driver (its session)

@@ -222,7 +222,25 @@ def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(1)
     assert [s["study_name"] for s in studies] == ["tracked"]
-    proc.send_signal(signal.SIGTERM)  # the dashboard itself: `study dashboard` execs it
-    proc.wait(timeout=30)
+    assert f"optuna-dashboard at {url}" in log.read_text()  # printed once it answered
+    proc.send_signal(signal.SIGTERM)  # the command: it stops the dashboard's process group
+    assert proc.wait(timeout=30) == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_logging_a_served_model_leaves_the_tracking_uri_as_it_was(monkeypatch):
+    """MLflow's `set_tracking_uri` also sets $MLFLOW_TRACKING_URI, which every later command
+    and child process would read: export points it at the study's store and puts it back."""
+    import os
+
+    from study.tracking.registry import TRACKING_URI_ENV, _tracking_uri
+
+    monkeypatch.delenv(TRACKING_URI_ENV, raising=False)
+    with _tracking_uri("sqlite:////tmp/elsewhere.db"):
+        assert os.environ[TRACKING_URI_ENV] == "sqlite:////tmp/elsewhere.db"
+    assert TRACKING_URI_ENV not in os.environ
+    monkeypatch.setenv(TRACKING_URI_ENV, "http://127.0.0.1:5999")
+    with _tracking_uri("sqlite:////tmp/elsewhere.db"):
+        pass
+    assert os.environ[TRACKING_URI_ENV] == "http://127.0.0.1:5999"

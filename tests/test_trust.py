@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from study import tracking, trust
-from tests.conftest import run_cli
-from tests.test_faults import Planted, first_epoch_logged, start_sweep
+from tests.conftest import first_epoch_logged, run_cli
+from tests.test_faults import Planted, start_sweep
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray

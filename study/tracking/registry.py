@@ -10,17 +10,19 @@ registry version points at, and `encode` (digits -> latent codes), named in the 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from study.tracking.store import client
 
-if TYPE_CHECKING:  # torch takes seconds to import; the views of a study never need it
+if TYPE_CHECKING:  # for annotations only
     import numpy as np
     import torch
 
 RECONSTRUCT, ENCODE = "reconstruct", "encode"
 ENCODER_TAG = "encoder"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 def publish(
@@ -94,18 +96,22 @@ def _log_served(
 
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent `log_model` writes to the global tracking URI: point it at `uri` for the
-    duration, then put it back."""
+    """MLflow's `log_model` writes to the global tracking URI, and setting it also sets
+    $MLFLOW_TRACKING_URI (which `resolve_tracking_uri` and every child process read): point it
+    at `uri` for the duration, then put both back as they were."""
     import mlflow
+    from mlflow.tracking._tracking_service import utils
 
-    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    before, environment = utils._tracking_uri, os.environ.get(TRACKING_URI_ENV)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
+        mlflow.set_tracking_uri(before)
+        if environment is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = environment
 
 
 def resolve(uri: str, text: str, default_artifact: str) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,28 @@ def as_params(values: dict[str, Any]) -> list:
     from mlflow.entities import Param
 
     return [Param(k, str(v)) for k, v in sorted(values.items()) if v is not None]
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run's final metrics, params and tags, as plain dicts."""
+
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def run_data(uri: str, run_id: str) -> RunData:
+    """What a run recorded (latest value of each metric)."""
+    run = client(uri).get_run(run_id)
+    return RunData(dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
+
+
+def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of every logged value of `key`, by step."""
+    return sorted((m.step, m.value) for m in client(uri).get_metric_history(run_id, key))
+
+
+def download_artifacts(uri: str, run_id: str, path: str, into: str) -> str:
+    """Download a run's artifact `path` ("" for all) into the folder `into`; returns where."""
+    return client(uri).download_artifacts(run_id, path, into)

@@ -99,3 +99,24 @@ def study_names(uri: str) -> list[str]:
         for e in experiments
         if c.search_runs([e.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
     ]
+
+
+def experiment_id(uri: str, study: str) -> str:
+    """The id of the study's experiment; ConfigError naming the store if it has none."""
+    experiment = client(uri).get_experiment_by_name(study)
+    if experiment is None:
+        raise ConfigError(f"no study {study!r} in the tracking store {uri}")
+    return experiment.experiment_id
+
+
+def set_study_status(record: StudyRecord, status: str) -> None:
+    """Mark the study run RUNNING while a sweep runs, FINISHED or KILLED when it ends."""
+    if status == "RUNNING":
+        client(record.uri).update_run(record.study_run_id, status="RUNNING")
+    else:
+        client(record.uri).set_terminated(record.study_run_id, status)
+
+
+def log_report(record: StudyRecord, folder: str, path: str) -> None:
+    """Attach a folder of files (the table, the plots) to the study run under `path`."""
+    client(record.uri).log_artifacts(record.study_run_id, folder, path)

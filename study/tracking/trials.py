@@ -17,13 +17,11 @@ from study.tracking.studies import StudyRecord
 from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, TRIAL_ID
 
 
-def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str]:
-    """Tags every trial run carries."""
-    import ray
-    import torch
-
-    from study.trainer import resolve_device
-
+def run_tags(
+    study: str, trial_id: str, config: dict[str, Any], environment: dict[str, str]
+) -> dict[str, str]:
+    """Tags every trial run carries; `environment` names what ran it (device, versions), which
+    the trial knows and this package, free of torch and Ray, does not."""
     return {
         ROLE: "trial",
         TRIAL_ID: trial_id,
@@ -33,12 +31,10 @@ def run_tags(study: str, trial_id: str, config: dict[str, Any]) -> dict[str, str
         # show a searched parameter only for the trials it applied to
         GIVEN: ",".join(sorted(config)),
         "aestudy.seed": str(config.get("seed", 0)),
-        "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
         "aestudy.cpus": str(os.cpu_count()),
         "aestudy.host": platform.node(),
         "aestudy.git_commit": git_commit(),
-        "aestudy.ray_version": ray.__version__,
-        "aestudy.torch_version": torch.__version__,
+        **environment,
     }
 
 
@@ -170,6 +166,11 @@ def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
             c.set_terminated(run.info.run_id, "KILLED")
         orphans.append(trial_id)
     return orphans
+
+
+def trial_run_id(uri: str, experiment_id: str, trial_id: str) -> str | None:
+    """The run id of Tune trial `trial_id` in the study's experiment at `uri`, if it has one yet."""
+    return find_trial_run(client(uri), experiment_id, trial_id)
 
 
 def find_trial_run(c: Any, experiment_id: str, trial_id: str) -> str | None:

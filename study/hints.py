@@ -1,0 +1,22 @@
+"""The commands the tool suggests, spelled so that pasting them works where they are printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+
+def study_command(args: str) -> str:
+    """`python -m study ARGS` with the interpreter that runs this process, unless it is the
+    `python` on PATH: after `make quickstart` only `.venv/bin/python` has the package, and a
+    bare `python` would fail with "No module named study"."""
+    return f"{python()} -m study {args}"
+
+
+def python() -> str:
+    exe = os.path.abspath(sys.executable)  # not resolved: a venv's python links to another
+    if shutil.which("python") and os.path.abspath(shutil.which("python")) == exe:
+        return "python"
+    relative = os.path.relpath(exe)
+    return relative if not relative.startswith("..") else exe
