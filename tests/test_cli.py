@@ -45,14 +45,17 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
         (["--model", "ae", "--set", "batch_size=[64]"], "batch_size must be a whole number"),
     ],
 )
-def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path):
+def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path, capsys):
+    from study.cli import main
+
     args = [str(tmp_path) if a == "EMPTY" else a for a in args]
-    result = run_cli("train", *args, "--out", str(tmp_path / "never"))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    code = main(["train", *args, "--out", str(tmp_path / "never")])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert message in lines[0]
-    assert "epoch" not in result.stdout
+    assert "epoch" not in out
     assert not (tmp_path / "never").exists()
 
 
@@ -88,9 +91,11 @@ def test_train_help_lists_allowed_values_and_defaults(capsys):
         (["--model", "ae", "--activation", "tahn"], "got 'tahn' (did you mean tanh?)"),
     ],
 )  # fmt: skip
-def test_a_misspelling_gets_a_suggestion(args, message):
-    result = run_cli("train", *args)
-    assert result.returncode == 2 and message in result.stderr
+def test_a_misspelling_gets_a_suggestion(args, message, capsys):
+    from study.cli import main
+
+    code = main(["train", *args])
+    assert code == 2 and message in capsys.readouterr().err
 
 
 def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path):
