@@ -207,3 +207,23 @@ def wait_for_epochs(uri: str, name: str, epochs: int, driver: subprocess.Popen) 
         assert driver.poll() is None, f"the sweep ended before {epochs} epochs were logged"
         assert time.monotonic() < deadline, f"{epochs} epochs not logged in 300 s"
         time.sleep(0.2)
+
+
+@pytest.fixture
+def cli_here(monkeypatch, capsys):
+    """`python -m study ARGS` run in this process, as `run_cli(..., cwd=folder)` runs it in a
+    fresh one (folder is the working folder and the aestudy home): for commands refused before
+    any work, where a fresh interpreter would only add seconds of imports. Returns an object with
+    `returncode`, `stdout` and `stderr`."""
+    from types import SimpleNamespace
+
+    from study.cli import main
+
+    def run(*args: str, cwd: Path) -> SimpleNamespace:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setenv("AESTUDY_HOME", str(cwd))
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run

@@ -87,9 +87,9 @@ def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
     assert counts(tmp_path, "half")["mlflow"] == {"FINISHED": 1}
 
 
-def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path):
+def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path, cli_here):
     space = write_space(tmp_path, search={"algorithm": "tpe", "seed": "abc"})
-    result = run_cli(
+    result = cli_here(
         "sweep", str(space), "--name", "seedy", "--storage", str(tmp_path), cwd=tmp_path
     )
     assert result.returncode == 2
@@ -97,11 +97,11 @@ def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "seedy").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_an_unreachable_address_fails_within_seconds(tmp_path):
+def test_an_unreachable_address_fails_within_seconds(tmp_path, cli_here):
     space = write_space(tmp_path)
     start = time.monotonic()
-    result = run_cli("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
-                     "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path, timeout=120)  # fmt: skip
+    result = cli_here("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
+                      "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert "nothing answers there" in result.stderr
     assert time.monotonic() - start < 60
@@ -193,11 +193,11 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     }  # fmt: skip
 
 
-def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path):
+def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path, cli_here):
     (tmp_path / "afile").write_text("")
     space = write_space(tmp_path)
-    result = run_cli("sweep", str(space), "--name", "x", "--storage", str(tmp_path / "afile"),
-                     cwd=tmp_path)  # fmt: skip
+    result = cli_here("sweep", str(space), "--name", "x", "--storage", str(tmp_path / "afile"),
+                      cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is a file; give the folder that holds studies" in result.stderr
 

@@ -11,7 +11,7 @@ import yaml
 
 from study.space import SpaceError, SpaceSampler
 from study.space_file import load_space, parse_space
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 
 GOOD = {
     "dataset": "mnist-5k",
@@ -176,10 +176,10 @@ def test_condition_on_a_later_parameter_is_refused():
     assert "params.noise.when.model: condition on a parameter that comes after it" in str(err.value)
 
 
-def test_cli_rejects_a_bad_space_with_exit_code_2_before_starting_ray(tmp_path: Path):
+def test_cli_rejects_a_bad_space_with_exit_code_2_before_starting_ray(tmp_path: Path, cli_here):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(with_change("params.latent_dim", {"int": [8, 2]})))
-    result = run_cli("sweep", str(bad), "--storage", str(tmp_path / "studies"))
+    result = cli_here("sweep", str(bad), "--storage", str(tmp_path / "studies"), cwd=tmp_path)
     assert result.returncode == 2
     assert f"{bad}: params.latent_dim.int: empty or inverted range" in result.stderr
     assert not (tmp_path / "studies").exists()
@@ -235,13 +235,15 @@ def test_a_binary_or_huge_space_file_is_refused(tmp_path: Path):
         (["--name", "ok", "--max-failures", "-1"], "--max-failures must be >= 0"),
     ],
 )
-def test_bad_names_and_retries_are_refused_before_ray_starts(tmp_path: Path, args, message):
+def test_bad_names_and_retries_are_refused_before_ray_starts(
+    tmp_path: Path, args, message, cli_here
+):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(GOOD))
-    result = run_cli("sweep", str(space), *args, cwd=tmp_path)
+    result = cli_here("sweep", str(space), *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert not (tmp_path / "studies").exists()
-    status = run_cli("status", "../escape", cwd=tmp_path)
+    status = cli_here("status", "../escape", cwd=tmp_path)
     assert status.returncode == 2 and "study name '../escape'" in status.stderr
 
 
