@@ -98,16 +98,18 @@ def test_a_misspelling_gets_a_suggestion(args, message, capsys):
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path):
-    first = run_cli("train", "--model", "ae", "--epochs", "1", "--out", str(tmp_path))
+def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path, cli_here):
+    out = tmp_path / "out"
+    first = cli_here("train", "--model", "ae", "--epochs", "1", "--out", str(out), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    written = (tmp_path / "config.json").read_text()
-    again = run_cli("train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path))
+    written = (out / "config.json").read_text()
+    again = cli_here("train", "--model", "vae", "--epochs", "1", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "is not empty" in again.stderr and "--force" in again.stderr
-    assert (tmp_path / "config.json").read_text() == written
-    forced = run_cli("train", "--model", "vae", "--epochs", "1", "--out", str(tmp_path), "--force")
+    assert (out / "config.json").read_text() == written
+    forced = cli_here("train", "--model", "vae", "--epochs", "1", "--out", str(out), "--force",
+                      cwd=tmp_path)  # fmt: skip
     assert forced.returncode == 0, forced.stderr
-    assert '"model": "vae"' in (tmp_path / "config.json").read_text()
+    assert '"model": "vae"' in (out / "config.json").read_text()
 
 
 def space_file(folder, **changes):
