@@ -277,3 +277,32 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     assert counts(small_disk, "full") == {
         "tune": 3, "mlflow": {"FINISHED": 3}, "optuna": {"COMPLETE": 3}, "duplicates": 0, "lost": 0
     }  # fmt: skip
+
+
+def test_a_trial_failing_for_want_of_space_stops_the_sweep_once_and_other_errors_do_not(
+    tmp_path, capsys
+):
+    """The in-trial half of hole 7: a trial whose write hit ENOSPC (Tune's error file says so)
+    stops the sweep as Ctrl-C does, whether Tune is about to retry it or has given up; the
+    retry would only fail again. Any other error leaves the sweep to Tune's retries."""
+    from types import SimpleNamespace
+
+    from study.disk import DiskGuard
+
+    full = tmp_path / "full.txt"
+    full.write_text("OSError: [Errno 28] No space left on device: '/s/checkpoint_000001'")
+    other = tmp_path / "other.txt"
+    other.write_text("RuntimeError: CUDA error: an illegal memory access was encountered")
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        guard = DiskGuard(tmp_path, "s")
+        guard.on_trial_recover(0, [], SimpleNamespace(error_file=str(other)))
+        guard.on_trial_error(0, [], SimpleNamespace(error_file=str(other)))
+        assert received == []
+        guard.on_trial_recover(0, [], SimpleNamespace(error_file=str(full)))
+        guard.on_trial_error(0, [], SimpleNamespace(error_file=str(full)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert received == [signal.SIGINT]
+    assert capsys.readouterr().out.count(f"no space left on {tmp_path}") == 1
