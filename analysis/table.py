@@ -144,7 +144,7 @@ SEED_NOTE = (
     "The seed report is the one-off MNIST comparison this tool grew out of (its numbers were "
     "measured on training digits; see `analysis/seed.py`). A row here is filled when this study "
     "has a trial of that configuration; `make reproduce` runs the study that fills them all "
-    "(search_spaces/seed.yaml). \"–\": no trial of this study matches it."
+    '(search_spaces/seed.yaml). "–": no trial of this study matches it.'
 )
 
 

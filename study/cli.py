@@ -271,7 +271,8 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
     from study.sweep import default_storage, study_dir
 
     folder = study_dir(options.storage, options.name)
-    print_summary(options.tracking_uri, options.name, own_seconds(outcome.results), wall, folder)
+    trained = own_seconds(outcome.results, since=time.time() - wall)
+    print_summary(options.tracking_uri, options.name, trained, wall, folder)
     if not outcome.interrupted:
         return 0
     storage = f" --storage {folder.parent}" if folder.parent != default_storage() else ""

@@ -219,13 +219,16 @@ def error_reason(trial: Any) -> str | None:
     return f"{lines[0]} (see {path})"[:1000] if lines else None
 
 
-def own_seconds(results: tune.ResultGrid) -> float:
-    """The trials' own training + evaluation time, summed over every epoch they reported."""
+def own_seconds(results: tune.ResultGrid, since: float = 0.0) -> float:
+    """The trials' own training + evaluation time, summed over the epochs they reported from
+    `since` (a Unix time) on: a resumed study's results hold its earlier runs' epochs too."""
     total = 0.0
     for r in results:
         history = r.metrics_dataframe
         if history is None or not len(history):
             continue
+        if "timestamp" in history:
+            history = history[history["timestamp"] >= int(since)]
         for col in OWN_SECONDS:
             if col in history:
                 total += float(history[col].fillna(0).sum())

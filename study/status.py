@@ -196,7 +196,8 @@ def print_list(uri: str) -> None:
 
 
 def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: Path) -> None:
-    """The sweep's closing lines: trials by state and the best of each model type."""
+    """The sweep's closing lines: trials by state, the best of each model type, and how the
+    wall time compares with the trials' own seconds of this run (`own_seconds`)."""
     view = StudyView(uri, name)
     counts = view.counts()
     print(f"\n{len(view.runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -206,10 +207,13 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
         note = f"  [{row['standing']}]" if row["standing"] else ""
         print(f"  {row['model']:<5} {row[view.objective]:.4f}{tested(row, view.objective)}  "
               f"trial {row['trial_id']}  {view.parameters(row)}{note}")  # fmt: skip
-    ratio = wall / own_seconds if own_seconds else float("nan")
-    print(
-        f"wall time {wall:.0f}s; trials' own training+evaluation {own_seconds:.0f}s; ratio {ratio:.2f}"
-    )
+    if own_seconds:
+        print(f"wall time {wall:.0f}s for {own_seconds:.0f}s of the trials' own training and "
+              f"evaluation in this run: {own_seconds / wall:.2f} trial-seconds per second (above "
+              "1: trials ran side by side; below: the rest went to start-up and overhead)")  # fmt: skip
+    else:
+        print(f"wall time {wall:.0f}s; no trial trained in this run: every trial had ended "
+              "already, nothing was left to run")  # fmt: skip
     print(
         f"results: {folder}  ({study_command(f'status {name}')}; {study_command(f'best {name}')})"
     )
