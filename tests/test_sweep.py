@@ -63,6 +63,7 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     assert (
         "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
     )
+    assert "trial-seconds per second" in result.stdout  # this run trained: its time is counted
     terminal = result.stdout + result.stderr  # the tool's own lines only, by default
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
                   "Tuner.restore", "View run", "A new study created", "INFO mlflow",
