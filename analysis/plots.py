@@ -24,8 +24,11 @@ MIN_POINTS = 5
 PNG_META = {"Software": None}
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, note: str = "") -> Path:
+    """Write the figure; `note` (which model types it leaves out, and why) goes under it."""
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="0.35", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1) if note else None)
     fig.savefig(path, dpi=90, metadata=PNG_META)
     plt.close(fig)
     return path
@@ -35,7 +38,22 @@ def _models(runs: pd.DataFrame) -> list[str]:
     return [m for m in MODELS if m in set(runs["model"])]
 
 
-def objective_vs_latent(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
+def left_out(runs: pd.DataFrame, done: pd.DataFrame) -> str:
+    """The model types of the study that plots of full-budget trials cannot show, each with
+    the states of its trials; "" when none is left out."""
+    missing = [m for m in _models(runs) if m not in set(done["model"])]
+    if not missing:
+        return ""
+    reasons = [
+        f"{m} ({', '.join(sorted(set(runs.loc[runs['model'] == m, 'state'])))})" for m in missing
+    ]
+    return ("not shown, no trial of theirs ran its full budget: " + "; ".join(reasons)
+            + " — see the table and learning_curves.png")  # fmt: skip
+
+
+def objective_vs_latent(
+    done: pd.DataFrame, objective: str, out: Path, note: str = ""
+) -> Path | None:
     if "latent_dim" not in done or done["latent_dim"].notna().sum() < MIN_POINTS:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -49,10 +67,10 @@ def objective_vs_latent(done: pd.DataFrame, objective: str, out: Path) -> Path |
         title=f"{objective} against latent dimension",
     )
     ax.legend()
-    return _save(fig, out / "objective_vs_latent.png")
+    return _save(fig, out / "objective_vs_latent.png", note)
 
 
-def activations(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
+def activations(done: pd.DataFrame, objective: str, out: Path, note: str = "") -> Path | None:
     if "activation" not in done or done["activation"].nunique() < 2:
         return None
     names = sorted(done["activation"].dropna().unique())
@@ -68,7 +86,7 @@ def activations(done: pd.DataFrame, objective: str, out: Path) -> Path | None:
     ax.set_xticks(np.arange(len(models)) + width * (len(names) - 1) / 2, models)
     ax.set(ylabel=f"best {objective}", title="activation (e.g. relu against tanh), best trial each")
     ax.legend()
-    return _save(fig, out / "activations.png")
+    return _save(fig, out / "activations.png", note)
 
 
 def noise_vs_denoising(done: pd.DataFrame, out: Path) -> Path | None:
@@ -109,7 +127,7 @@ def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> 
 
 
 def parallel_coordinates(
-    done: pd.DataFrame, objective: str, params: list[str], out: Path
+    done: pd.DataFrame, objective: str, params: list[str], out: Path, note: str = ""
 ) -> list[Path]:
     """Every compared trial as a line through its searched parameters and objective (PNG and
     HTML). Each axis is labelled with its values; a parameter a trial does not have (noise for
@@ -133,8 +151,8 @@ def parallel_coordinates(
     ax.set_ylim(-0.2, 1.08)
     ax.set_title("parallel coordinates: one line per trial")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=objective)
-    paths = [_save(fig, out / "parallel_coordinates.png")]
-    paths.append(_parallel_html(scaled, axes, columns, done[objective], out))
+    paths = [_save(fig, out / "parallel_coordinates.png", note)]
+    paths.append(_parallel_html(scaled, axes, columns, done[objective], out, note))
     return paths
 
 
@@ -166,7 +184,12 @@ def _fmt(value: float) -> str:
 
 
 def _parallel_html(
-    scaled: pd.DataFrame, axes: dict, columns: list[str], objective: pd.Series, out: Path
+    scaled: pd.DataFrame,
+    axes: dict,
+    columns: list[str],
+    objective: pd.Series,
+    out: Path,
+    note: str,
 ) -> Path:
     import plotly.graph_objects as go
 
@@ -178,7 +201,11 @@ def _parallel_html(
     line = {"color": objective.tolist(), "colorscale": "Viridis", "showscale": True,
             "colorbar": {"title": {"text": objective.name}}}  # fmt: skip
     fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
+    fig.update_layout(title={"text": "one line per full-budget trial" + (f"<br><sub>{note}</sub>"
+                                                                        if note else "")})  # fmt: skip
     path = out / "parallel_coordinates.html"
+    # plotly.js (4.7 MB) goes inside the file: the page then opens offline, on a cluster with
+    # no internet and in MLflow's artifact viewer, which shows one file and not its neighbours
     fig.write_html(path, include_plotlyjs=True, full_html=True, div_id="parallel-coordinates")
     return path
 
@@ -232,12 +259,13 @@ def write_plots(
 
     done = runs[runs["state"] == "done"]
     searched = searched or ["model", *varying_settings(done)]
+    note = left_out(runs, done)
     made = [
-        objective_vs_latent(done, objective, out),
-        activations(done, objective, out),
+        objective_vs_latent(done, objective, out, note),
+        activations(done, objective, out, note),
         noise_vs_denoising(done, out),
         learning_curves(uri, runs, objective, out),
-        *parallel_coordinates(done, objective, searched, out),
+        *parallel_coordinates(done, objective, searched, out, note),
         importances(study, storage, out),
     ]
     return [p for p in made if p is not None]

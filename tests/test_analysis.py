@@ -117,3 +117,26 @@ def test_status_shows_a_failed_trial_s_reason(study):
         # a divergence ends the trial without raising into Tune: no error file, no retry
         assert not lines[i + 2].strip().startswith("full error:")
     assert not list(folder.glob("analysed/vae_*/error.txt"))
+
+
+def test_a_plot_of_full_budget_trials_names_the_model_types_it_leaves_out(tmp_path):
+    """After a quickstart whose every CAE was stopped early, three plots could show no CAE:
+    each says so under the picture, with the states of that type's trials."""
+    from analysis.plots import left_out, objective_vs_latent
+
+    runs = pd.DataFrame({
+        "model": ["ae"] * 5 + ["cae", "cae"],
+        "state": ["done"] * 5 + ["stopped early", "failed"],
+        "latent_dim": [2, 4, 8, 16, 32, 8, 8],
+        "val_mse": [0.05, 0.04, 0.03, 0.02, 0.02, 0.06, None],
+    })  # fmt: skip
+    done = runs[runs["state"] == "done"]
+    note = left_out(runs, done)
+    assert note.startswith(
+        "not shown, no trial of theirs ran its full budget: cae (failed, stopped early)"
+    )
+    assert left_out(done, done) == ""
+    assert (
+        objective_vs_latent(done, "val_mse", tmp_path, note) == tmp_path / "objective_vs_latent.png"
+    )
+    assert (tmp_path / "objective_vs_latent.png").stat().st_size > 10_000
