@@ -38,7 +38,20 @@ def cli(folder, *args):
     return run_cli(*args, cwd=folder)
 
 
-def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stopped_study):
+@pytest.fixture(scope="module")
+def exported(stopped_study):
+    """`export stopped --out exports/first --per-model`, once, as the README writes it; the
+    tests that only read an export share it. Returns (folder, out, the command's result)."""
+    folder, _ = stopped_study
+    out = folder / "exports" / "first"
+    result = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder, out, result
+
+
+def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(
+    stopped_study, exported
+):
     folder, summary = stopped_study
     runs = study_runs(f"sqlite:///{folder / 'mlflow.db'}", "stopped")
     assert dict(zip(runs["model"], runs["state"], strict=True)) == {
@@ -62,9 +75,7 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(stop
     vae = rows.loc["vae", "standing"]  # full budget: at most a word on PCA (latent 32, 3 epochs)
     assert pd.isna(vae) or vae.startswith("no better than PCA")
 
-    out = folder / "exported"
-    export = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
-    assert export.returncode == 0, export.stderr
+    _, out, export = exported
     assert "[stopped early at epoch 1" in next(
         line for line in export.stdout.splitlines() if line.startswith("ae")
     )
@@ -106,12 +117,9 @@ def test_export_refuses_a_used_folder_and_adds_no_version_when_repeated(stopped_
     assert len(onto_file.stderr.strip().splitlines()) == 1
 
 
-def test_another_metric_gets_its_own_aliases_and_leaves_the_champions(stopped_study):
-    folder, _ = stopped_study
+def test_another_metric_gets_its_own_aliases_and_leaves_the_champions(exported):
+    folder, _, _ = exported
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    assert (
-        cli(folder, "export", "stopped", "--out", str(folder / "c"), "--per-model").returncode == 0
-    )
     champion = client(uri).get_model_version_by_alias("stopped", "champion-vae").version
     by_probe = cli(folder, "export", "stopped", "--out", str(folder / "p"), "--metric", "probe_acc")
     assert by_probe.returncode == 0, by_probe.stderr
@@ -119,11 +127,8 @@ def test_another_metric_gets_its_own_aliases_and_leaves_the_champions(stopped_st
     assert client(uri).get_model_version_by_alias("stopped", "champion-vae").version == champion
 
 
-def test_load_model_from_another_folder_finds_the_store_and_leaves_nothing(stopped_study, tmp_path):
-    folder, _ = stopped_study
-    assert (
-        cli(folder, "export", "stopped", "--out", str(folder / "l"), "--per-model").returncode == 0
-    )
+def test_load_model_from_another_folder_finds_the_store_and_leaves_nothing(exported, tmp_path):
+    folder, _, _ = exported
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = ("from study.export import load_model; m = load_model('models:/stopped@champion-vae'); "
@@ -210,7 +215,7 @@ def test_a_grid_study_has_no_dashboard_to_open(stopped_study):
 
 
 def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does(
-    stopped_study, tmp_path
+    exported, tmp_path
 ):
     """What export crowns is an MLflow Model: a process that cannot import this project loads
     `models:/NAME@champion` and `@champion-<model>`, and reconstructs 100 test digits in [0, 1]
@@ -219,10 +224,8 @@ def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does
     from study.data import mnist_test_digits
     from tests.conftest import load_with_mlflow_alone
 
-    folder, _ = stopped_study
+    folder, out, _ = exported
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = folder / "served"
-    assert cli(folder, "export", "stopped", "--out", str(out), "--per-model").returncode == 0
     c = client(uri)
     champion = c.get_model_version_by_alias("stopped", "champion")
     assert champion.version == c.get_model_version_by_alias("stopped", "champion-vae").version
@@ -245,17 +248,13 @@ def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does
     assert list((tmp_path / "empty").iterdir()) == []
 
 
-def test_a_served_model_holds_no_pickle(stopped_study, tmp_path):
+def test_a_served_model_holds_no_pickle(exported, tmp_path):
     """The logged model is `torch.export`'s pt2 archive alone (no pickled module), and the
     encoder named by the version gives codes of the model's size."""
     import mlflow
 
-    folder, _ = stopped_study
+    folder, _, _ = exported
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    assert (
-        cli(folder, "export", "stopped", "--out", str(folder / "pt2"), "--per-model").returncode
-        == 0
-    )
     version = client(uri).get_model_version_by_alias("stopped", "champion-ae")
     mlflow.set_tracking_uri(uri)
     try:
@@ -294,14 +293,12 @@ def test_a_refused_export_leaves_no_files_and_registers_nothing(stopped_study):
     assert len(client(uri).search_model_versions("name = 'stopped'")) == before
 
 
-def test_the_readme_s_ways_to_use_a_winner_run_as_written(stopped_study):
+def test_the_readme_s_ways_to_use_a_winner_run_as_written(exported):
     """The README's snippets, run in fresh processes on a study exported as the README does
     (only the study's name and the home folder are put in)."""
     import re
 
-    folder, _ = stopped_study
-    out = folder / "exports" / "first"
-    assert cli(folder, "export", "stopped", "--out", str(out), "--per-model").returncode == 0
+    folder, _, _ = exported  # written to exports/first, as the README's snippet reads it
     section = (ROOT / "README.md").read_text().split("### Using a winner")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     checks = ["assert x_hat.shape == (8, 784) and codes.shape == (8, 32)",
