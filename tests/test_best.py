@@ -18,35 +18,8 @@ from tests.test_sweep import write_space
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def stopped_study(tmp_path_factory):
-    """The vae runs first and all 3 epochs; the ae, behind it in val_mse at epoch 1 though well
-    ahead of the mean digit, is then stopped by ASHA at its first rung (rungs shared across model
-    types: `by_model: false`): a model type whose every trial stopped early."""
-    folder = tmp_path_factory.mktemp("stopped")
-    space = write_space(
-        folder, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "by_model": False},
-        fixed={"lr": 0.003}, params={"model": ["vae", "ae"], "latent_dim": [32]},
-    )  # fmt: skip
-    result = run_cli("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return folder, result.stdout
-
-
 def cli(folder, *args):
     return run_cli(*args, cwd=folder)
-
-
-@pytest.fixture(scope="module")
-def exported(stopped_study):
-    """`export stopped --out exports/first --per-model`, once, as the README writes it; the
-    tests that only read an export share it. Returns (folder, out, the command's result)."""
-    folder, _ = stopped_study
-    out = folder / "exports" / "first"
-    result = cli(folder, "export", "stopped", "--out", str(out), "--per-model")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return folder, out, result
 
 
 def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(
