@@ -15,8 +15,11 @@ def study_command(args: str) -> str:
 
 
 def python() -> str:
+    """This interpreter as a user would type it here: `python` when that is the one on PATH,
+    else its path, relative to the current folder when it lies below it."""
     exe = os.path.abspath(sys.executable)  # not resolved: a venv's python links to another
-    if shutil.which("python") and os.path.abspath(shutil.which("python")) == exe:
+    on_path = shutil.which("python")
+    if on_path and os.path.abspath(on_path) == exe:
         return "python"
     relative = os.path.relpath(exe)
     return relative if not relative.startswith("..") else exe
