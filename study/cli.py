@@ -255,9 +255,11 @@ def quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # Ray's notice that it turned on token authentication for the local cluster, every launch
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+    # Tune logs a failed trial's traceback and, at the end, "Trials did not complete": the tool
+    # prints its own line per failed trial and records the error in MLflow and `status`
     for name in ("ray.tune", "ray.train", "mlflow", "alembic"):
         logging.getLogger(name).setLevel(
-            logging.ERROR if name.startswith("ray") else logging.WARNING
+            logging.CRITICAL if name.startswith("ray") else logging.WARNING
         )
     import optuna
 

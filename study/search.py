@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,11 @@ class ResumableOptunaSearch(OptunaSearch):
         if trial_id in linked or trial_id not in self._ot_trials:
             return
         if not linked:  # optuna-dashboard then names the objective, not "Objective 0"
-            self._ot_study.set_metric_names([self.metric])
+            from optuna.exceptions import ExperimentalWarning
+
+            with warnings.catch_warnings():  # stable since Optuna 3.2, still flagged
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                self._ot_study.set_metric_names([self.metric])
         ot_trial = self._ot_trials[trial_id]
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         if result.get("mlflow_run_id"):
