@@ -58,13 +58,14 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
     address = f"http://127.0.0.1:{port}"
+    ready = f"MLflow UI at {address}" if command == "ui" else f"--tracking-uri {address}"
     seen = []
     for line in proc.stdout:  # "starting …" at once; the address only once the port answers
-        seen.append(line)
-        if address in line:
-            assert listening(port), "".join(seen)
+        seen.append(line)  # (the server's own log, uvicorn's "running on" among it, comes between)
+        if line.startswith(("MLflow UI at ", "tracking server: ")):
+            assert ready in line and listening(port), "".join(seen)
             break
-    assert address in seen[-1], "".join(seen)[-2000:]  # not the end of the output
+    assert ready in seen[-1], "".join(seen)[-2000:]  # not the end of the output
     assert seen[0].startswith("starting") and address not in seen[0], "".join(seen)
     busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
     assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr

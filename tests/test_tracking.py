@@ -223,7 +223,10 @@ def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(1)
     assert [s["study_name"] for s in studies] == ["tracked"]
-    assert f"optuna-dashboard at {url}" in log.read_text()  # printed once it answered
+    deadline = time.monotonic() + 30  # printed once the port answered: a poll's time later
+    while f"optuna-dashboard at {url}" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)  # the command: it stops the dashboard's process group
     assert proc.wait(timeout=30) == 0
     with pytest.raises(OSError):
