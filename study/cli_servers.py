@@ -13,6 +13,8 @@ from models import ConfigError
 from study.hints import study_command
 from study.metrics import DEFAULT_OBJECTIVE
 
+STOP_GRACE_S = 10.0
+
 
 def mlflow_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", *args]
@@ -116,12 +118,13 @@ def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> in
     import os
     import signal
     import subprocess
+    import time
 
     proc = subprocess.Popen(cmd, start_new_session=True)
-    stopped: list[int] = []
+    stopped: list[float] = []  # when a stop signal came
 
     def stop(signum: int, _frame: object) -> None:
-        stopped.append(signum)
+        stopped.append(time.monotonic())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
 
@@ -129,7 +132,7 @@ def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> in
     try:
         if answering(proc, host, port, stopped):
             ready()
-        code = proc.wait()
+        code = exit_code(proc, stopped)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -137,7 +140,24 @@ def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> in
     return 0 if stopped else code
 
 
-def answering(proc, host: str, port: int, stopped: list[int]) -> bool:
+def exit_code(proc, stopped: list[float]) -> int:
+    """The server's exit code. Once stopped it has STOP_GRACE_S to exit, then its group gets
+    SIGKILL: a uvicorn waiting out an open connection would otherwise hold this command up."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    while True:
+        try:
+            return proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            if stopped and time.monotonic() - stopped[0] > STOP_GRACE_S:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def answering(proc, host: str, port: int, stopped: list[float]) -> bool:
     """Wait until `host:port` accepts a connection; False if the server ended or was stopped
     first."""
     import socket
