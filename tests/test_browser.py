@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, free_port, home_env, wait_until_healthy
+from study.tracking import trial_runs
+from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
+from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
 
@@ -38,35 +39,38 @@ def chromium(url: str, profile: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def ui(exported, tmp_path):
-    """The shared two-trial study (vae, ae) with its winners exported, served by
-    `python -m study ui` on 127.0.0.1."""
-    folder, _, _ = exported
-    summary = (folder / "sweep.out").read_text()
-    printed = [line for line in summary.splitlines() if "trials in the MLflow UI: " in line]
+def ui(tmp_path):
+    """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1."""
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
+                        scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
+    result = run_cli(
+        "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
     assert len(printed) == 2  # at the start and in the summary
     page = printed[-1].split("trials in the MLflow UI: ")[1].split()[0]
     port = free_port()
     log = tmp_path / "ui.log"
-    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=folder,
-                            env=home_env(folder), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
+                            env=home_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, proc, log)
-    yield url, f"sqlite:///{folder / 'mlflow.db'}", page.replace(":5000/", f":{port}/")
+    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}", page.replace(":5000/", f":{port}/")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
 def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     url, store, runs_page = ui
-    runs = trial_runs(store, "stopped")
+    runs = trial_runs(store, "browsed")
     experiment = runs["experiment_id"].iloc[0]
     names = list(runs["tags.mlflow.runName"])
     # the page the sweep printed: the runs table of the trials, sorted by the objective
     dom = chromium(runs_page, tmp_path / "profile", "--dump-dom")
     for name in names:
         assert name in dom, f"run {name} is not listed in the UI"
-    assert "study stopped" not in dom  # the study's own run is filtered out
+    assert "study browsed" not in dom  # the study's own run is filtered out
     # columns: the model, the searched parameter, the objective (sorted by), state and epochs
     for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_mse`",
                    "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
@@ -80,8 +84,9 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
     # an exported winner: its registry version page shows the model's signature (784 pixels in)
-    champion = client(store).get_model_version_by_alias("stopped", "champion").version
-    version_page = f"{url}/#/models/stopped/versions/{champion}"
+    exported = run_cli("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    version_page = f"{url}/#/models/browsed/versions/1"
     dom = chromium(version_page, tmp_path / "profile", "--dump-dom")
     assert "champion" in dom and "784" in dom, "the version page shows no alias or signature"
 
