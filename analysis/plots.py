@@ -17,6 +17,7 @@ from models import MODELS
 from study import tracking
 from study.metrics import goal
 from study.ranking import best_per_model, rank
+from study.states import TrialState
 
 # Fewer points than this say nothing a table does not: such plots are not drawn.
 MIN_POINTS = 5
@@ -257,7 +258,7 @@ def write_plots(
     searched (default, for studies that predate that record: those that vary)."""
     from study.runs import varying_settings
 
-    done = runs[runs["state"] == "done"]
+    done = runs[runs["state"] == TrialState.DONE]
     searched = searched or ["model", *varying_settings(done)]
     note = left_out(runs, done)
     made = [

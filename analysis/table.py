@@ -25,6 +25,7 @@ from study import tracking
 from study.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
 from study.ranking import rank
 from study.runs import setting_columns, state_counts, study_runs, varying_settings
+from study.states import TrialState as S
 
 
 def searched_params(info: dict[str, str]) -> list[str] | None:
@@ -107,8 +108,8 @@ def markdown(
     lines = [
         f"# Study {study}",
         "",
-        f"Trials: {counts['done']} ran to their last epoch, {counts['stopped early']} stopped "
-        f"early (ASHA), {counts['failed']} failed, {counts['interrupted'] + counts['running']} "
+        f"Trials: {counts[S.DONE]} ran to their last epoch, {counts[S.STOPPED]} stopped "
+        f"early (ASHA), {counts[S.FAILED]} failed, {counts[S.INTERRUPTED] + counts[S.RUNNING]} "
         "unfinished. Each row is the "
         f"best trial of its model type by `{objective}` under the ranking rule every view uses "
         "(full-budget trials outrank early-stopped ones; degenerate trials, no better than "

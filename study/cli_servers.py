@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,23 +112,23 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> int:
+def serve(
+    cmd: list[str], host: str, port: int, ready: Callable[[], None], env: dict | None = None
+) -> int:
     """Run a server in a process group of its own; call `ready` (which prints the address) once
     its port answers, not before: on a busy machine the MLflow UI takes a minute to listen.
     Stop the whole group (the server, uvicorn and its workers) when this command gets SIGTERM
     or Ctrl-C, so nothing is left serving; exit 0 when stopped that way."""
-    import os
     import signal
     import subprocess
     import time
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     stopped: list[float] = []  # when a stop signal came
 
     def stop(signum: int, _frame: object) -> None:
         stopped.append(time.monotonic())
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        signal_group(proc, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -143,7 +145,6 @@ def serve(cmd: list[str], host: str, port: int, ready: Callable[[], None]) -> in
 def exit_code(proc, stopped: list[float]) -> int:
     """The server's exit code. Once stopped it has STOP_GRACE_S to exit, then its group gets
     SIGKILL: a uvicorn waiting out an open connection would otherwise hold this command up."""
-    import os
     import signal
     import subprocess
     import time
@@ -153,8 +154,7 @@ def exit_code(proc, stopped: list[float]) -> int:
             return proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
             if stopped and time.monotonic() - stopped[0] > STOP_GRACE_S:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                signal_group(proc, signal.SIGKILL)
 
 
 def answering(proc, host: str, port: int, stopped: list[float]) -> bool:
@@ -171,23 +171,30 @@ def answering(proc, host: str, port: int, stopped: list[float]) -> bool:
 
 
 def end_group(proc) -> None:
-    """Whatever of the server's process group is still alive: SIGTERM, then SIGKILL after 10 s."""
-    import os
+    """Whatever of the server's process group is still alive: SIGTERM, then SIGKILL after
+    STOP_GRACE_S."""
     import signal
     import time
 
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return  # the group is empty
+    for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 0.0)):
+        if not signal_group(proc, sig):
+            return
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
+            if not signal_group(proc, 0):
                 return
             time.sleep(0.2)
+
+
+def signal_group(proc, sig: int) -> bool:
+    """Send `sig` to the server's process group (0: only probe it); False if the group is gone."""
+    import os
+
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -210,4 +217,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
     def ready() -> None:
         print(f"optuna-dashboard at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
 
-    return serve(command, "127.0.0.1", args.port, ready)
+    # gunicorn (optuna-dashboard's server) opens a control socket in $XDG_RUNTIME_DIR, else in a
+    # ~/.gunicorn/ it creates and leaves: a folder that goes with the server keeps home clean.
+    with tempfile.TemporaryDirectory(prefix="aestudy-dashboard-") as runtime:
+        env = {**os.environ, "XDG_RUNTIME_DIR": runtime}
+        return serve(command, "127.0.0.1", args.port, ready, env)

@@ -14,6 +14,7 @@ from ray import tune
 
 from study import pictures, pruning, tracking, trust
 from study.progress import trial_state
+from study.states import TrialState
 
 
 @dataclass
@@ -53,7 +54,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
         t.trial_id for t in trials if t.status not in ended and t.trial_id not in closed
     )
     for trial_id in unfinished:
-        tracking.finish_trial(record.uri, record.experiment_id, trial_id, "interrupted")
+        tracking.finish_trial(record.uri, record.experiment_id, trial_id, TrialState.INTERRUPTED)
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})
     # pictures of trials that a killed driver saw end but did not draw
     drawn = [t for t in trials if trial_state(t.status, t.last_result or {}, t.config)

@@ -8,6 +8,7 @@ this list, so a metric added here shows up everywhere and one left out is missin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from models import ConfigError
 
@@ -94,3 +95,12 @@ def test_counterpart(name: str) -> str | None:
 def sign(name: str) -> int:
     """+1 where lower is better, -1 where higher is: `sign * value` sorts best first."""
     return 1 if goal(name) == "min" else -1
+
+
+def degenerate(values: Any) -> Any:
+    """Whether a trial is no better on held-out digits than predicting the mean digit
+    (`val_mse >= mean_digit_mse`): it has learnt nothing. `values` is a mapping of one trial's
+    metrics (a bool back) or a frame of trials (a boolean column back); a missing number is
+    False."""
+    nan = float("nan")
+    return values.get("val_mse", nan) >= values.get("mean_digit_mse", nan)

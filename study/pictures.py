@@ -21,10 +21,11 @@ from pathlib import Path
 import models
 from study import tracking
 from study.config import split_config
+from study.states import FINISHED
 
 # The trial states (study.progress.trial_state) whose final checkpoint gets pictures: a failed
 # trial's last checkpoint may hold the weights that diverged.
-DRAWN_STATES = ("done", "stopped early")
+DRAWN_STATES = FINISHED
 
 
 def draw(checkpoint: Path, folder: Path) -> tuple[int, dict[str, float]]:

@@ -16,9 +16,10 @@ from ray.tune import Callback
 from study import pictures
 from study.config import flat_config
 from study.hints import study_command
-from study.metrics import OWN_SECONDS
+from study.metrics import OWN_SECONDS, degenerate
 from study.ranking import rank
 from study.space import Space
+from study.states import FINISHED, TrialState
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
 from study.trainable import FAILED
 
@@ -26,11 +27,13 @@ from study.trainable import FAILED
 def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
     """done | stopped early | failed | running | pending, from Tune's status and the last report."""
     if status == "TERMINATED" and last_result.get(FAILED):
-        return "failed"  # a deterministic failure, ended without retries (study.trainable)
+        return TrialState.FAILED  # a deterministic failure, ended without retries (study.trainable)
     if status == "TERMINATED":
         epochs = flat_config(config).get("epochs", 0)
-        return "stopped early" if last_result.get("training_iteration", 0) < epochs else "done"
-    return {"ERROR": "failed", "RUNNING": "running", "PAUSED": "paused"}.get(status, "pending")
+        stopped = last_result.get("training_iteration", 0) < epochs
+        return TrialState.STOPPED if stopped else TrialState.DONE
+    return {"ERROR": TrialState.FAILED, "RUNNING": TrialState.RUNNING,
+            "PAUSED": TrialState.PAUSED}.get(status, TrialState.PENDING)  # fmt: skip
 
 
 def print_where_to_watch(record: StudyRecord, space: Space) -> None:
@@ -77,7 +80,7 @@ class ProgressPrinter(Callback):
         runs = live_runs(trials, self.space.objective, ended)
         counts = runs["state"].value_counts()
         shown = ", ".join(
-            f"{counts.get(s, 0)} {s}" for s in ("running", "done", "stopped early", "failed")
+            f"{counts.get(s, 0)} {s}" for s in (TrialState.RUNNING, *FINISHED, TrialState.FAILED)
         )
         ranked = rank(runs, self.space.objective)
         best_text = "no finished trial yet"
@@ -107,7 +110,7 @@ class ProgressPrinter(Callback):
         self._line(
             trials,
             f"{trial.trial_id} failed (see `{study_command('status')}`)",
-            {trial.trial_id: "failed"},
+            {trial.trial_id: TrialState.FAILED},
         )
 
 
@@ -131,6 +134,8 @@ class TrackingCallback(Callback):
         return {**self.__dict__, "_queue": None}
 
     def _submit(self, trial: Any, state: str, reason: str | None = None) -> None:
+        drawn = state in pictures.DRAWN_STATES
+        last = trial.last_result or {}
         if self._queue is None:
             # Closes go first: a run's end time is when its trial ended, not when the pictures
             # of the trials before it were done.
@@ -140,9 +145,10 @@ class TrackingCallback(Callback):
         uri, experiment_id = self.record.uri, self.record.experiment_id
         self._queue.put((0, next(ORDER), f"close trial {trial.trial_id}'s MLflow run",
                          CLOSE_WAITS, finish_trial,
-                         (uri, experiment_id, trial.trial_id, state, reason)))  # fmt: skip
+                         (uri, experiment_id, trial.trial_id, state, reason,
+                          drawn and bool(degenerate(last)))))  # fmt: skip
         checkpoint = getattr(trial.checkpoint, "path", None)
-        if checkpoint and state in pictures.DRAWN_STATES:
+        if checkpoint and drawn:
             self._queue.put((1, next(ORDER), f"log trial {trial.trial_id}'s pictures",
                              PICTURE_WAITS, self._pictures, (trial.trial_id, Path(checkpoint))))  # fmt: skip
 
@@ -161,7 +167,7 @@ class TrackingCallback(Callback):
         self._submit(trial, trial_state("TERMINATED", trial.last_result or {}, trial.config))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._submit(trial, "failed", error_reason(trial))
+        self._submit(trial, TrialState.FAILED, error_reason(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (bounded) for the closes and pictures still queued, so the summary reads final

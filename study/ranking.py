@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.metrics import sign
+from study.metrics import degenerate, sign
+from study.states import FINISHED, TrialState
 
 FULL, STOPPED, DEGENERATE = 0, 1, 2
-FINISHED_STATES = ("done", "stopped early")
 ADDED = ("stopped", "tier", "standing", "rank")
 
 
@@ -54,16 +54,15 @@ def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     direction = sign(metric)
     if metric not in runs or not len(runs):
         return pd.DataFrame(columns=[*runs.columns, *ADDED])
-    ranked = runs[runs["state"].isin(FINISHED_STATES) & runs[metric].notna()].copy()
+    ranked = runs[runs["state"].isin(FINISHED) & runs[metric].notna()].copy()
     if not len(ranked):
         return ranked.assign(**{column: [] for column in ADDED})
     budget = pd.to_numeric(ranked["epochs"], errors="coerce")
     # Stopped early: fewer epochs trained than the budget, whatever the state tag says.
-    ranked["stopped"] = (ranked["state"] == "stopped early") | (ranked["epoch"] < budget)
-    degenerate = ranked["val_mse"] >= ranked["mean_digit_mse"]  # False where either is NaN
+    ranked["stopped"] = (ranked["state"] == TrialState.STOPPED) | (ranked["epoch"] < budget)
     ranked["tier"] = FULL
     ranked.loc[ranked["stopped"], "tier"] = STOPPED
-    ranked.loc[degenerate, "tier"] = DEGENERATE
+    ranked.loc[degenerate(ranked), "tier"] = DEGENERATE
     ranked["_key"] = direction * ranked[metric]
     ranked = ranked.sort_values(["tier", "_key", "trial_id"], kind="stable").drop(columns="_key")
     ranked["standing"] = [standing(row) for _, row in ranked.iterrows()]

@@ -12,14 +12,15 @@ import pandas as pd
 
 from study import tracking
 from study.metrics import METRICS
+from study.states import COUNTED, TrialState, read
 
 # Params that identify the settings of a trial besides its seed (repeats share all of them).
 NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")
-STATES = ("done", "stopped early", "failed", "interrupted", "running", "orphaned")
 BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given"]
 # MLflow's run status, for runs the driver never closed with a state tag (a killed worker or
 # driver): FINISHED without a tag cannot tell done from stopped, so it reads as unknown.
-UNTAGGED = {"RUNNING": "running", "SCHEDULED": "running", "FAILED": "failed", "KILLED": "failed"}
+UNTAGGED = {"RUNNING": TrialState.RUNNING, "SCHEDULED": TrialState.RUNNING,
+            "FAILED": TrialState.FAILED, "KILLED": TrialState.FAILED}  # fmt: skip
 
 
 def study_runs(uri: str, study: str) -> pd.DataFrame:
@@ -28,7 +29,7 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
     raw = tracking.trial_runs(uri, study)
     if not len(raw):
         return pd.DataFrame(columns=BASE_COLUMNS)
-    tagged = _column(raw, f"tags.{tracking.STATE}")
+    tagged = _column(raw, f"tags.{tracking.STATE}").map(read, na_action="ignore")
     untagged = raw["status"].map(UNTAGGED).fillna("unknown")
     out = pd.DataFrame({
         "run_id": raw["run_id"],
@@ -53,7 +54,7 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
 def state_counts(runs: pd.DataFrame) -> dict[str, int]:
     """How many trials are in each state, every state named (zeros included)."""
     states = runs["state"].value_counts() if len(runs) else {}
-    return {s: int(states.get(s, 0)) for s in STATES}
+    return {str(s): int(states.get(s, 0)) for s in COUNTED}
 
 
 def _column(raw: pd.DataFrame, name: str) -> pd.Series:

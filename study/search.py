@@ -16,6 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 from study.config import flat_config
 from study.progress import trial_state
 from study.space import Space, SpaceSampler
+from study.states import TrialState
 from study.trainable import FAILED
 
 OPTUNA_DB = "optuna.db"  # the sampler's study, in the study folder
@@ -132,7 +133,7 @@ def _stopped(result: dict) -> bool:
     """Whether a trial's last result is from before its last epoch: ASHA stopped it."""
     # Tune hands searchers the result flattened: the trial's config arrives as config/<key>.
     config = {k.removeprefix("config/"): v for k, v in result.items() if k.startswith("config/")}
-    return trial_state("TERMINATED", result, config) == "stopped early"
+    return trial_state("TERMINATED", result, config) == TrialState.STOPPED
 
 
 def scheduler(space: Space):

@@ -19,8 +19,10 @@ from study.hints import python, study_command
 from study.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
 from study.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
 from study.runs import state_counts, study_runs
+from study.states import TrialState, shown
 
-STATE_ORDER = {"running": 0, "interrupted": 1, "unknown": 2, "failed": 3, "orphaned": 4}
+STATE_ORDER = {TrialState.RUNNING: 0, TrialState.INTERRUPTED: 1, "unknown": 2,
+               TrialState.FAILED: 3, TrialState.ORPHANED: 4}  # fmt: skip
 
 
 class StudyView:
@@ -79,16 +81,16 @@ def print_status(uri: str, name: str) -> None:
     print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
           f"{view.objective:>10}  parameters")  # fmt: skip
     for _, row in view.ranked.iterrows():
-        state = row["state"]
-        if row["tier"] == DEGENERATE:
-            state = "degenerate" if state == "done" else "stopped, degenerate"
+        state = shown(row["state"], row["tier"] == DEGENERATE)
         _status_line(view, str(row["rank"]), row, state)
     for _, row in view.unranked().iterrows():
         state = (
-            f"running, epoch {_int(row['epoch'])}" if row["state"] == "running" else row["state"]
+            f"running, epoch {_int(row['epoch'])}"
+            if row["state"] == TrialState.RUNNING
+            else row["state"]
         )
         _status_line(view, "-", row, state)
-        if row["state"] == "failed":
+        if row["state"] == TrialState.FAILED:
             reason = (
                 str(row["error"]).splitlines()[0]
                 if _present(row["error"])

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from study import leftovers, tracking
+from study.runs import study_runs
 from study.sweep import undone_on_failure
 from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
@@ -159,6 +160,12 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
         "tune": 2, "mlflow": {"FAILED": 1, "FINISHED": 1}, "optuna": {}, "duplicates": 0,
         "lost": 0,
     }  # fmt: skip
+    # the AE learnt nothing: MLflow's state tag says so in status's words; every view reads it
+    # back as a finished trial, ranked last
+    ae = runs[runs["params.model"] == "ae"].iloc[0]
+    assert ae["status"] == "FINISHED" and ae["tags.aestudy.state"] == "degenerate"
+    read = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild").set_index("model")
+    assert read.loc["ae", "state"] == "done" and read.loc["vae", "state"] == "failed"
     best = run_cli("best", "wild", "--storage", str(tmp_path), cwd=tmp_path)
     assert best.returncode != 0 and "degenerate" in best.stdout + best.stderr
     assert time.monotonic() - start < 300

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -15,6 +16,7 @@ import models
 from study.data import load_splits
 from study.evaluate import noisy_copy, reconstruction_metrics
 from study.export import load_model
+from study.runs import study_runs
 from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli
 from tests.test_sweep import write_space
@@ -181,17 +183,26 @@ def test_trials_closed_since_names_runs_closed_as_ended_after_the_moment(tmp_pat
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     record = tracking.ensure_study(uri, "closed", "", {"objective": "val_bce"})
     c = client(uri)
-    for trial_id in ("early", "failed", "done", "interrupted", "open"):
+    for trial_id in ("early", "failed", "done", "degenerate", "interrupted", "open"):
         c.create_run(
-            record.experiment_id, tags={tracking.ROLE: "trial", tracking.TRIAL_ID: trial_id}
+            record.experiment_id,
+            tags={tracking.ROLE: "trial", tracking.TRIAL_ID: trial_id, "aestudy.model": "ae"},
         )
     tracking.finish_trial(uri, record.experiment_id, "early", "failed")
     time.sleep(0.01)
     since = int(time.time() * 1000)
     for trial_id, state in (("failed", "failed"), ("done", "done"), ("interrupted", "interrupted")):
         tracking.finish_trial(uri, record.experiment_id, trial_id, state)
+    tracking.finish_trial(uri, record.experiment_id, "degenerate", "done", degenerate=True)
     closed = tracking.trials_closed_since(uri, record.experiment_id, since)
-    assert closed == {"failed", "done"}
+    assert closed == {"failed", "done", "degenerate"}
+    # the tag holds status's words; the runs every view reads hold the state
+    tags = tracking.trial_runs(uri, "closed").set_index("tags.aestudy.trial_id")[
+        "tags.aestudy.state"
+    ]
+    assert tags["degenerate"] == "degenerate" and tags["done"] == "done"
+    states = study_runs(uri, "closed").set_index("trial_id")["state"]
+    assert states["degenerate"] == "done" and states["interrupted"] == "interrupted"
 
 
 def test_unreachable_tracking_server_fails_before_launch(tmp_path):
@@ -208,9 +219,12 @@ def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_
     _, folder = logged_study
     port = free_port()
     log = tmp_path / "dashboard.log"
+    home = tmp_path / "home"  # gunicorn would leave ~/.gunicorn/ here
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"} | {"HOME": str(home)}
     proc = subprocess.Popen(
         [PYTHON, "-m", "study", "dashboard", "tracked", "--storage", str(folder), "--port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -231,6 +245,7 @@ def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_
     assert proc.wait(timeout=30) == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
+    assert list(home.iterdir()) == []  # nothing left in the user's home
 
 
 def test_logging_a_served_model_leaves_the_tracking_uri_as_it_was(monkeypatch):

@@ -12,6 +12,7 @@ from typing import Any
 
 from models import ConfigError
 from study.config import full_config
+from study.states import ENDED, TrialState, read, shown
 from study.tracking.store import as_params, client
 from study.tracking.studies import StudyRecord
 from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, TRIAL_ID
@@ -88,14 +89,20 @@ class TrialRun:
         self.client.set_tag(self.run_id, ERROR, f"{type(exc).__name__}: {exc}"[-4000:])
 
 
-RUN_STATUS = {"failed": "FAILED", "interrupted": "KILLED"}  # else FINISHED
+RUN_STATUS = {TrialState.FAILED: "FAILED", TrialState.INTERRUPTED: "KILLED"}  # else FINISHED
 
 
 def finish_trial(
-    uri: str, experiment_id: str, trial_id: str, state: str, reason: str | None = None
+    uri: str,
+    experiment_id: str,
+    trial_id: str,
+    state: str,
+    reason: str | None = None,
+    degenerate: bool = False,
 ) -> None:
     """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
-    interrupted (KILLED: `resume` reopens it).
+    interrupted (KILLED: `resume` reopens it). The state tag holds `status`'s words for it, so
+    the MLflow UI says "degenerate" where `status` does (`study.states.shown`).
 
     A failed trial's error is tagged on the run by the worker (`TrialRun.record_error`); `reason`
     (what the driver saw: a killed worker, a failed restore) is tagged when the worker could not."""
@@ -103,9 +110,9 @@ def finish_trial(
     run_id = find_trial_run(c, experiment_id, trial_id)
     if run_id is None:
         return
-    if reason and state == "failed" and ERROR not in c.get_run(run_id).data.tags:
+    if reason and state == TrialState.FAILED and ERROR not in c.get_run(run_id).data.tags:
         c.set_tag(run_id, ERROR, reason[-4000:])
-    c.set_tag(run_id, STATE, state)
+    c.set_tag(run_id, STATE, shown(state, degenerate))
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
 
@@ -133,9 +140,6 @@ def runs_without_pictures(uri: str, experiment_id: str) -> dict[str, str]:
     }
 
 
-ENDED_STATES = ("done", "stopped early", "failed")
-
-
 def trials_closed_since(uri: str, experiment_id: str, since_ms: int) -> set[str]:
     """Trial ids whose runs were closed as ended (done, stopped early, failed) at or after
     `since_ms` (epoch milliseconds, the closing driver's clock)."""
@@ -143,7 +147,7 @@ def trials_closed_since(uri: str, experiment_id: str, since_ms: int) -> set[str]
     return {
         r.data.tags[TRIAL_ID]
         for r in runs
-        if r.data.tags.get(STATE) in ENDED_STATES
+        if read(r.data.tags.get(STATE, "")) in ENDED
         and (r.info.end_time or 0) >= since_ms
         and TRIAL_ID in r.data.tags
     }
@@ -157,9 +161,9 @@ def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
     orphans = []
     for run in all_trial_runs(c, experiment_id):
         trial_id = run.data.tags.get(TRIAL_ID)
-        if trial_id in known or run.data.tags.get(STATE) == "orphaned":
+        if trial_id in known or run.data.tags.get(STATE) == TrialState.ORPHANED:
             continue
-        c.set_tag(run.info.run_id, STATE, "orphaned")
+        c.set_tag(run.info.run_id, STATE, str(TrialState.ORPHANED))
         c.set_tag(run.info.run_id, ERROR, "started by a driver killed before Tune saved this "
                   "trial: not part of the study (Tune ran the sample again as another trial)")  # fmt: skip
         if run.info.status == "RUNNING":
