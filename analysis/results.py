@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis.seed import SEED_NUMBERS, seed_match
 from analysis.table import build_table, markdown, searched_params, seed_comparison
-from models import ConfigError
+from models import ConfigError, StudyError
 from study import tracking
 from study.metrics import DEFAULT_OBJECTIVE
 from study.ranking import best_per_model, rank
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         uri = tracking.resolve_tracking_uri(args.tracking_uri)
         tracking.check_reachable(uri, must_exist=True)
         path = write_results(uri, args.name, Path(args.out))
-    except ConfigError as exc:
+    except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {path}")

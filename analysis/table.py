@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seed import seed_comparison
-from models import MODELS, ConfigError
+from models import MODELS, ConfigError, StudyError
 from study import tracking
 from study.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
 from study.ranking import rank
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         tracking.check_reachable(uri, must_exist=True)
         storage = Path(args.storage) if args.storage else None
         files = write_report(uri, args.name, out, args.by, storage)
-    except ConfigError as exc:
+    except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((out / "table.md").read_text())

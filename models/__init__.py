@@ -8,7 +8,7 @@ z = model.encode(x); x_hat = model.reconstruct(x)   # x: (N, 1, 28, 28) in [0, 1
 
 from models.base import AEOutput, AutoEncoder, ModelConfig
 from models.checkpoint import load, load_training_state, read_config, save
-from models.errors import ConfigError
+from models.errors import ConfigError, ResourceError, StudyError
 from models.registry import DENOISING_MODELS, MODELS, build_model, make_config, model_fields
 from models.supervised import Classifier
 
@@ -20,6 +20,8 @@ __all__ = [
     "Classifier",
     "ConfigError",
     "ModelConfig",
+    "ResourceError",
+    "StudyError",
     "build_model",
     "load",
     "load_training_state",

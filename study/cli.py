@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models import ConfigError
+from models import StudyError
 from study.cli_servers import run_dashboard, run_server, run_ui
 from study.cli_train import add_train_command
 from study.hints import study_command
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C: Tune's saved state stands, nothing was pruned
@@ -101,7 +101,9 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
         help="trials running at once (default: as many as a local Ray's CPUs and GPUs hold; "
         "set it on a cluster, see docs/cluster.md)",
     )
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs each trial holds (default 1)"
+    )
     p.add_argument(
         "--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on one GPU"
     )
@@ -143,7 +145,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_sweep)
 
     p = commands.add_parser("resume", help="continue an interrupted study")
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument(
         "--trust-state",
@@ -168,7 +170,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "dashboard", help="optuna-dashboard on a study's Optuna search (127.0.0.1)"
     )
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.add_argument("--storage", help=STORAGE_HELP)
     p.add_argument("--port", type=int, default=8080, help="the port on 127.0.0.1 (default 8080)")
     p.set_defaults(handler=run_dashboard)
@@ -178,6 +180,7 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_list)
 
 
+NAME_HELP = "the study's name, as given to sweep --name (`python -m study list` shows them)"
 VERBOSE_HELP = "let Ray Tune, MLflow and Optuna print their own messages too"
 STORAGE_HELP = "folder that holds the study (default: $AESTUDY_HOME/studies, ~/.aestudy/studies)"
 TRACKING_HELP = (
@@ -187,7 +190,7 @@ TRACKING_HELP = (
 
 
 def add_study_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name")
+    p.add_argument("name", help=NAME_HELP)
     p.add_argument("--tracking-uri", help=TRACKING_HELP)
     p.add_argument("--storage", help=STORAGE_HELP)
 

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from models import ConfigError
+from models import ConfigError, ResourceError
 from study.hints import study_command
 from study.metrics import DEFAULT_OBJECTIVE
 
@@ -106,7 +106,7 @@ def check_port_free(host: str, port: int) -> None:
                     f"--host {host} --port {port}: cannot listen there ({exc.strerror}); give "
                     "an address of this machine"
                 ) from None
-            raise ConfigError(
+            raise ResourceError(
                 f"port {port} on {host} is in use ({exc.strerror}): is a `study ui` or "
                 "`study server` already running? Stop it, or pass --port with another number"
             ) from None

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from models import ConfigError
+from models import ConfigError, ResourceError
 
 
 def validate_cluster_config(path: str | Path) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def check_shared_storage(folder: Path) -> None:
         if s != token
     ]
     if blind:
-        raise ConfigError(
+        raise ResourceError(
             f"--storage {folder.parent} is not shared: node(s) {', '.join(blind)} cannot see it. On a "
             "multi-node cluster use a folder every node mounts (NFS, EFS, …), e.g. --storage /shared/studies"
         )

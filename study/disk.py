@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from models import ConfigError
+from models import ResourceError
 from study.hints import study_command
 
 # Free space below which the sweep stops: room for a last save of Tune's state and a trial's
@@ -46,7 +46,7 @@ def check_room(folder: Path) -> None:
     existing = nearest_existing(folder)
     free = free_bytes(existing)
     if free < RESERVE_BYTES:
-        raise ConfigError(
+        raise ResourceError(
             f"{existing} has {free / 2**20:.0f} MB free, less than the {RESERVE_BYTES // 2**20} MB "
             "a sweep keeps in reserve for its state and checkpoints: free space there or pass "
             "another --storage"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from models import ConfigError
+from models import ConfigError, ResourceError
 from study.hints import study_command
 
 
@@ -27,10 +27,10 @@ def lock_path(storage: str | Path, name: str) -> Path:
     return Path(storage).expanduser().resolve() / f".{name}.lock"
 
 
-def _in_use(path: Path, name: str, handle: TextIO) -> ConfigError:
+def _in_use(path: Path, name: str, handle: TextIO) -> ResourceError:
     handle.seek(0)
     holder = handle.read().strip() or "another process"
-    return ConfigError(
+    return ResourceError(
         f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or resume to "
         f"end, or stop it (Ctrl-C) and then `{study_command(f'resume {name}')}`"
     )
@@ -65,7 +65,7 @@ def _open_lock(path: Path, create: bool = True) -> TextIO:
 
 @contextlib.contextmanager
 def study_lock(storage: str | Path, name: str, keep: bool = True) -> Iterator[None]:
-    """Hold the study's lock for the duration of the block; exit 2 (ConfigError) naming the
+    """Hold the study's lock for the duration of the block; exit 2 (ResourceError) naming the
     holder when another process has it. Without `keep`, a lock file this call made is removed
     when the block fails (a refused launch leaves nothing beside the study folder)."""
     path = lock_path(storage, name)

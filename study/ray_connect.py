@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import ray
 
-from models import ConfigError
+from models import ConfigError, ResourceError
 from study import leftovers
 from study.cluster import check_shared_storage
 
@@ -28,7 +28,7 @@ def connect(options: SweepOptions, folder: Path) -> None:
             try:
                 ray.init(address=options.address)
             except ConnectionError as exc:
-                raise ConfigError(
+                raise ResourceError(
                     f"--address {options.address}: cannot join that Ray cluster ({exc}). Is one "
                     "running there (`ray up cluster.yaml`, `ray start --head`)? If it uses token "
                     "authentication, set RAY_AUTH_MODE=token and give this machine its token "
@@ -113,7 +113,7 @@ def check_address(address: str, timeout: float = 10.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except (OSError, ValueError) as exc:
-        raise ConfigError(
+        raise ResourceError(
             f"--address {address}: nothing answers there ({exc}); start the cluster's head "
             "(`ray up cluster.yaml`, or `ray start --head` on that machine) or fix the address "
             "(host:port of the head's GCS, 6379 by default)"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from models import ConfigError
+from models import StudyError
 from study import tracking
 
 SIGNATURES = "signatures.json"
@@ -45,7 +45,7 @@ KEY_BYTES = 32
 NEW_KEY_ENV = "AESTUDY_NEW_KEY"
 
 
-class TrustError(ConfigError):
+class TrustError(StudyError):
     """The study folder or the signing key cannot be trusted; the message names the file."""
 
 

@@ -62,7 +62,7 @@ def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_pa
 @pytest.mark.parametrize(
     "command",
     ["train", "sweep", "resume", "status", "best", "list", "ui", "server", "export", "table",
-     "cluster-check"],
+     "cluster-check", "dashboard"],
 )  # fmt: skip
 def test_every_subcommand_has_help(command, capsys):
     from study.cli import main
@@ -71,6 +71,21 @@ def test_every_subcommand_has_help(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: python -m study {command}")
+
+
+def test_every_option_of_every_subcommand_says_what_it_does():
+    import argparse
+
+    from study.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    undocumented = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not isinstance(action, argparse._HelpAction) and not (action.help or "").strip()
+    ]
+    assert len(commands.choices) == 12 and undocumented == []
 
 
 def test_train_help_lists_allowed_values_and_defaults(capsys):
@@ -182,3 +197,28 @@ def test_suggested_commands_name_the_interpreter_that_has_the_package(tmp_path, 
     assert study_command("status x") == f"{venv}/bin/python -m study status x"
     monkeypatch.setattr(shutil, "which", lambda name: sys.executable)  # the venv is activated
     assert study_command("status x") == "python -m study status x"
+
+
+def test_bad_input_and_an_unready_environment_are_different_errors_both_exit_2(tmp_path, cli_here):
+    """A ConfigError means change the command; a ResourceError means the command is fine but
+    something around it is not ready (here a port in use): both one line, exit 2."""
+    import socket
+
+    from models import ConfigError, ResourceError
+    from study.cli_servers import check_port_free
+    from study.tracking import check_reachable
+    from tests.conftest import free_port
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(ResourceError, match=f"port {port} on 127.0.0.1 is in use"):
+            check_port_free("127.0.0.1", port)
+        busy = cli_here("ui", "--port", str(port), cwd=tmp_path)
+    assert busy.returncode == 2 and busy.stderr.count("\n") == 1 and "in use" in busy.stderr
+    with pytest.raises(ResourceError, match="cannot be reached"):
+        check_reachable(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError) as bad:
+        check_port_free("127.0.0.1", 70000)
+    assert not isinstance(bad.value, ResourceError)

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from models import ConfigError
+from models import ConfigError, ResourceError
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -62,7 +62,7 @@ def check_reachable(uri: str, must_exist: bool = False) -> None:
             )
         folder = db.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise ConfigError(f"tracking store {uri}: folder {folder} is missing or not writable")
+            raise ResourceError(f"tracking store {uri}: folder {folder} is missing or not writable")
         if db.exists() and not _is_sqlite(db):
             raise ConfigError(
                 f"tracking store {uri}: {db} is not an SQLite database; point --tracking-uri at "
@@ -73,9 +73,9 @@ def check_reachable(uri: str, must_exist: bool = False) -> None:
         with urllib.request.urlopen(f"{uri}/health", timeout=5) as reply:
             if reply.status == 200:
                 return
-            raise ConfigError(f"tracking server {uri} answered {reply.status} on /health")
+            raise ResourceError(f"tracking server {uri} answered {reply.status} on /health")
     except (urllib.error.URLError, OSError) as exc:
-        raise ConfigError(
+        raise ResourceError(
             f"tracking server {uri} cannot be reached ({exc}); start one with "
             "`python -m study server` or fix --tracking-uri"
         ) from None
