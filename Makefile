@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce test test-quick lint format bench bench-sweep bench-gpu cluster-check ui dashboard clean
+.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
@@ -53,6 +53,16 @@ reproduce: setup ## redo the seed report's experiments (search_spaces/seed.yaml)
 		$(if $(DATA_DIR),--dataset mnist --data-dir $(DATA_DIR),--dataset mnist-5k)
 	$(PY) -m analysis.table $(SEED_STUDY) --by activation --by recon_loss
 	$(PY) -m analysis.results $(SEED_STUDY) --out docs/RESULTS.md
+
+# An existing study to photograph instead of a new quickstart: make screenshots SHOTS_OF=quick-…
+SHOTS_OF ?=
+
+screenshots: setup browser ## retake docs/*.png in headless Chromium from a new quickstart (or SHOTS_OF=study)
+ifeq ($(SHOTS_OF),)
+	$(PY) -m study sweep search_spaces/quick.yaml --name $(STUDY)
+	$(PY) -m study export $(STUDY) --out exports/$(STUDY) --per-model
+endif
+	$(PY) -m analysis.screenshots $(or $(SHOTS_OF),$(STUDY)) --out docs
 
 cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline against Ray's schema
 

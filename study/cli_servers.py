@@ -123,6 +123,12 @@ def serve(
     import subprocess
     import time
 
+    # MLflow's server imports a deprecated starlette module, and each of its workers says so
+    # twice; a PYTHONWARNINGS of the user's own wins
+    env = {
+        "PYTHONWARNINGS": "ignore:starlette.middleware.wsgi is deprecated",
+        **(env or os.environ),
+    }
     proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     stopped: list[float] = []  # when a stop signal came
 

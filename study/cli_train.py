@@ -12,25 +12,7 @@ from typing import Any
 import yaml
 
 from models import ConfigError
-
-# Options of `train` that map one-to-one onto trial-config keys (None: not given, keep the default).
-TRAIN_OPTIONS: dict[str, type] = {
-    "model": str,
-    "latent_dim": int,
-    "activation": str,
-    "noise": float,
-    "noise_kind": str,
-    "recon_loss": str,
-    "beta": float,
-    "dataset": str,
-    "data_dir": str,
-    "epochs": int,
-    "batch_size": int,
-    "lr": float,
-    "seed": int,
-    "finetune_epochs": int,
-    "device": str,
-}
+from study.config import TRAIN_OPTIONS
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:

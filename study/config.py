@@ -60,6 +60,26 @@ def check_device_here(device: str) -> None:
         raise ConfigError("device 'mps': not available here; use --device cpu or auto")
 
 
+# Trial-config keys with a flag of their own on `train` (--latent-dim …), and their types; any
+# other key is given with --set KEY=VALUE.
+TRAIN_OPTIONS: dict[str, type] = {
+    "model": str,
+    "latent_dim": int,
+    "activation": str,
+    "noise": float,
+    "noise_kind": str,
+    "recon_loss": str,
+    "beta": float,
+    "dataset": str,
+    "data_dir": str,
+    "epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "seed": int,
+    "finetune_epochs": int,
+    "device": str,
+}
+
 SETTING_KEYS = tuple(f.name for f in fields(TrainSettings))
 
 

@@ -79,10 +79,12 @@ def export_best(
             _stage(uri, study, row, metric, Path(tmp) / (row["model"] if per_model else "best"))
             for _, row in picks.iterrows()
         ]
+        registered = [_register(uri, study, item, prefix, overall) for item in staged]
+        # `out` is written last: a registry that fails leaves it as it was
         if force:
             clear_earlier_export(out)
         out.mkdir(parents=True, exist_ok=True)
-        exported = [_publish(uri, study, item, prefix, overall, out) for item in staged]
+        exported = [_move(item, out) for item in registered]
     return exported, uncrowned(ranked) if per_model else {}
 
 
@@ -140,14 +142,11 @@ def _stage(uri: str, study: str, row: Any, metric: str, folder: Path) -> Exporte
                     float(row[metric]), row["standing"], folder, [], record["test"])  # fmt: skip
 
 
-def _publish(
-    uri: str, study: str, item: Exported, prefix: str, overall: str, out: Path
-) -> Exported:
-    """Move a staged winner into `out` and register it as an MLflow Model with its aliases: the
-    label's (`champion-<model>`, or `champion` for the single best), and `champion` too for
-    the study's overall winner among the per-model ones."""
-    folder = out / item.folder.name
-    shutil.move(item.folder, folder)
+def _register(uri: str, study: str, item: Exported, prefix: str, overall: str) -> Exported:
+    """Register a staged winner as an MLflow Model with its aliases: the label's
+    (`champion-<model>`, or `champion` for the single best), and `champion` too for the study's
+    overall winner among the per-model ones; its metrics.json gets the registry's names."""
+    folder = item.folder
     record = json.loads((folder / "metrics.json").read_text())
     aliases = [prefix if item.label == "best" else f"{prefix}-{item.label}"]
     if item.label != "best" and item.run_id == overall:
@@ -166,7 +165,14 @@ def _publish(
         "encoder": encoder,
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
-    return replace(item, folder=folder, registered=record["mlflow"]["models"])
+    return replace(item, registered=record["mlflow"]["models"])
+
+
+def _move(item: Exported, out: Path) -> Exported:
+    """A registered winner's folder, moved from its staging place into `out`."""
+    folder = out / item.folder.name
+    shutil.move(item.folder, folder)
+    return replace(item, folder=folder)
 
 
 def example_digits(n: int = 5) -> np.ndarray:

@@ -13,8 +13,7 @@ import pandas as pd
 
 from models import make_config
 from study import leftovers, tracking
-from study.cli_train import TRAIN_OPTIONS
-from study.config import TrainSettings, allowed_keys
+from study.config import TRAIN_OPTIONS, TrainSettings, allowed_keys
 from study.hints import python, study_command
 from study.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
 from study.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
@@ -38,12 +37,11 @@ class StudyView:
         searched = self.info.get("searched", "")
         self.searched = [p for p in searched.split(",") if p and p != "model"]
 
-    def page(self) -> str:
-        """The study's trials in the MLflow UI, sorted by the objective."""
+    def page(self, port: int = 5000) -> str:
+        """The study's trials in the MLflow UI (`study ui` on `port`), sorted by the objective."""
         experiment = tracking.experiment_id(self.uri, self.name)
-        return tracking.runs_page(
-            self.uri, experiment, self.objective, goal(self.objective) == "min"
-        )
+        ascending = goal(self.objective) == "min"
+        return tracking.runs_page(self.uri, experiment, self.objective, ascending, port)
 
     def counts(self) -> dict[str, int]:
         return state_counts(self.runs)

@@ -254,6 +254,11 @@ def exported(stopped_study):
     tests that only read an export share it. Returns (folder, out, the command's result)."""
     folder, _ = stopped_study
     out = folder / "exports" / "first"
-    result = run_cli("export", "stopped", "--out", str(out), "--per-model", cwd=folder)
+    # run from another folder than the store's, as from the repository after `make quickstart`
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([PYTHON, "-m", "study", "export", "stopped", "--out", str(out), "--per-model"],
+                            cwd=elsewhere, env=home_env(folder), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+    assert list(elsewhere.iterdir()) == []  # no store of MLflow's default made there
     return folder, out, result

@@ -8,34 +8,18 @@ AESTUDY_SCREENSHOTS=DIR to keep the screenshots (docs/ holds the committed ones)
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from study.tracking import trial_runs
+from analysis.screenshots import chromium
+from study.tracking import alias_version, artifact_page, trial_runs, version_page
 from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
-
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,900", "--virtual-time-budget=20000",
-]  # fmt: skip
-
-
-def chromium(url: str, profile: Path, *args: str) -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe, "Chromium is missing: run `make browser` (apt-get install chromium)"
-    out = subprocess.run(
-        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    return out.stdout
 
 
 @pytest.fixture
@@ -76,23 +60,28 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
                    "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
         assert f'col-id="{column}"' in dom, column
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
-    picture_page = (  # the query keeps the UI in its "Model training" layout, not GenAI's
-        f"{url}/#/experiments/{experiment}/runs/{vae}/artifactPath/reconstructions.png"
-        "?workflowType=machine_learning"
-    )
+    port = int(url.rsplit(":", 1)[1])
+    picture_page = artifact_page(store, experiment, vae, "reconstructions.png", port)
+    assert picture_page.endswith("?workflowType=machine_learning")  # not GenAI's layout
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
     # an exported winner: its registry version page shows the model's signature (784 pixels in)
     exported = run_cli("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
-    version_page = f"{url}/#/models/browsed/versions/1"
-    dom = chromium(version_page, tmp_path / "profile", "--dump-dom")
+    champion = alias_version(store, "browsed", "champion")
+    registry_page = version_page(store, "browsed", champion, port)
+    dom = chromium(registry_page, tmp_path / "profile", "--dump-dom")
     assert "champion" in dom and "784" in dom, "the version page shows no alias or signature"
 
-    shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    for page, name in ((runs_page, "mlflow-runs.png"), (picture_page, "mlflow-reconstruction.png"),
-                       (version_page, "mlflow-model-version.png")):  # fmt: skip
-        chromium(page, tmp_path / "profile", f"--screenshot={shots / name}")
-        assert (shots / name).stat().st_size > 10_000
+    # docs/'s screenshots come from `python -m analysis.screenshots` (`make screenshots`): it
+    # serves the store itself, finds the winner and its registry version
+    shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path / "shots"))
+    taken = subprocess.run(
+        [PYTHON, "-m", "analysis.screenshots", "browsed", "--out", str(shots)],
+        cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert taken.returncode == 0, taken.stderr[-3000:]
+    for name in ("mlflow-runs.png", "mlflow-reconstruction.png", "mlflow-model-version.png"):
+        assert (shots / name).stat().st_size > 10_000, name
+        assert str(shots / name) in taken.stdout

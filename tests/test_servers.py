@@ -67,6 +67,7 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
             break
     assert ready in seen[-1], "".join(seen)[-2000:]  # not the end of the output
     assert seen[0].startswith("starting") and address not in seen[0], "".join(seen)
+    assert "DeprecationWarning" not in "".join(seen)  # MLflow's import of starlette's wsgi
     busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
     assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
 

@@ -17,7 +17,14 @@ UI page a study opens on), `registry` (winners as MLflow Models). Import from `s
 it exports what the rest of the tool uses.
 """
 
-from study.tracking.registry import ENCODE, ENCODER_TAG, RECONSTRUCT, publish, resolve
+from study.tracking.registry import (
+    ENCODE,
+    ENCODER_TAG,
+    RECONSTRUCT,
+    alias_version,
+    publish,
+    resolve,
+)
 from study.tracking.store import (
     ARTIFACTS_DIR,
     DEFAULT_DB,
@@ -57,7 +64,7 @@ from study.tracking.trials import (
     trial_runs,
     trials_closed_since,
 )
-from study.tracking.view import runs_page, trials_view
+from study.tracking.view import artifact_page, runs_page, trials_view, version_page
 
 __all__ = [
     "ARTIFACTS_DIR",
@@ -77,6 +84,8 @@ __all__ = [
     "StudyRecord",
     "TrialRun",
     "abandon_study",
+    "alias_version",
+    "artifact_page",
     "check_reachable",
     "client",
     "download_artifacts",
@@ -106,4 +115,5 @@ __all__ = [
     "trial_runs",
     "trials_closed_since",
     "trials_view",
+    "version_page",
 ]

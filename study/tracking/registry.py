@@ -42,10 +42,11 @@ def publish(
     version = _served_version(c, name, run_id)
     if version is None:
         uris = _log_served(uri, run_id, served, example)
-        version = c.create_model_version(
-            name, uris[RECONSTRUCT], run_id=run_id, tags={**tags, ENCODER_TAG: uris[ENCODE]},
-            model_id=uris[RECONSTRUCT].removeprefix("models:/"),
-        )  # fmt: skip
+        with _tracking_uri(uri):  # the SQL registry looks the logged model up there
+            version = c.create_model_version(
+                name, uris[RECONSTRUCT], run_id=run_id, tags={**tags, ENCODER_TAG: uris[ENCODE]},
+                model_id=uris[RECONSTRUCT].removeprefix("models:/"),
+            )  # fmt: skip
     else:
         for key, value in tags.items():
             c.set_model_version_tag(name, version.version, key, value)
@@ -96,7 +97,9 @@ def _log_served(
 
 @contextlib.contextmanager
 def _tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's `log_model` writes to the global tracking URI, and setting it also sets
+    """MLflow's `log_model` writes to the global tracking URI, and its SQL registry's
+    `create_model_version` looks the logged model up in that store, whatever store the client
+    was made for (the default: ./mlflow.db in the working folder). Setting it also sets
     $MLFLOW_TRACKING_URI (which `resolve_tracking_uri` and every child process read): point it
     at `uri` for the duration, then put both back as they were."""
     import mlflow
@@ -133,3 +136,13 @@ def resolve(uri: str, text: str, default_artifact: str) -> tuple[str, str]:
     except MlflowException as exc:
         raise ValueError(f"{text}: not in the registry of {uri} ({exc.message})") from None
     return version.run_id, default_artifact
+
+
+def alias_version(uri: str, name: str, alias: str) -> str | None:
+    """The version of registered model `name` that `alias` points at, if both exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(uri).get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None

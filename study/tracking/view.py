@@ -39,7 +39,7 @@ def runs_page(
     `study ui` on `port`."""
     from urllib.parse import quote
 
-    base = uri if uri.startswith("http") else f"http://127.0.0.1:{port}"
+    base = ui_address(uri, port)
     tags = client(uri).get_experiment(experiment_id).tags
     if SHARED_VIEW_TAG + TRIALS_VIEW in tags:
         query = f"workflowType=machine_learning&viewStateShareKey={TRIALS_VIEW}"
@@ -50,3 +50,25 @@ def runs_page(
             f"&searchFilter={quote(f'tags.`{ROLE}` = {chr(39)}trial{chr(39)}')}"
         )
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ui_address(uri: str, port: int = 5000) -> str:
+    """Where the MLflow UI of the store at `uri` answers: a tracking server is its own UI; a
+    SQLite store is served by `study ui` on `port`."""
+    return uri if uri.startswith("http") else f"http://127.0.0.1:{port}"
+
+
+def artifact_page(uri: str, experiment_id: str, run_id: str, path: str, port: int = 5000) -> str:
+    """The MLflow UI's page of one artifact of a run (a picture is shown), in the UI's model
+    training layout rather than GenAI's."""
+    return (
+        f"{ui_address(uri, port)}/#/experiments/{experiment_id}/runs/{run_id}/artifactPath/{path}"
+        "?workflowType=machine_learning"
+    )
+
+
+def version_page(uri: str, name: str, version: str, port: int = 5000) -> str:
+    """The MLflow UI's page of a registered model's version: its aliases, tags and signature."""
+    return (
+        f"{ui_address(uri, port)}/#/models/{name}/versions/{version}?workflowType=machine_learning"
+    )
