@@ -15,9 +15,9 @@ import pandas as pd
 
 from models import MODELS
 from study import tracking
-from study.metrics import goal
-from study.ranking import best_per_model, rank
-from study.states import TrialState
+from study.trial.metrics import goal
+from study.trial.ranking import best_per_model, rank
+from study.trial.states import TrialState
 
 # Fewer points than this say nothing a table does not: such plots are not drawn.
 MIN_POINTS = 5
@@ -256,7 +256,7 @@ def write_plots(
 ) -> list[Path]:
     """Every plot the study supports, written into `out`. `searched`: the parameters the study
     searched (default, for studies that predate that record: those that vary)."""
-    from study.runs import varying_settings
+    from study.views.runs import varying_settings
 
     done = runs[runs["state"] == TrialState.DONE]
     searched = searched or ["model", *varying_settings(done)]

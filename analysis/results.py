@@ -20,9 +20,9 @@ from analysis.seed import SEED_NUMBERS, seed_match
 from analysis.table import build_table, markdown, searched_params, seed_comparison
 from models import ConfigError, StudyError
 from study import tracking
-from study.metrics import DEFAULT_OBJECTIVE
-from study.ranking import best_per_model, rank
-from study.runs import state_counts, study_runs
+from study.trial.metrics import DEFAULT_OBJECTIVE
+from study.trial.ranking import best_per_model, rank
+from study.views.runs import state_counts, study_runs
 
 
 def _ours(ranked: pd.DataFrame, model: str, setting_starts: str) -> float | None:

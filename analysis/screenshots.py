@@ -27,8 +27,8 @@ from pathlib import Path
 
 from models import ResourceError, StudyError
 from study import tracking
-from study.ranking import winners
-from study.status import StudyView
+from study.trial.ranking import winners
+from study.views.status import StudyView
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

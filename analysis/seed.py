@@ -44,7 +44,7 @@ SEED_NUMBERS = (
 
 
 def seed_comparison(ranked: pd.DataFrame) -> pd.DataFrame:
-    """The seed's numbers beside ours, from the ranked trials (`study.ranking.rank`)."""
+    """The seed's numbers beside ours, from the ranked trials (`study.trial.ranking.rank`)."""
     rows = []
     for s in SEED_NUMBERS:
         value, why = seed_match(ranked, s)

@@ -5,7 +5,7 @@
 
 Writes reports/NAME/: table.md, table.csv, table.tex, the plots, and logs them to the study's run.
 One row per model type (× the `--by` columns): its best trial by the ranking rule every view uses
-(`study.ranking`: full-budget trials outrank early-stopped ones, degenerate trials come last), with
+(`study.trial.ranking`: full-budget trials outrank early-stopped ones, degenerate trials come last), with
 mean ± standard deviation over repeats (trials that differ only in their seed). A row whose best
 trial stopped early or is degenerate says so in its `standing` column.
 """
@@ -22,10 +22,10 @@ import pandas as pd
 from analysis.seed import seed_comparison
 from models import MODELS, ConfigError, StudyError
 from study import tracking
-from study.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
-from study.ranking import rank
-from study.runs import setting_columns, state_counts, study_runs, varying_settings
-from study.states import TrialState as S
+from study.trial.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
+from study.trial.ranking import rank
+from study.trial.states import TrialState as S
+from study.views.runs import setting_columns, state_counts, study_runs, varying_settings
 
 
 def searched_params(info: dict[str, str]) -> list[str] | None:
@@ -36,7 +36,7 @@ def searched_params(info: dict[str, str]) -> list[str] | None:
 def build_table(
     runs: pd.DataFrame, objective: str, by: list[str], searched: list[str] | None = None
 ) -> pd.DataFrame:
-    """One row per model type (× `by`): its best trial by the ranking rule (`study.ranking`),
+    """One row per model type (× `by`): its best trial by the ranking rule (`study.trial.ranking`),
     with the metrics averaged over that trial's repeats (same settings and standing, distinct
     seeds; a seed run twice counts once).
 

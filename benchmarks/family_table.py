@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from study.data import load_splits
-from study.trainer import train
+from study.trial.data import load_splits
+from study.trial.trainer import train
 
 DAE_SHAPE = {"hidden": [128, 64, 10], "code_activation": "linear", "output_activation": "tanh"}
 ROWS: list[tuple[str, dict]] = [

@@ -6,7 +6,7 @@ torchvision-style `DataLoader` (PIL image -> ToTensor per digit), same model, sa
 Prints digits/second for each loop and their ratio, for the MLP (seed AE) and the conv model
 (seed CAE), measured side by side in one run: each round times both loops, in alternating
 order, and the figures are medians over rounds (on a shared machine one run alone says little).
-Both loops use the trainer's optimizer (`study.trainer.adam`): only the data path differs.
+Both loops use the trainer's optimizer (`study.trial.trainer.adam`): only the data path differs.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 import models
-from study.data import load_splits
-from study.trainer import adam, resolve_device, run_epoch
+from study.trial.data import load_splits
+from study.trial.trainer import adam, resolve_device, run_epoch
 
 
 class PILDigits(Dataset):
@@ -46,7 +46,7 @@ def project_loop(model, x: torch.Tensor, epochs: int, batch: int) -> float:
     start = time.perf_counter()
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor:
-        clean = x[idx]  # as study.trainer.train does: one gather per batch
+        clean = x[idx]  # as study.trial.trainer.train does: one gather per batch
         return model(clean, clean).loss
 
     for _ in range(epochs):

@@ -85,8 +85,8 @@ def run_sweep(home: Path, name: str, space_file: Path, lanes: int, gpus_per_tria
 
 
 def measure(home: Path, name: str, lanes: int, wall: float) -> dict[str, float]:
-    from study.metrics import OWN_SECONDS
     from study.tracking import client, trial_runs
+    from study.trial.metrics import OWN_SECONDS
 
     uri = f"sqlite:///{home / 'mlflow.db'}"
     runs = trial_runs(uri, name)

@@ -1,4 +1,4 @@
-from study.cli import INTERRUPTED, leave, main, wind_down
+from study.cli.commands import INTERRUPTED, leave, main, wind_down
 
 try:
     code = main()

@@ -117,9 +117,9 @@ def tune_trial_states(name: str, storage: Path) -> list[dict]:
     views against: one dict per trial with trial_id, state, model and epochs reported."""
     from ray.tune import ExperimentAnalysis
 
-    from study.config import flat_config
-    from study.progress import trial_state
-    from study.sweep import study_dir
+    from study.sweep.launch import study_dir
+    from study.sweep.progress import trial_state
+    from study.trial.config import flat_config
 
     folder = study_dir(storage, name)
     if not any(folder.glob("experiment_state-*.json")):
@@ -166,7 +166,7 @@ def load_with_mlflow_alone(uri: str, model_uris: list[str], folder: Path) -> dic
     the digits fed under the key "digits"."""
     import json
 
-    from study.data import mnist_test_digits
+    from study.trial.data import mnist_test_digits
 
     folder.mkdir(parents=True, exist_ok=True)
     digits = mnist_test_digits()[:100].reshape(100, -1).numpy()
@@ -217,7 +217,7 @@ def cli_here(monkeypatch, capsys):
     `returncode`, `stdout` and `stderr`."""
     from types import SimpleNamespace
 
-    from study.cli import main
+    from study.cli.commands import main
 
     def run(*args: str, cwd: Path) -> SimpleNamespace:
         monkeypatch.chdir(cwd)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from study.runs import study_runs
 from study.tracking import client
+from study.views.runs import study_runs
 from tests.conftest import PYTHON, ROOT, home_env, run_cli
 from tests.test_sweep import write_space
 
@@ -104,7 +104,7 @@ def test_load_model_from_another_folder_finds_the_store_and_leaves_nothing(expor
     folder, _, _ = exported
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("from study.export import load_model; m = load_model('models:/stopped@champion-vae'); "
+    code = ("from study.views.export import load_model; m = load_model('models:/stopped@champion-vae'); "
             "print(type(m).__name__, m.config.latent_dim)")  # fmt: skip
     result = subprocess.run([PYTHON, "-c", code], cwd=elsewhere, env=home_env(folder),
                             capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -194,7 +194,7 @@ def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does
     `models:/NAME@champion` and `@champion-<model>`, and reconstructs 100 test digits in [0, 1]
     with the MSE the project's own `models.load` gives."""
     import models
-    from study.data import mnist_test_digits
+    from study.trial.data import mnist_test_digits
     from tests.conftest import load_with_mlflow_alone
 
     folder, out, _ = exported
@@ -237,7 +237,7 @@ def test_a_served_model_holds_no_pickle(exported, tmp_path):
         encoder = mlflow.pytorch.load_model(version.tags["encoder"])
     finally:
         mlflow.set_tracking_uri(None)
-    from study.data import mnist_test_digits
+    from study.trial.data import mnist_test_digits
 
     codes = encoder(mnist_test_digits()[:3].reshape(3, -1))
     assert codes.shape == (3, 32)

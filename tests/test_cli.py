@@ -46,7 +46,7 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
     ],
 )
 def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path, capsys):
-    from study.cli import main
+    from study.cli.commands import main
 
     args = [str(tmp_path) if a == "EMPTY" else a for a in args]
     code = main(["train", *args, "--out", str(tmp_path / "never")])
@@ -65,7 +65,7 @@ def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_pa
      "cluster-check", "dashboard"],
 )  # fmt: skip
 def test_every_subcommand_has_help(command, capsys):
-    from study.cli import main
+    from study.cli.commands import main
 
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -76,7 +76,7 @@ def test_every_subcommand_has_help(command, capsys):
 def test_every_option_of_every_subcommand_says_what_it_does():
     import argparse
 
-    from study.cli import build_parser
+    from study.cli.commands import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     undocumented = [
@@ -89,7 +89,7 @@ def test_every_option_of_every_subcommand_says_what_it_does():
 
 
 def test_train_help_lists_allowed_values_and_defaults(capsys):
-    from study.cli import main
+    from study.cli.commands import main
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -107,7 +107,7 @@ def test_train_help_lists_allowed_values_and_defaults(capsys):
     ],
 )  # fmt: skip
 def test_a_misspelling_gets_a_suggestion(args, message, capsys):
-    from study.cli import main
+    from study.cli.commands import main
 
     code = main(["train", *args])
     assert code == 2 and message in capsys.readouterr().err
@@ -166,7 +166,7 @@ def space_file(folder, **changes):
 def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message, tmp_path, capsys):
     """The issue's inputs that ended in tracebacks or started work: exit 2, one line, and no
     store, study folder or lock written."""
-    from study.cli import main
+    from study.cli.commands import main
 
     args = make_args(tmp_path)
     before = set(tmp_path.iterdir())
@@ -205,7 +205,7 @@ def test_bad_input_and_an_unready_environment_are_different_errors_both_exit_2(t
     import socket
 
     from models import ConfigError, ResourceError
-    from study.cli_servers import check_port_free
+    from study.cli.servers import check_port_free
     from study.tracking import check_reachable
     from tests.conftest import free_port
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from models import ConfigError
-from study.cluster import validate_cluster_config
+from study.sweep.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, ROOT, free_port, home_env, run_cli
 from tests.conftest import tune_trial_states as trial_states

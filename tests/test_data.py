@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models import ConfigError
-from study import data
+from study.trial import data
 
 
 def test_mnist_5k_split_is_stratified_deterministic_and_disjoint():

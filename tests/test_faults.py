@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from study import leftovers, tracking
-from study.runs import study_runs
-from study.sweep import undone_on_failure
+from study import tracking
+from study.sweep import leftovers
+from study.sweep.launch import undone_on_failure
+from study.views.runs import study_runs
 from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
@@ -259,7 +260,7 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     """Hole 7: a full disk cut Tune's state short and wasted retries. Here the study folder's
     disk fills up mid-sweep: the sweep stops as on Ctrl-C, saying why in one line, its state
     whole and signed; with space freed, `resume` finishes every sample once."""
-    from study import disk, trust
+    from study.sweep import disk, trust
 
     space = write_space(tmp_path, num_samples=3, epochs=6, scheduler={"type": "none"},
                         fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
@@ -298,7 +299,7 @@ def test_a_trial_failing_for_want_of_space_stops_the_sweep_once_and_other_errors
     retry would only fail again. Any other error leaves the sweep to Tune's retries."""
     from types import SimpleNamespace
 
-    from study.disk import DiskGuard
+    from study.sweep.disk import DiskGuard
 
     full = tmp_path / "full.txt"
     full.write_text("OSError: [Errno 28] No space left on device: '/s/checkpoint_000001'")

@@ -46,6 +46,44 @@ def test_the_tracking_package_needs_neither_ray_nor_the_trainer():
         f"{path.relative_to(ROOT)} imports {m}"
         for path in sources("study/tracking")
         for m in sorted(imported_modules(path))
-        if m == "ray" or m.startswith(("ray.", "study.trainer", "study.trainable", "study.sweep"))
+        if m == "ray" or m.startswith(("ray.", "study.trial.trainer", "study.sweep"))
     ]
     assert offenders == []
+
+
+# What each layer may not import: the layers above it (cli -> views -> sweep, tracking ->
+# trial -> models), and for the trial, the stack it must run without.
+FORBIDDEN = {
+    "models": ("study", "analysis", "ray", "mlflow", "optuna"),
+    "study/trial": ("study.tracking", "study.sweep", "study.views", "study.cli", "ray", "mlflow",
+                    "optuna"),
+    "study/tracking": ("study.sweep", "study.views", "study.cli"),
+    "study/sweep": ("study.views", "study.cli"),
+    "study/views": ("study.cli",),
+    "analysis": ("study.cli",),
+}  # fmt: skip
+
+
+def test_imports_run_down_the_layers_only():
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {m}"
+        for folder, forbidden in FORBIDDEN.items()
+        for path in sources(folder)
+        for m in sorted(imported_modules(path))
+        if any(m == f or m.startswith(f + ".") for f in forbidden)
+    ]
+    assert offenders == []
+
+
+def test_a_study_saved_before_the_layers_still_unpickles():
+    """Tune's saved state names the trainable, callbacks and searcher by module path: the flat
+    paths of before the layers (`study.progress`, `study.sweep`, …) load the same objects."""
+    import pickle
+
+    from study.sweep import launch, progress, trainable
+
+    old = {b"study.progress": (b"TrackingCallback", progress.TrackingCallback),
+           b"study.trainable": (b"run_trial", trainable.run_trial),
+           b"study.sweep": (b"undone_on_failure", launch.undone_on_failure)}  # fmt: skip
+    for module, (name, now) in old.items():
+        assert pickle.loads(b"c" + module + b"\n" + name + b"\n.") is now, module

@@ -1,5 +1,5 @@
 """Numbers that mean what they say: the metric registry, the table's repeats, the seed rows.
-Fast: synthetic trial tables shaped like `study.runs.study_runs`, and one short training."""
+Fast: synthetic trial tables shaped like `study.views.runs.study_runs`, and one short training."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pandas as pd
 
 from analysis.seed import seed_comparison
 from analysis.table import build_table
-from study.metrics import METRICS, OBJECTIVES, PRINTED
-from study.ranking import rank
-from study.space_file import parse_space
-from study.trainer import train
+from study.sweep.space_file import parse_space
+from study.trial.metrics import METRICS, OBJECTIVES, PRINTED
+from study.trial.ranking import rank
+from study.trial.trainer import train
 from tests.test_space import with_change
 
 

@@ -1,10 +1,10 @@
-"""The one ranking rule (study.ranking), on trial tables shaped like `study.runs.study_runs`."""
+"""The one ranking rule (study.trial.ranking), on trial tables shaped like `study.views.runs.study_runs`."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from study.ranking import DEGENERATE, FULL, STOPPED, best_per_model, rank, winners
+from study.trial.ranking import DEGENERATE, FULL, STOPPED, best_per_model, rank, winners
 
 MEAN_DIGIT = 0.067
 
@@ -67,9 +67,9 @@ def test_the_default_objective_ranks_hard_zero_outputs_the_same_whatever_the_cla
     import torch
 
     from models import AutoEncoder
-    from study import evaluate
-    from study.data import load_splits
-    from study.metrics import DEFAULT_OBJECTIVE
+    from study.trial import evaluate
+    from study.trial.data import load_splits
+    from study.trial.metrics import DEFAULT_OBJECTIVE
 
     x = load_splits("mnist-5k").val_x[:200]
     gen = torch.Generator().manual_seed(0)
@@ -112,7 +112,7 @@ def test_views_rank_by_validation_and_test_numbers_never_choose():
     import pytest
 
     from models import ConfigError
-    from study.export import export_best
+    from study.views.export import export_best
 
     runs = pd.DataFrame([
         {**trial("t1", "ae", "done", 0.0, metric="unused", val_mse=0.020), "test_mse": 0.030},

@@ -1,4 +1,4 @@
-"""ASHA's rungs per model type (study.search.PerModelASHA), driven as Tune drives a scheduler."""
+"""ASHA's rungs per model type (study.sweep.search.PerModelASHA), driven as Tune drives a scheduler."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from study.search import PerModelASHA
+from study.sweep.search import PerModelASHA
 
 
 def trial(trial_id: str, model: str) -> SimpleNamespace:

@@ -84,7 +84,7 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
 def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
     from types import SimpleNamespace
 
-    from study.progress import TrackingCallback
+    from study.sweep.progress import TrackingCallback
 
     dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
     callback = TrackingCallback(dead, drain_seconds=3)

@@ -9,8 +9,8 @@ import optuna
 import pytest
 import yaml
 
-from study.space import SpaceError, SpaceSampler
-from study.space_file import load_space, parse_space
+from study.sweep.space import SpaceError, SpaceSampler
+from study.sweep.space_file import load_space, parse_space
 from tests.conftest import ROOT
 
 GOOD = {
@@ -258,7 +258,7 @@ def test_bad_names_and_retries_are_refused_before_ray_starts(
 def test_sweep_owned_settings_and_a_final_only_objective_exit_2_writing_nothing(
     tmp_path: Path, capsys, change, message
 ):
-    from study.cli import main
+    from study.cli.commands import main
 
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
     raw.update(change)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import leftovers
-from study.config import flat_config
+from study.sweep import leftovers
 from study.tracking import client, trial_runs
+from study.trial.config import flat_config
 from tests.conftest import PYTHON, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
@@ -218,7 +218,7 @@ def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path, 
 def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_what_is_left(
     tmp_path,
 ):
-    from study.pruning import checkpoints, saved_checkpoints
+    from study.sweep.pruning import checkpoints, saved_checkpoints
 
     epochs = 200  # far more than it trains before the kill
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=None, epochs=epochs,
@@ -256,7 +256,7 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
 
 
 def test_pruning_deletes_nothing_without_a_readable_saved_state(tmp_path):
-    from study.pruning import prune_behind_saved_state
+    from study.sweep.pruning import prune_behind_saved_state
 
     trial_dir = tmp_path / "ae_abc_00000"
     for i in range(5):
@@ -277,8 +277,8 @@ def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
     came up one worker start after another; the sweep gives Tune the local Ray's lane count."""
     import ray
 
-    from study.space_file import load_space
-    from study.sweep import SweepOptions, tune_config
+    from study.sweep.launch import SweepOptions, tune_config
+    from study.sweep.space_file import load_space
 
     space = load_space(write_space(tmp_path))
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import models
-from study.data import load_splits
-from study.evaluate import noisy_copy, reconstruction_metrics
-from study.export import load_model
-from study.runs import study_runs
 from study.tracking import client, trial_runs
+from study.trial.data import load_splits
+from study.trial.evaluate import noisy_copy, reconstruction_metrics
+from study.views.export import load_model
+from study.views.runs import study_runs
 from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli
 from tests.test_sweep import write_space
 
@@ -89,7 +89,7 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
 def test_pictures_a_killed_driver_did_not_draw_are_drawn_by_the_next_fit(logged_study):
     from ray.tune import ExperimentAnalysis
 
-    from study import pictures
+    from study.sweep import pictures
     from study.tracking import PICTURES as DRAWN
     from study.tracking import StudyRecord
 

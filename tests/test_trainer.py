@@ -7,7 +7,7 @@ import math
 import pytest
 
 import models
-from study.trainer import TrainingDiverged, train
+from study.trial.trainer import TrainingDiverged, train
 
 TIMING_KEYS = {"epoch_seconds", "eval_seconds", "pretrain_seconds", "train_seconds"}
 
@@ -51,7 +51,7 @@ def test_costly_metrics_run_only_at_the_epochs_asked_and_the_last_and_change_not
     assert all("probe_acc" in m and "denoise_mse" in m for m in full)
     for metric in ("probe_acc", "denoise_mse"):  # measuring draws nothing from training's RNG
         assert sparse[-1][metric] == full[-1][metric]
-    from study.figures import loss_curves
+    from study.trial.figures import loss_curves
 
     assert loss_curves(sparse, tmp_path).stat().st_size > 10_000  # drawn from sparse history
     assert [m["val_bce"] for m in sparse] == [m["val_bce"] for m in full]
@@ -78,8 +78,8 @@ def test_resumed_training_matches_an_uninterrupted_run(tiny_config, tmp_path):
 
 
 def test_final_checkpoint_reproduces_the_reported_metric(tiny_config, tmp_path):
-    from study.data import load_splits
-    from study.evaluate import noisy_copy, reconstruction_metrics
+    from study.trial.data import load_splits
+    from study.trial.evaluate import noisy_copy, reconstruction_metrics
 
     history = train({**tiny_config, "model": "cae", "latent_dim": 8}, out_dir=tmp_path)
     model = models.load(tmp_path)
@@ -108,7 +108,7 @@ def test_diverging_loss_stops_the_trial_with_a_clear_error(tiny_config, recon_lo
 def test_an_infinite_loss_is_caught_too():
     import torch
 
-    from study.trainer import run_epoch
+    from study.trial.trainer import run_epoch
 
     w = torch.nn.Parameter(torch.ones(()))
     optimizer = torch.optim.SGD([w], lr=0.1)
@@ -123,7 +123,7 @@ def test_training_draws_nothing_from_the_global_rng(tiny_config, model):
     import torch
 
     import models
-    from study.trainer import run_epoch
+    from study.trial.trainer import run_epoch
 
     config = {**tiny_config, "model": model}
     net = models.build_model(model, {"latent_dim": 4})
@@ -142,7 +142,7 @@ def test_training_draws_nothing_from_the_global_rng(tiny_config, model):
 def test_evaluation_noise_is_the_same_on_every_device():
     import torch
 
-    from study.evaluate import eval_noise, noisy_copy
+    from study.trial.evaluate import eval_noise, noisy_copy
 
     x = torch.rand(50, 1, 28, 28)
     cpu = noisy_copy(x)
@@ -160,7 +160,7 @@ def test_the_probe_fits_the_logistic_regression_sklearn_fits():
     import torch
     from sklearn.linear_model import LogisticRegression  # installed with mlxtend
 
-    from study.evaluate import fit_softmax
+    from study.trial.evaluate import fit_softmax
 
     gen = torch.Generator().manual_seed(0)
     centres = torch.randn(10, 8, generator=gen)
@@ -182,7 +182,7 @@ def test_the_probe_s_written_out_gradient_is_autograd_s():
     import torch
     from torch.nn import functional as F
 
-    from study.evaluate import PROBE_L2, softmax_objective
+    from study.trial.evaluate import PROBE_L2, softmax_objective
 
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(300, 6, generator=gen), torch.arange(300) % 4
@@ -203,7 +203,7 @@ def test_the_written_out_bce_is_torch_s_bce():
     import torch
     from torch.nn import functional as F
 
-    from study.evaluate import BCE_EPS, pixel_bce
+    from study.trial.evaluate import BCE_EPS, pixel_bce
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(200, 1, 28, 28, generator=gen)
@@ -220,7 +220,7 @@ def test_the_fused_optimizer_trains_as_the_plain_one_does(model, tiny_config, mo
     """Faster, not different: the trainer's fused Adam gives the plain Adam's losses."""
     import torch
 
-    from study import trainer
+    from study.trial import trainer
 
     config = {**tiny_config, "model": model}
     fused = without_timings(train(config))
@@ -238,7 +238,7 @@ def test_the_fused_optimizer_trains_as_the_plain_one_does(model, tiny_config, mo
 def test_a_test_split_is_scored_after_the_last_epoch_by_the_probe_fitted_for_probe_acc(
     idx_folder,
 ):
-    from study.evaluate import fit_probe
+    from study.trial.evaluate import fit_probe
 
     config = {"model": "ae", "latent_dim": 4, "epochs": 2, "batch_size": 32, "seed": 0,
               "dataset": "mnist", "data_dir": str(idx_folder)}  # fmt: skip
@@ -257,7 +257,7 @@ def test_a_test_split_is_scored_after_the_last_epoch_by_the_probe_fitted_for_pro
 def test_every_report_to_tune_has_the_same_keys_in_the_same_order(tiny_config):
     """Tune's progress.csv keeps the columns of a session's first report: a restored trial whose
     first report is a costly, checkpointed last epoch must match an uncheckpointed first epoch."""
-    from study.trainable import tune_result
+    from study.sweep.trainable import tune_result
 
     history = train({**tiny_config, "model": "vae", "epochs": 3}, costly_epochs=())
     extra = {"node_id": "n", "mlflow_run_id": "r", "report_seconds": 0.0}

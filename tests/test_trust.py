@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from study import tracking, trust
+from study import tracking
+from study.sweep import trust
 from tests.conftest import first_epoch_logged, run_cli
 from tests.test_faults import Planted, start_sweep
 from tests.test_sweep import write_space
@@ -242,7 +243,7 @@ def test_state_swapped_after_the_check_is_never_loaded(signed_study, tmp_path, m
     reads them through `verified_storage`, which checks the very bytes it hands over."""
     from ray import tune
 
-    from study import verified_storage
+    from study.sweep import verified_storage
 
     monkeypatch.setenv(tracking.HOME_ENV, str(signed_study))
     folder = tmp_path / "s"

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from models import ConfigError
-from study.metrics import DEFAULT_OBJECTIVE
 from study.tracking.store import as_params, client, local_artifact_root
 from study.tracking.tags import ROLE
 from study.tracking.view import SHARED_VIEW_TAG, TRIALS_VIEW, trials_view
+from study.trial.metrics import DEFAULT_OBJECTIVE
 
 
 @dataclass(frozen=True)

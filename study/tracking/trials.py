@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from models import ConfigError
-from study.config import full_config
-from study.states import ENDED, TrialState, read, shown
 from study.tracking.store import as_params, client
 from study.tracking.studies import StudyRecord
 from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, TRIAL_ID
+from study.trial.config import full_config
+from study.trial.states import ENDED, TrialState, read, shown
 
 
 def run_tags(
@@ -102,7 +102,7 @@ def finish_trial(
 ) -> None:
     """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
     interrupted (KILLED: `resume` reopens it). The state tag holds `status`'s words for it, so
-    the MLflow UI says "degenerate" where `status` does (`study.states.shown`).
+    the MLflow UI says "degenerate" where `status` does (`study.trial.states.shown`).
 
     A failed trial's error is tagged on the run by the worker (`TrialRun.record_error`); `reason`
     (what the driver saw: a killed worker, a failed restore) is tagged when the worker could not."""

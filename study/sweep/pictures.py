@@ -1,5 +1,5 @@
 """A trial's final report, made once, by the driver, from the checkpoint of its final epoch:
-its pictures and its test split's numbers (`study.trainer.test_metrics`).
+its pictures and its test split's numbers (`study.trial.trainer.test_metrics`).
 
 The test split is scored here, wherever the trial ended (its last epoch, or the rung where ASHA
 stopped it), so every trial a view may crown has test numbers; no trial scores it while it runs,
@@ -8,7 +8,7 @@ so nothing the sweep decides (ASHA, the sampler) can see it.
 Drawing them in the trial (at each of ASHA's rungs, since a trial cannot know whether it will be
 stopped there) cost ~1 s of the lane per rung on 2 CPU cores, most of it matplotlib laying out
 text, while the accelerator waited. The driver knows when a trial has ended and which checkpoint
-is its last; it draws there, on the thread that closes the trial's run (study.progress), while
+is its last; it draws there, on the thread that closes the trial's run (study.sweep.progress), while
 the lanes train the next trials. A driver killed before drawing leaves the run without the
 PICTURES tag; the next `fit` of the study makes what is missing (`catch_up`).
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import models
 from study import tracking
-from study.config import split_config
-from study.states import FINISHED
+from study.trial.config import split_config
+from study.trial.states import FINISHED
 
-# The trial states (study.progress.trial_state) whose final checkpoint gets pictures: a failed
+# The trial states (study.sweep.progress.trial_state) whose final checkpoint gets pictures: a failed
 # trial's last checkpoint may hold the weights that diverged.
 DRAWN_STATES = FINISHED
 
@@ -32,8 +32,8 @@ def draw(checkpoint: Path, folder: Path) -> tuple[int, dict[str, float]]:
     """Every picture of the trial whose training checkpoint is `checkpoint`, into `folder`, and
     its test split's numbers; returns the checkpoint's epoch and those numbers. The model, its
     history and its data's digits all come from the checkpoint, on the CPU."""
-    from study.figures import trial_pictures
-    from study.trainer import test_metrics, trial_data
+    from study.trial.figures import trial_pictures
+    from study.trial.trainer import test_metrics, trial_data
 
     model = models.load(checkpoint, "cpu")
     _, state = models.load_training_state(checkpoint, "cpu")

@@ -18,12 +18,12 @@ from models import ConfigError
 from models.checkpoint import check_out_folder
 from models.serving import Encoder, Reconstructor
 from study import tracking
-from study.data import mnist_test_digits
 from study.hints import study_command
-from study.metrics import SCORES, TEST_METRICS
-from study.ranking import rank, uncrowned, winners
-from study.status import StudyView
 from study.tracking import ENCODE, RECONSTRUCT
+from study.trial.data import mnist_test_digits
+from study.trial.metrics import SCORES, TEST_METRICS
+from study.trial.ranking import rank, uncrowned, winners
+from study.views.status import StudyView
 
 CHECKPOINT = "checkpoint"
 
@@ -54,7 +54,7 @@ def export_best(
     """Write the best trial (or the best of each model type) to `out` and register it; returns
     what was exported and, per model type, why none of its trials was (with `per_model`).
 
-    "Best" is `study.ranking`'s rule, the one every view uses; degenerate trials are never
+    "Best" is `study.trial.ranking`'s rule, the one every view uses; degenerate trials are never
     exported. The study's objective names the aliases `champion[-<model>]`; any other metric
     `best-<metric>[-<model>]`, so ranking by another metric never moves the champions."""
     out = Path(out)

@@ -12,7 +12,7 @@ from typing import Any
 
 from models import ConfigError, ModelConfig, make_config, model_fields
 from models.typecheck import checked_fields
-from study.data import check_data_source
+from study.trial.data import check_data_source
 
 
 @dataclass

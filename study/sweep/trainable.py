@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one trial = `study.trainer.train` with reporting, checkpoints
+"""The Ray Tune function trainable: one trial = `study.trial.trainer.train` with reporting, checkpoints
 and its MLflow run.
 
 It depends on `config` alone (plus what `tune.with_parameters` binds: threads and the study's
@@ -21,12 +21,12 @@ from ray import tune
 from ray.tune.result import SHOULD_CHECKPOINT
 
 from models import ConfigError
-from study.config import flat_config
-from study.metrics import METRICS, OBJECTIVES, OWN_SECONDS
 from study.tracking import StudyRecord, TrialRun, run_tags
-from study.trainer import EpochContext, TrainingDiverged, resolve_device, train
+from study.trial.config import flat_config
+from study.trial.metrics import METRICS, OBJECTIVES, OWN_SECONDS
+from study.trial.trainer import EpochContext, TrainingDiverged, resolve_device, train
 
-# A trial that ends with this key in its last result failed for good (study.progress.trial_state).
+# A trial that ends with this key in its last result failed for good (study.sweep.progress.trial_state).
 FAILED = "failed_for_good"
 DETERMINISTIC = (TrainingDiverged, ConfigError)
 
@@ -53,7 +53,7 @@ def run_trial(
     and at the trial's last epoch, so every trial's run ends with the weights of its final state
     without uploading them every epoch. The costly metrics (denoising, the probe) are measured at
     the same epochs, unless `costly_every_epoch` (the objective is one of them). Its pictures are
-    drawn by the driver once it has ended (study.pictures).
+    drawn by the driver once it has ended (study.sweep.pictures).
 
     A Tune checkpoint (weights, optimizer and RNG state: what a retry or `resume` restarts from)
     is written at the same epochs, and once the epochs since the previous checkpoint took

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-# The driver prunes as often as Tune saves its state (every 2 s: study.ending), but spends at
+# The driver prunes as often as Tune saves its state (every 2 s: study.sweep.ending), but spends at
 # most ~5% of its loop on it: a study of 2 trials reads its state in ~1 ms, and the time grows
 # with the number of trials.
 PRUNE_EVERY_S, PRUNE_SHARE = 2.0, 0.05
@@ -33,7 +33,7 @@ def checkpoints(trial_dir: Path) -> list[Path]:
 
 def saved_checkpoints(folder: Path) -> list[Path]:
     """The checkpoint of each trial's last result in the study's newest saved state (the file
-    `resume` reads). Read as plain JSON, never unpickled (see study.trust). Empty when there is
+    `resume` reads). Read as plain JSON, never unpickled (see study.sweep.trust). Empty when there is
     no readable state yet."""
     states = sorted(folder.glob(STATE_FILES))  # Tune resumes from the greatest name
     try:

@@ -1,5 +1,5 @@
 """What a study holds, in the terminal: `status NAME`, `best NAME`, `list`, and the sweep's
-closing summary. All of them rank with `study.ranking.rank` over `study.runs.study_runs`."""
+closing summary. All of them rank with `study.trial.ranking.rank` over `study.views.runs.study_runs`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from models import make_config
-from study import leftovers, tracking
-from study.config import TRAIN_OPTIONS, TrainSettings, allowed_keys
+from study import tracking
 from study.hints import python, study_command
-from study.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
-from study.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
-from study.runs import state_counts, study_runs
-from study.states import TrialState, shown
+from study.sweep import leftovers
+from study.trial.config import TRAIN_OPTIONS, TrainSettings, allowed_keys
+from study.trial.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
+from study.trial.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
+from study.trial.states import TrialState, shown
+from study.views.runs import state_counts, study_runs
 
 STATE_ORDER = {TrialState.RUNNING: 0, TrialState.INTERRUPTED: 1, "unknown": 2,
                TrialState.FAILED: 3, TrialState.ORPHANED: 4}  # fmt: skip

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow
 import pyarrow.fs
 
-from study import trust
+from study.sweep import trust
 
 
 class VerifyingHandler(pyarrow.fs.FileSystemHandler):

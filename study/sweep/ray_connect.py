@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 import ray
 
 from models import ConfigError, ResourceError
-from study import leftovers
-from study.cluster import check_shared_storage
+from study.sweep import leftovers
+from study.sweep.cluster import check_shared_storage
 
 if TYPE_CHECKING:
-    from study.sweep import SweepOptions
+    from study.sweep.launch import SweepOptions
 
 
 def connect(options: SweepOptions, folder: Path) -> None:
@@ -61,7 +61,7 @@ def ray_in_own_process_groups() -> Iterator[None]:
     A batch scheduler, `timeout` or systemd stops a job by signalling its whole process group:
     with Ray's processes in the driver's group they died with it, and the driver, its Ray gone,
     hung for a minute and exited 1 with runs left open. Outside the group, only the driver
-    gets the SIGTERM, and stops as on Ctrl-C (study.ending). They still end with the driver:
+    gets the SIGTERM, and stops as on Ctrl-C (study.sweep.ending). They still end with the driver:
     Ray ties them to it (fate sharing) and `ray.shutdown` stops them. Ray starts every process
     through `services.ConsolePopen`; it has no option for this.
     """

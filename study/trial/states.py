@@ -1,6 +1,6 @@
 """A trial's states, spelled once: what Tune's status, MLflow's state tag and every view say.
 
-A finished trial that is no better than the mean digit (`study.metrics.degenerate`) keeps its
+A finished trial that is no better than the mean digit (`study.trial.metrics.degenerate`) keeps its
 state in the ranking, but is *shown* as degenerate: `status`, the sweep's lines and the MLflow
 state tag all use `shown`'s words, and `read` turns a tag back into the state.
 """

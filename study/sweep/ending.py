@@ -12,9 +12,10 @@ from pathlib import Path
 
 from ray import tune
 
-from study import pictures, pruning, tracking, trust
-from study.progress import trial_state
-from study.states import TrialState
+from study import tracking
+from study.sweep import pictures, pruning, trust
+from study.sweep.progress import trial_state
+from study.trial.states import TrialState
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from models import ConfigError, ResourceError
 from study.hints import study_command
-from study.metrics import DEFAULT_OBJECTIVE
+from study.trial.metrics import DEFAULT_OBJECTIVE
 
 STOP_GRACE_S = 10.0
 
@@ -45,7 +45,7 @@ def run_ui(args: argparse.Namespace) -> int:
 def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
     """The newest studies' trial pages (sorted by their objective) in the UI about to start."""
     from study import tracking
-    from study.metrics import goal
+    from study.trial.metrics import goal
 
     if not Path(uri.removeprefix("sqlite:///")).is_file():
         return
@@ -205,7 +205,7 @@ def signal_group(proc, sig: int) -> bool:
 
 def run_dashboard(args: argparse.Namespace) -> int:
     """optuna-dashboard on the study's `optuna.db`, served like the MLflow UI."""
-    from study.sweep import OPTUNA_DB, read_study, study_dir
+    from study.sweep.launch import OPTUNA_DB, read_study, study_dir
 
     space, options = read_study(args.name, args.storage)
     db = study_dir(options.storage, args.name) / OPTUNA_DB

@@ -1,4 +1,4 @@
-"""The space file: read as strict YAML and validated completely into a `study.space.Space`.
+"""The space file: read as strict YAML and validated completely into a `study.sweep.space.Space`.
 
 Every problem is reported before anything runs, as a `SpaceError` naming the file and the key.
 """
@@ -14,9 +14,9 @@ import yaml
 
 from models import MODELS, ConfigError
 from models.errors import did_you_mean
-from study.config import allowed_keys, split_config
-from study.metrics import DEFAULT_OBJECTIVE, OBJECTIVES
-from study.space import Param, Space, SpaceError
+from study.sweep.space import Param, Space, SpaceError
+from study.trial.config import allowed_keys, split_config
+from study.trial.metrics import DEFAULT_OBJECTIVE, OBJECTIVES
 
 ALGORITHMS = ("tpe", "random", "grid")
 TOP_KEYS = ("description", "dataset", "data_dir", "objective", "search", "num_samples", "epochs",

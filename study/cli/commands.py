@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from models import StudyError
-from study.cli_servers import run_dashboard, run_server, run_ui
-from study.cli_train import add_train_command
+from study.cli.servers import run_dashboard, run_server, run_ui
+from study.cli.train import add_train_command
 from study.hints import study_command
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -53,8 +53,8 @@ def leave(code: int) -> None:
     drawing a trial's pictures or scoring its test split, after a second Ctrl-C), exit without
     the interpreter's finalization: it stops such threads by unwinding them out of torch's C++
     code, which aborts the process (SIGABRT, a C stack trace; seen under load). What they were
-    doing is redone by the study's next `resume` (study.pictures.catch_up)."""
-    progress = sys.modules.get("study.progress")  # loaded only by a sweep or resume
+    doing is redone by the study's next `resume` (study.sweep.pictures.catch_up)."""
+    progress = sys.modules.get("study.sweep.progress")  # loaded only by a sweep or resume
     if progress is None or not progress.closing_busy():
         raise SystemExit(code)
     sys.stdout.flush()
@@ -198,7 +198,7 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
 def study_uri(args: argparse.Namespace) -> str:
     """--tracking-uri; else the store the study was launched with (its study.json); else the
     default store."""
-    from study.sweep import STUDY_FILE, default_storage, study_dir
+    from study.sweep.launch import STUDY_FILE, default_storage, study_dir
     from study.tracking import resolve_tracking_uri
 
     if args.tracking_uri:
@@ -210,8 +210,8 @@ def study_uri(args: argparse.Namespace) -> str:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from study.space_file import load_space
-    from study.sweep import SweepOptions, launch
+    from study.sweep.launch import SweepOptions, launch
+    from study.sweep.space_file import load_space
 
     quiet_libraries(args.verbose)
     data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
@@ -236,7 +236,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from study.sweep import read_study, resume
+    from study.sweep.launch import read_study, resume
 
     quiet_libraries(args.verbose)
     _, options = read_study(args.name, args.storage)  # a missing study fails before Ray starts
@@ -271,9 +271,9 @@ def quiet_libraries(verbose: bool) -> None:
 
 def summarise(options: Any, outcome: Any, wall: float) -> int:
     """The closing summary; exit code 130 when a signal interrupted the sweep."""
-    from study.progress import own_seconds
-    from study.status import print_summary
-    from study.sweep import default_storage, study_dir
+    from study.sweep.launch import default_storage, study_dir
+    from study.sweep.progress import own_seconds
+    from study.views.status import print_summary
 
     folder = study_dir(options.storage, options.name)
     trained = own_seconds(outcome.results, since=time.time() - wall)
@@ -287,21 +287,21 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from study.status import print_status
+    from study.views.status import print_status
 
     print_status(study_uri(args), args.name)
     return 0
 
 
 def run_best(args: argparse.Namespace) -> int:
-    from study.status import print_best
+    from study.views.status import print_best
 
     return print_best(study_uri(args), args.name, args.model)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from study.status import print_list
     from study.tracking import resolve_tracking_uri
+    from study.views.status import print_list
 
     print_list(resolve_tracking_uri(args.tracking_uri))
     return 0
@@ -338,8 +338,8 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from study.export import export_best
-    from study.metrics import test_counterpart
+    from study.trial.metrics import test_counterpart
+    from study.views.export import export_best
 
     exported, skipped = export_best(
         study_uri(args), args.name, args.out, args.per_model, args.metric, force=args.force
@@ -358,7 +358,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_cluster_check(args: argparse.Namespace) -> int:
-    from study.cluster import validate_cluster_config
+    from study.sweep.cluster import validate_cluster_config
 
     for path in args.configs:
         prepared = validate_cluster_config(path)

@@ -1,7 +1,7 @@
 """The one trainer: `train(config)` runs one trial and returns its metrics per epoch. No Ray needed.
 
-Ray Tune calls it through `study.trainable`; the command line through `python -m study train`.
-Every epoch it scores the model on held-out digits (see `study.evaluate`) and hands the metrics and
+Ray Tune calls it through `study.sweep.trainable`; the command line through `python -m study train`.
+Every epoch it scores the model on held-out digits (see `study.trial.evaluate`) and hands the metrics and
 a checkpoint writer to `on_epoch`, so a caller can report, checkpoint or stop.
 """
 
@@ -21,9 +21,9 @@ from torch.nn import functional as F
 
 import models
 from models import AutoEncoder, Classifier
-from study.config import TrainSettings, split_config
-from study.data import Splits, load_splits
-from study.evaluate import (
+from study.trial.config import TrainSettings, split_config
+from study.trial.data import Splits, load_splits
+from study.trial.evaluate import (
     PCA,
     Probe,
     eval_noise,
@@ -103,10 +103,10 @@ def train(
 ) -> list[dict[str, float]]:
     """Train one trial described by the flat `config`; return one metrics dict per epoch.
 
-    The costly metrics (`study.metrics.COSTLY`: denoising and the probe) are measured at
+    The costly metrics (`study.trial.metrics.COSTLY`: denoising and the probe) are measured at
     `costly_epochs` and the last epoch; None: every epoch. With `score_test`, the last epoch's
     metrics include the test split's (`test_metrics`); a sweep scores it from each trial's final
-    checkpoint instead, wherever the trial ended (study.pictures).
+    checkpoint instead, wherever the trial ended (study.sweep.pictures).
 
     `resume_from` is a checkpoint directory written by this trainer: training continues after its
     epoch with the same optimizer and RNG state, so a resumed run matches an uninterrupted one.
@@ -201,7 +201,7 @@ def evaluate(
 def test_metrics(
     model: AutoEncoder, cached: TrialData, probe: Probe | None = None
 ) -> dict[str, float]:
-    """The test split's numbers (`study.metrics.TEST_METRICS`; none where the data set has no
+    """The test split's numbers (`study.trial.metrics.TEST_METRICS`; none where the data set has no
     test split): what a trial reports, never what it is selected by. `probe` is the one fitted
     on the training digits for probe_acc, or None to fit it here."""
     data = cached.splits

@@ -20,18 +20,16 @@ from typing import Any
 from ray import tune
 
 from models import ConfigError
-from study import leftovers, tracking, trust, verified_storage
-from study.config import flat_config
-from study.data import load_splits
-from study.disk import DiskGuard, check_room, nearest_existing
-from study.ending import Outcome, fit
+from study import tracking
 from study.hints import study_command
-from study.lock import check_not_held, study_lock
-from study.metrics import COSTLY
-from study.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
-from study.pruning import CheckpointPruner
-from study.ray_connect import check_address, connect, local_lanes
-from study.search import (
+from study.sweep import leftovers, trust, verified_storage
+from study.sweep.disk import DiskGuard, check_room, nearest_existing
+from study.sweep.ending import Outcome, fit
+from study.sweep.lock import check_not_held, study_lock
+from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
+from study.sweep.pruning import CheckpointPruner
+from study.sweep.ray_connect import check_address, connect, local_lanes
+from study.sweep.search import (
     OPTUNA_DB,
     ResumableOptunaSearch,  # noqa: F401  studies launched before it moved pickled it from here
     param_space,
@@ -39,9 +37,12 @@ from study.search import (
     searcher,
     stop_epochs,
 )
-from study.space import Space
-from study.space_file import parse_space
-from study.trainable import run_trial
+from study.sweep.space import Space
+from study.sweep.space_file import parse_space
+from study.sweep.trainable import run_trial
+from study.trial.config import flat_config
+from study.trial.data import load_splits
+from study.trial.metrics import COSTLY
 
 STUDY_FILE = "study.json"
 
@@ -62,7 +63,7 @@ class SweepOptions:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 2
-    checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.trainable)
+    checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.sweep.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else <home>/mlflow.db
     long: bool = False  # go ahead with a sweep estimated to run longer than LONG_HOURS
@@ -385,7 +386,7 @@ def run_config(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.pruning
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.sweep.pruning
         callbacks=[
             ProgressPrinter(space),
             TrackingCallback(record),

@@ -3,7 +3,7 @@
 The format is shown in the README and in `search_spaces/*.yaml`: top-level keys (dataset,
 objective, search, num_samples, epochs, scheduler, fixed, params) and, per parameter, a list
 (categorical) or one of `values`/`int`/`float` with optional `log`, `step` and `when` (a condition
-on parameters declared above it). `study.space_file` reads and validates a file: every problem
+on parameters declared above it). `study.sweep.space_file` reads and validates a file: every problem
 is reported before anything runs, as a `SpaceError` naming the file and the key.
 """
 

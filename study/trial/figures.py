@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from models import AutoEncoder
-from study.evaluate import eval_noise, noisy_copy
+from study.trial.evaluate import eval_noise, noisy_copy
 
 N_DIGITS = 10
 

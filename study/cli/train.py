@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from models import ConfigError
-from study.config import TRAIN_OPTIONS
+from study.trial.config import TRAIN_OPTIONS
 
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
@@ -47,8 +47,8 @@ def train_option_help(key: str) -> str:
     from models import MODELS
     from models.base import ACTIVATIONS, RECON_LOSSES
     from models.noise import NOISE_RANGES
-    from study.config import TrainSettings
-    from study.data import DATASETS
+    from study.trial.config import TrainSettings
+    from study.trial.data import DATASETS
 
     choices = {"model": list(MODELS), "activation": list(ACTIVATIONS), "recon_loss": list(RECON_LOSSES),
                "noise_kind": list(NOISE_RANGES), "dataset": list(DATASETS)}.get(key)  # fmt: skip
@@ -77,8 +77,8 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
 
 def run_train(args: argparse.Namespace) -> int:
     from models.checkpoint import check_out_folder
-    from study.config import split_config
-    from study.trainer import TrainingDiverged, train
+    from study.trial.config import split_config
+    from study.trial.trainer import TrainingDiverged, train
 
     config = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     config = {**config, **parse_assignments(args.extra)}
@@ -99,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def print_epoch() -> Callable[[dict[str, float], Any], None]:
-    from study.metrics import PRINTED as keys
+    from study.trial.metrics import PRINTED as keys
 
     def show(metrics: dict[str, float], _save: Any) -> None:
         shown = "  ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def session_note(folder: Path) -> Path:
-    """Beside the study's lock file (see study.lock), outside the study folder."""
+    """Beside the study's lock file (see study.sweep.lock), outside the study folder."""
     return folder.parent / f".{folder.name}.ray"
 
 
@@ -32,7 +32,7 @@ def remember(folder: Path, session_dir: str) -> None:
     """Note this driver's local Ray session for whoever drives the study next, signed with the
     study key; written to a fresh file and renamed into place, so a link planted as the note
     is replaced, never written through."""
-    from study import trust
+    from study.sweep import trust
 
     note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir}
     body = json.dumps(note, sort_keys=True)
@@ -48,7 +48,7 @@ def remember(folder: Path, session_dir: str) -> None:
 def _read_note(folder: Path) -> dict | None:
     """The note, if this user's key signed it and it names one of Ray's own session folders
     of this user; None otherwise: a planted note names no process to stop."""
-    from study import trust
+    from study.sweep import trust
 
     try:
         signed = json.loads(trust.read_bytes(session_note(folder)))

@@ -13,11 +13,11 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from study.config import flat_config
-from study.progress import trial_state
-from study.space import Space, SpaceSampler
-from study.states import TrialState
-from study.trainable import FAILED
+from study.sweep.progress import trial_state
+from study.sweep.space import Space, SpaceSampler
+from study.sweep.trainable import FAILED
+from study.trial.config import flat_config
+from study.trial.states import TrialState
 
 OPTUNA_DB = "optuna.db"  # the sampler's study, in the study folder
 

@@ -8,7 +8,7 @@ The sweep's summary and progress lines, `status`, `best`, `list`, `table`, the p
 2. Tiers, each outranking the next whatever the values: trials that ran their full budget;
    trials stopped early (their numbers come from fewer epochs); degenerate trials, no better on
    held-out digits than predicting the mean digit (`val_mse >= mean_digit_mse`).
-3. Within a tier, the metric in its direction (`study.metrics`), then the trial id.
+3. Within a tier, the metric in its direction (`study.trial.metrics`), then the trial id.
 
 Degenerate trials are ranked (and shown) but never crowned: `winners` leaves them out. A trial
 no better than PCA with as many components as its code (`pca_mse`) is marked so in its standing,
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from study.metrics import degenerate, sign
-from study.states import FINISHED, TrialState
+from study.trial.metrics import degenerate, sign
+from study.trial.states import FINISHED, TrialState
 
 FULL, STOPPED, DEGENERATE = 0, 1, 2
 ADDED = ("stopped", "tier", "standing", "rank")
@@ -49,7 +49,7 @@ def below_pca(row: pd.Series) -> bool:
 
 
 def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The finished trials of `runs` (a `study.runs.study_runs` frame) that have `metric`, best
+    """The finished trials of `runs` (a `study.views.runs.study_runs` frame) that have `metric`, best
     first, with columns `stopped`, `tier`, `standing` and `rank` (1 = best) added."""
     direction = sign(metric)
     if metric not in runs or not len(runs):

@@ -13,21 +13,23 @@ import pandas as pd
 from ray import tune
 from ray.tune import Callback
 
-from study import pictures
-from study.config import flat_config
 from study.hints import study_command
-from study.metrics import OWN_SECONDS, degenerate
-from study.ranking import rank
-from study.space import Space
-from study.states import FINISHED, TrialState
+from study.sweep import pictures
+from study.sweep.space import Space
+from study.sweep.trainable import FAILED
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
-from study.trainable import FAILED
+from study.trial.config import flat_config
+from study.trial.metrics import OWN_SECONDS, degenerate
+from study.trial.ranking import rank
+from study.trial.states import FINISHED, TrialState
 
 
 def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]) -> str:
     """done | stopped early | failed | running | pending, from Tune's status and the last report."""
     if status == "TERMINATED" and last_result.get(FAILED):
-        return TrialState.FAILED  # a deterministic failure, ended without retries (study.trainable)
+        return (
+            TrialState.FAILED
+        )  # a deterministic failure, ended without retries (study.sweep.trainable)
     if status == "TERMINATED":
         epochs = flat_config(config).get("epochs", 0)
         stopped = last_result.get("training_iteration", 0) < epochs
@@ -44,7 +46,7 @@ def print_where_to_watch(record: StudyRecord, space: Space) -> None:
 
 
 def live_runs(trials: list, objective: str, ended: dict[str, str] | None = None) -> pd.DataFrame:
-    """Tune's trials in the columns `study.ranking.rank` reads. `ended`: trial id -> state of a
+    """Tune's trials in the columns `study.trial.ranking.rank` reads. `ended`: trial id -> state of a
     trial whose end is being reported (Tune updates its status only after the callbacks)."""
     rows = []
     for t in trials:
@@ -118,7 +120,7 @@ class TrackingCallback(Callback):
     """What the driver records when a trial ends: it closes the trial's MLflow run with its final
     state, which only the driver knows (ASHA's stop ends the trial function from outside, and a
     failed trial cannot report its own end), and draws its pictures from its last checkpoint
-    (study.pictures) once no close is waiting.
+    (study.sweep.pictures) once no close is waiting.
 
     This runs on a thread of its own: during a tracking-server outage MLflow retries for
     minutes, which on Tune's loop would stall every trial, and an exception raised into the loop

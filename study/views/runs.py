@@ -11,8 +11,8 @@ import ast
 import pandas as pd
 
 from study import tracking
-from study.metrics import METRICS
-from study.states import COUNTED, TrialState, read
+from study.trial.metrics import METRICS
+from study.trial.states import COUNTED, TrialState, read
 
 # Params that identify the settings of a trial besides its seed (repeats share all of them).
 NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")

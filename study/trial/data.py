@@ -28,7 +28,7 @@ IDX_FILES = {
 # own seed, is scored on the same digits.
 SPLIT_SEED = 0
 # mnist-5k's test split: the 10,000 MNIST test digits, shipped beside this module (see its README).
-MNIST_TEST_DIR = Path(__file__).parent / "mnist_test"
+MNIST_TEST_DIR = Path(__file__).parents[1] / "mnist_test"  # package data of `study`
 DEFAULT_CACHE = Path(os.environ.get("AESTUDY_DATA", Path.home() / ".cache" / "aestudy" / "data"))
 
 
