@@ -52,7 +52,7 @@ def leave(code: int) -> None:
     """Exit with `code`. Where a daemon thread is still at work (the driver's closing thread
     drawing a trial's pictures or scoring its test split, after a second Ctrl-C), exit without
     the interpreter's finalization: it stops such threads by unwinding them out of torch's C++
-    code, which aborts the process (SIGABRT, a C stack trace; seen under load). What they were
+    code, which aborts the process (SIGABRT, a C stack trace). What they were
     doing is redone by the study's next `resume` (study.sweep.pictures.catch_up)."""
     progress = sys.modules.get("study.sweep.progress")  # loaded only by a sweep or resume
     if progress is None or not progress.closing_busy():

@@ -47,9 +47,9 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     ended = (Trial.TERMINATED, Trial.ERROR)
     # Tune (2.60) can save a trial that failed for good as RUNNING: when it untracks the dead
     # worker's actor before handling the trial's failure, its stop returns before marking the
-    # trial for the next state save (seen in CI: a killed worker's trial came back RUNNING, and
-    # was called interrupted). The driver's callback saw it fail and closed its run in this
-    # `fit`: that close stands. `resume` restarts such a trial either way (errored ones too).
+    # trial for the next state save, so a killed worker's trial reads RUNNING and would be
+    # called interrupted. The driver's callback saw it fail and closed its run in this `fit`:
+    # that close stands. `resume` restarts such a trial either way (errored ones too).
     closed = tracking.trials_closed_since(record.uri, record.experiment_id, start_ms)
     unfinished = sorted(
         t.trial_id for t in trials if t.status not in ended and t.trial_id not in closed

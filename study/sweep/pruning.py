@@ -3,7 +3,7 @@ without ever deleting a checkpoint that `resume` or a retry could need.
 
 Tune keeps every checkpoint (`num_to_keep=None`): when Tune prunes, a driver killed between
 deleting a checkpoint and saving its experiment state leaves that state pointing at a deleted
-checkpoint, and the resumed trial cannot restore (seen here). The rule here reads the state Tune
+checkpoint, and the resumed trial cannot restore. The rule here reads the state Tune
 has *saved* — what `resume` would read — and deletes only checkpoints older than the one it names
 for each trial: later saves name that one or a newer one, and a retry restores from the newest
 the running driver knows, which is newer still.

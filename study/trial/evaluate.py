@@ -18,7 +18,7 @@ DENOISE_KIND, DENOISE_LEVEL = "gaussian", 0.5  # the seed's corruption
 # The probe fits on every k-th training digit, about PROBE_TRAIN of them: a fixed subset, the
 # same for every trial, spread over the whole split (mnist-5k's digits are sorted by class).
 PROBE_TRAIN = 2000
-PROBE_L2 = 1.0  # sklearn LogisticRegression's default strength (C=1), which the probe used to be
+PROBE_L2 = 1.0  # sklearn LogisticRegression's default strength (C=1): the usual linear probe
 BCE_EPS = 1e-6
 
 
