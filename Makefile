@@ -74,12 +74,14 @@ ui: setup ## the MLflow UI for the default store (~/.aestudy/mlflow.db) on 127.0
 dashboard: setup ## optuna-dashboard on a study's search: make dashboard STUDY=NAME [DASHBOARD_PORT=8080]
 	$(PY) -m study dashboard $(STUDY) --port $(DASHBOARD_PORT)
 
-test: setup browser ## the whole suite, slow tests included (what CI runs)
-	$(PY) -m pytest
+# More pytest options for `make test` / `make test-quick`, e.g. PYTEST_ARGS=--reverse
+PYTEST_ARGS ?=
 
+test: setup browser ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
+	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-quick: setup ## the suite without tests marked slow
-	$(PY) -m pytest -m "not slow"
+test-quick: setup ## the suite without tests marked slow; PYTEST_ARGS=--reverse for the other order
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -27,6 +27,20 @@ os.environ["AESTUDY_HOME"] = tempfile.mkdtemp(prefix="aestudy-test-home-")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the tests in the reverse of their usual order: a test that passes only after "
+        "another has run fails one of the two orders",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse"):
+        items.reverse()
+
+
 @pytest.fixture(autouse=True)
 def seeded_generators() -> None:
     """Every test starts from the same global random state, whatever ran before it: a model's
