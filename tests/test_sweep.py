@@ -17,6 +17,7 @@ import yaml
 from study.sweep import leftovers
 from study.tracking import client, trial_runs
 from study.trial.config import flat_config
+from study.trial.states import read
 from tests.conftest import PYTHON, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
@@ -368,7 +369,9 @@ def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, 
     assert len(after) == 2 and all(r["state"] == "done" and r["epochs"] == 4 for r in after)
     runs = trial_runs(uri, "stopped")
     assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
-    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"]) == {"done"}
+    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"].map(read)) == {
+        "done"
+    }
     for run_id in runs["run_id"]:  # no epoch logged twice, none lost
         assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4]
     assert len(optuna_trials(tmp_path / "stopped")) == 2  # no orphan left by the stop

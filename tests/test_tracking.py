@@ -16,6 +16,7 @@ import models
 from study.tracking import client, trial_runs
 from study.trial.data import load_splits
 from study.trial.evaluate import noisy_copy, reconstruction_metrics
+from study.trial.states import read
 from study.views.export import load_model
 from study.views.runs import study_runs
 from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli
@@ -56,7 +57,7 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
     for _, row in runs.iterrows():
         run = c.get_run(row["run_id"])
         tags, params = run.data.tags, run.data.params
-        assert tags["aestudy.state"] in ("done", "stopped early")
+        assert read(tags["aestudy.state"]) in ("done", "stopped early")
         assert run.info.status == "FINISHED"
         for key in ("aestudy.study", "aestudy.trial_id", "aestudy.seed", "aestudy.device", "aestudy.host",
                     "aestudy.git_commit", "aestudy.ray_version", "aestudy.torch_version"):  # fmt: skip
@@ -72,7 +73,7 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
         for metric in ("denoise_mse", "probe_acc"):  # at ASHA's rungs (1, 2) and the last epoch
             steps = [m.step for m in c.get_metric_history(run.info.run_id, metric)]
             assert sorted(steps) == [e for e in range(1, epochs + 1) if e in (1, 2, 3)], metric
-        assert (epochs < 3) == (tags["aestudy.state"] == "stopped early")
+        assert (epochs < 3) == (read(tags["aestudy.state"]) == "stopped early")
         artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
         assert artifacts >= PICTURES | {"checkpoint"}
         # drawn once, by the driver, of the epoch the trial ended at (stopped early or not)
