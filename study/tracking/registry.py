@@ -41,8 +41,8 @@ def publish(
     _ensure_registered(c, name)
     version = _served_version(c, name, run_id)
     if version is None:
-        uris = _log_served(uri, run_id, served, example)
-        with _tracking_uri(uri):  # the SQL registry looks the logged model up there
+        with _tracking_uri(uri):  # logging and the SQL registry's lookup both use it
+            uris = _log_served(c, run_id, served, example)
             version = c.create_model_version(
                 name, uris[RECONSTRUCT], run_id=run_id, tags={**tags, ENCODER_TAG: uris[ENCODE]},
                 model_id=uris[RECONSTRUCT].removeprefix("models:/"),
@@ -73,25 +73,23 @@ def _served_version(c: Any, name: str, run_id: str) -> Any | None:
 
 
 def _log_served(
-    uri: str, run_id: str, served: dict[str, torch.nn.Module], example: np.ndarray
+    c: Any, run_id: str, served: dict[str, torch.nn.Module], example: np.ndarray
 ) -> dict[str, str]:
-    """Log each module as a pt2 MLflow Model on the run, in the run's experiment; returns name ->
-    `models:/<model id>`."""
+    """Log each module as a pt2 MLflow Model on the run, in the run's experiment (under
+    `_tracking_uri` of the client's store); returns name -> `models:/<model id>`."""
     import mlflow
     import torch
 
-    c = client(uri)
     experiment = c.get_run(run_id).info.experiment_id
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]  # spares a slow inference
     uris = {}
-    with _tracking_uri(uri):
-        for name, module in served.items():
-            logged = c.create_logged_model(experiment, name=name, source_run_id=run_id)
-            info = mlflow.pytorch.log_model(
-                module.eval(), name=name, model_id=logged.model_id, run_id=run_id,
-                input_example=example, serialization_format="pt2", pip_requirements=requirements,
-            )  # fmt: skip
-            uris[name] = info.model_uri
+    for name, module in served.items():
+        logged = c.create_logged_model(experiment, name=name, source_run_id=run_id)
+        info = mlflow.pytorch.log_model(
+            module.eval(), name=name, model_id=logged.model_id, run_id=run_id,
+            input_example=example, serialization_format="pt2", pip_requirements=requirements,
+        )  # fmt: skip
+        uris[name] = info.model_uri
     return uris
 
 
