@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -229,8 +230,6 @@ def cli_here(monkeypatch, capsys):
     fresh one (folder is the working folder and the aestudy home): for commands refused before
     any work, where a fresh interpreter would only add seconds of imports. Returns an object with
     `returncode`, `stdout` and `stderr`."""
-    from types import SimpleNamespace
-
     from study.cli.commands import main
 
     def run(*args: str, cwd: Path) -> SimpleNamespace:
@@ -244,7 +243,45 @@ def cli_here(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="session")
-def stopped_study(tmp_path_factory):
+def local_ray() -> Iterator[None]:
+    """One local Ray in this test process, started as a sweep's driver starts its own (two CPU
+    lanes, no dashboard; one GPU that is a name only, for the tests of GPU lanes), for the sweeps
+    that `run_here` runs: a driver finds Ray running and joins it. What a sweep of its own adds,
+    a fresh interpreter and a Ray started and stopped, is tested by the sweeps that run
+    `python -m study` (`run_cli`), the ones that stop, kill or time their driver."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
+             configure_logging=False, log_to_driver=False)  # fmt: skip
+    yield
+    ray.shutdown()
+
+
+def run_here(*args: str, cwd: Path, env: dict | None = None) -> SimpleNamespace:
+    """`python -m study ARGS` run in this process, as `run_cli(..., cwd=folder)` runs it in a
+    fresh one (folder is the working folder and the aestudy home; `env` more variables), for
+    the duration of the call. A sweep or resume joins this process's Ray: ask for `local_ray`.
+    Returns an object with `returncode`, `stdout` and `stderr` (what the tool printed)."""
+    import contextlib
+    import io
+
+    from study.cli.commands import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        for name, value in {**(env or {}), "AESTUDY_HOME": str(cwd)}.items():
+            patch.setenv(name, value)
+        patch.chdir(cwd)
+        code = main(list(args))
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def stopped_study(tmp_path_factory, local_ray):
     """The vae runs first and all 3 epochs; the ae, behind it in val_mse at epoch 1 though well
     ahead of the mean digit, is then stopped by ASHA at its first rung (rungs shared across model
     types: `by_model: false`): a model type whose every trial stopped early."""
@@ -256,7 +293,7 @@ def stopped_study(tmp_path_factory):
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "by_model": False},
         fixed={"lr": 0.003}, params={"model": ["vae", "ae"], "latent_dim": [32]},
     )  # fmt: skip
-    result = run_cli("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
+    result = run_here("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder / "sweep.out").write_text(result.stdout)
     return folder, result.stdout

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, home_env, run_cli
+from tests.conftest import PYTHON, home_env, run_here
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tmp_path_factory, local_ray):
     """ae twice (seeds 0 and 1: a repeat) and a vae whose lr makes it diverge (a failed trial)."""
     folder = tmp_path_factory.mktemp("analysed")
     space = write_space(
@@ -23,8 +23,8 @@ def study(tmp_path_factory):
         params={"model": ["ae", "vae"], "latent_dim": [3],
                 "lr": {"values": [10000.0], "when": {"model": "vae"}}, "seed": [0, 1]},
     )  # fmt: skip
-    result = run_cli("sweep", str(space), "--name", "analysed", "--storage", str(folder),
-                     "--max-failures", "0", cwd=folder)  # fmt: skip
+    result = run_here("sweep", str(space), "--name", "analysed", "--storage", str(folder),
+                      "--max-failures", "0", cwd=folder)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -101,9 +101,9 @@ def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
     assert list(tmp_path.rglob("mlflow.db")) == []
 
 
-def test_status_shows_a_failed_trial_s_reason(study):
+def test_status_shows_a_failed_trial_s_reason(study, cli_here):
     folder, _ = study
-    status = run_cli("status", "analysed", "--storage", str(folder), cwd=folder)
+    status = cli_here("status", "analysed", "--storage", str(folder), cwd=folder)
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
     failed = [i for i, line in enumerate(lines) if " failed " in line and " vae " in line]

@@ -12,14 +12,15 @@ import pytest
 
 from study.tracking import client
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, ROOT, home_env, run_cli
+from tests.conftest import PYTHON, ROOT, home_env, run_here
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
 
 
 def cli(folder, *args):
-    return run_cli(*args, cwd=folder)
+    """`python -m study ARGS` in this process, in the study's folder (its home)."""
+    return run_here(*args, cwd=folder)
 
 
 def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(
@@ -153,27 +154,27 @@ def test_a_name_taken_in_the_store_under_another_storage_is_refused(stopped_stud
     assert not (folder / "other").exists()
 
 
-def test_a_maximised_objective_is_maximised_by_every_view(tmp_path):
+def test_a_maximised_objective_is_maximised_by_every_view(tmp_path, cli_here, local_ray):
     space = write_space(
         tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2, objective="probe_acc",
         scheduler={"type": "none"}, fixed={"lr": 0.003},
         params={"model": ["ae"], "latent_dim": [16, 32]},
     )  # fmt: skip
-    sweep = run_cli("sweep", str(space), "--name", "acc", cwd=tmp_path)
+    sweep = run_here("sweep", str(space), "--name", "acc", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "acc")
     top = runs.loc[runs["probe_acc"].idxmax()]
     assert runs["probe_acc"].nunique() == 2 and (runs["val_mse"] < runs["mean_digit_mse"]).all()
 
-    status = run_cli("status", "acc", cwd=tmp_path)
+    status = cli_here("status", "acc", cwd=tmp_path)
     assert status.stdout.splitlines()[2].split()[1] == top["trial_id"]
-    best = run_cli("best", "acc", cwd=tmp_path)
+    best = cli_here("best", "acc", cwd=tmp_path)
     assert f"trial {top['trial_id']}" in best.stdout
     assert f"probe_acc {top['probe_acc']:.4f}" in best.stdout
-    run_cli("table", "acc", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    cli_here("table", "acc", "--out", str(tmp_path / "r"), cwd=tmp_path)
     table = pd.read_csv(tmp_path / "r" / "table.csv")
     assert table.loc[0, "probe_acc"] == pytest.approx(top["probe_acc"])
-    export = run_cli("export", "acc", "--out", str(tmp_path / "e"), cwd=tmp_path)
+    export = cli_here("export", "acc", "--out", str(tmp_path / "e"), cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     assert (
         json.loads((tmp_path / "e" / "best" / "metrics.json").read_text())["trial_id"]

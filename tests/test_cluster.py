@@ -66,11 +66,10 @@ def test_cluster_check_command(tmp_path):
 def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_killed(
     tmp_path, mlflow_server
 ):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    cluster = subprocess.Popen([PYTHON, str(ROOT / "tests" / "scripts" / "two_node_cluster.py")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    address = cluster.stdout.readline().strip()
+    assert address, "the two-node cluster did not start"
     shared = tmp_path / "shared"
     try:
         # CAE trials outlast a worker's start-up, so both nodes get work.
@@ -78,7 +77,7 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
                             scheduler={"type": "none"}, fixed={"batch_size": 64},
                             params={"model": ["cae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
         cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
-               "--address", cluster.address, "--tracking-uri", mlflow_server]  # fmt: skip
+               "--address", address, "--tracking-uri", mlflow_server]  # fmt: skip
         driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
             cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
@@ -93,7 +92,7 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
         result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     finally:
-        cluster.shutdown()
+        cluster.communicate(timeout=120)  # stdin closed: it removes its nodes and ends
     states = trial_states("multi", shared)
     assert len(states) == 4 and all(r["state"] == "done" for r in states)
     nodes = set()

@@ -20,7 +20,7 @@ from study import tracking
 from study.sweep import leftovers
 from study.sweep.launch import undone_on_failure
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_for_epochs
+from tests.conftest import PYTHON, free_port, home_env, run_cli, run_here, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
@@ -74,7 +74,7 @@ def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_pat
     assert resume.returncode == 0, resume.stderr[-2000:]  # the lock is free again
 
 
-def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
+def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path, local_ray):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     folder = tmp_path / "half"
     with pytest.raises(RuntimeError), undone_on_failure(folder, uri, "half"):
@@ -84,7 +84,9 @@ def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
     assert not folder.exists()
     assert not tracking.study_exists(uri, "half")  # the name is free for the next launch
     space = write_space(tmp_path, num_samples=1, epochs=1)
-    again = run_cli("sweep", str(space), "--name", "half", "--storage", str(tmp_path), cwd=tmp_path)
+    again = run_here(
+        "sweep", str(space), "--name", "half", "--storage", str(tmp_path), cwd=tmp_path
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert counts(tmp_path, "half")["mlflow"] == {"FINISHED": 1}
 
@@ -141,15 +143,15 @@ def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
 
 @pytest.mark.slow
 def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_never_crowned(
-    tmp_path,
+    tmp_path, cli_here, local_ray
 ):
     # lr 1000: the VAE's loss becomes NaN in epoch 1; the AE's stays finite but learns nothing
     space = write_space(tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"},
                         search={"algorithm": "grid"}, fixed={"batch_size": 256, "lr": 1000.0},
                         params={"model": ["vae", "ae"]})  # fmt: skip
     start = time.monotonic()
-    result = run_cli("sweep", str(space), "--name", "wild", "--storage", str(tmp_path),
-                     "--max-failures", "2", cwd=tmp_path)  # fmt: skip
+    result = run_here("sweep", str(space), "--name", "wild", "--storage", str(tmp_path),
+                      "--max-failures", "2", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "raised; retrying" not in result.stdout
     runs = tracking.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild")
@@ -167,13 +169,13 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
     assert ae["status"] == "FINISHED" and ae["tags.aestudy.state"] == "degenerate"
     read = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild").set_index("model")
     assert read.loc["ae", "state"] == "done" and read.loc["vae", "state"] == "failed"
-    best = run_cli("best", "wild", "--storage", str(tmp_path), cwd=tmp_path)
+    best = cli_here("best", "wild", "--storage", str(tmp_path), cwd=tmp_path)
     assert best.returncode != 0 and "degenerate" in best.stdout + best.stderr
     assert time.monotonic() - start < 300
 
 
 @pytest.mark.slow
-def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
+def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path, cli_here):
     space = write_space(tmp_path, num_samples=1, epochs=30, scheduler={"type": "none"},
                         fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
     driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0")
@@ -198,7 +200,7 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path):
     assert list(runs["status"]) == ["FAILED"]
     reason = runs["tags.aestudy.error"].iloc[0]
     assert isinstance(reason, str) and reason.strip() and "error.txt" in reason
-    status = run_cli("status", "killed-worker", "--storage", str(tmp_path), cwd=tmp_path)
+    status = cli_here("status", "killed-worker", "--storage", str(tmp_path), cwd=tmp_path)
     assert "no reason recorded" not in status.stdout
     assert counts(tmp_path, "killed-worker") == {
         "tune": 1, "mlflow": {"FAILED": 1}, "optuna": {"FAIL": 1}, "duplicates": 0, "lost": 0
@@ -212,31 +214,6 @@ def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path, cli_here):
                       cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is a file; give the folder that holds studies" in result.stderr
-
-
-@pytest.mark.slow
-def test_ctrl_c_twice_stops_at_once_and_resume_still_finishes_every_trial_once(tmp_path):
-    space = write_space(tmp_path, num_samples=2, epochs=4, scheduler={"type": "none"},
-                        fixed={"batch_size": 64},
-                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
-    driver = start_sweep(space, "twice-c", tmp_path, "--max-concurrent", "1")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    wait_for_epochs(uri, "twice-c", 5, driver)  # the second trial is mid-run: stop it, twice
-    driver.send_signal(signal.SIGINT)
-    time.sleep(0.5)
-    driver.send_signal(signal.SIGINT)
-    out, _ = driver.communicate(timeout=120)
-    assert driver.returncode == 130, out[-3000:]
-    assert "Traceback" not in out
-
-    result = run_cli("resume", "twice-c", "--storage", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert counts(tmp_path, "twice-c") == {
-        "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
-    }  # fmt: skip
-    for run_id in tracking.trial_runs(uri, "twice-c")["run_id"]:  # no epoch twice, none lost
-        steps = sorted(m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce"))
-        assert steps == [1, 2, 3, 4]
 
 
 @pytest.fixture

@@ -56,7 +56,8 @@ def reported_epochs(trial_dir: Path) -> list[int]:
     return pd.read_csv(trial_dir / "progress.csv")["epoch"].astype(int).tolist()
 
 
-def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
+@pytest.mark.slow
+def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path, cli_here):
     # seed 3: its first eight TPE draws (random start-up) cover all three models
     space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
     result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
@@ -89,7 +90,7 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path):
     for trial_dir in (tmp_path / "s1").glob("*_*/"):  # once the sweep is over, the latest only
         assert len(list(trial_dir.glob("checkpoint_*"))) == 1, trial_dir
 
-    status = run_cli("status", "s1", "--storage", str(tmp_path))
+    status = cli_here("status", "s1", "--storage", str(tmp_path), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     shown = re.findall(r"  (stopped early|stopped, degenerate) ", status.stdout)
     assert len(shown) == states.count("stopped early")
@@ -121,6 +122,7 @@ def assert_optuna_saw_what_happened(folder: Path, name: str) -> None:
             assert t.value == t.intermediate_values[tune["epochs"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", ["0", None], ids=["checkpoint-every-epoch", "default"])
 def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
     import pandas as pd
@@ -156,63 +158,6 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
             first, again = reported.iloc[:2], reported.iloc[2:4]
             assert first["val_mse"].tolist() == again["val_mse"].tolist()
             assert first["train_loss"].tolist() == again["train_loss"].tolist()
-
-
-@pytest.mark.slow
-def test_driver_killed_mid_sweep_is_resumed_and_every_trial_runs_once(tmp_path, monkeypatch):
-    space = write_space(tmp_path, num_samples=4, epochs=6, scheduler={"type": "none"},
-                        fixed={"batch_size": 64})  # fmt: skip
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "killed", "--storage", str(tmp_path),
-           "--max-concurrent", "1"]  # fmt: skip
-    driver = subprocess.Popen(
-        cmd,
-        cwd=tmp_path,
-        env=home_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    for line in driver.stdout:  # wait until one trial has finished, then kill mid-way
-        if line.rstrip().endswith(" done") or time.monotonic() > deadline:
-            break
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    before = trial_states("killed", tmp_path)
-    assert sum(r["state"] == "done" for r in before) < 4
-    # Ray's agents outlive the killed driver (a minute or more): status names them, resume stops them
-    monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))  # the driver's home: its key signed the note
-    _, left = leftovers.find(tmp_path / "killed")
-    assert left and all(name.startswith("ray::") for _, name in left), left
-    status = run_cli("status", "killed", cwd=tmp_path)
-    assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
-
-    result = run_cli("resume", "killed", "--storage", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"left running by this study's killed driver (pid {driver.pid})" in result.stdout
-    assert not any(leftovers.running(pid) for pid, _ in left)
-    after = trial_states("killed", tmp_path)
-    assert len(after) == 4
-    assert all(r["state"] == "done" and r["epochs"] == 6 for r in after)
-    finished_before = {r["trial_id"] for r in before if r["state"] == "done"}
-    assert finished_before <= {r["trial_id"] for r in after}
-    for trial_dir in (tmp_path / "killed").glob("*_*/"):
-        if (trial_dir / "progress.csv").exists():
-            epochs = reported_epochs(trial_dir)
-            assert sorted(set(epochs)) == list(range(1, 7))
-    # MLflow: one run per trial, every epoch logged once, no run left dangling. A trial the
-    # killed driver started after Tune's last save is unknown to Tune: its run is marked orphaned.
-    runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "killed")
-    orphaned = runs["tags.aestudy.state"] == "orphaned"
-    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"])
-    runs = runs[~orphaned]
-    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
-    assert set(runs["status"]) == {"FINISHED"}
-    for run_id in runs["run_id"]:
-        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4, 5, 6]
-    # Optuna: the 4 trials Tune ran are complete; a trial orphaned by the kill is failed, not RUNNING
-    states = [t.state.name for t in optuna_trials(tmp_path / "killed")]
-    assert states.count("COMPLETE") == 4 and "RUNNING" not in states
 
 
 @pytest.mark.slow
@@ -273,11 +218,9 @@ def test_pruning_deletes_nothing_without_a_readable_saved_state(tmp_path):
     assert [c.name[-1] for c in sorted(trial_dir.iterdir())] == ["2", "3", "4"]
 
 
-def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
+def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path, local_ray):
     """Without --max-concurrent, Tune keeps one searcher trial pending at a time, and the lanes
     came up one worker start after another; the sweep gives Tune the local Ray's lane count."""
-    import ray
-
     from study.sweep.launch import SweepOptions, tune_config
     from study.sweep.space_file import load_space
 
@@ -287,20 +230,16 @@ def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path):
         config = tune_config(space, SweepOptions(name="lanes", **options), tmp_path)
         return config.max_concurrent_trials
 
-    # a Ray of its own: another test's cluster may still be winding down on this machine
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-             configure_logging=False)  # fmt: skip
-    try:
-        assert lanes() == 2  # one CPU a trial
-        assert lanes(cpus_per_trial=0.5) == 4
-        assert lanes(cpus_per_trial=0.25, gpus_per_trial=0.125) == 8  # the GPU bounds it
-        assert lanes(cpus_per_trial=0.1, gpus_per_trial=0.1) == 10  # no float rounding loss
-        assert lanes(max_concurrent=1) == 1  # the user's limit stands
-        assert lanes(address="auto") is None  # a cluster may grow: Tune's own default
-    finally:
-        ray.shutdown()
+    # this process's Ray: 2 CPUs, 1 GPU
+    assert lanes() == 2  # one CPU a trial
+    assert lanes(cpus_per_trial=0.5) == 4
+    assert lanes(cpus_per_trial=0.25, gpus_per_trial=0.125) == 8  # the GPU bounds it
+    assert lanes(cpus_per_trial=0.1, gpus_per_trial=0.1) == 10  # no float rounding loss
+    assert lanes(max_concurrent=1) == 1  # the user's limit stands
+    assert lanes(address="auto") is None  # a cluster may grow: Tune's own default
 
 
+@pytest.mark.slow
 def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     space = write_space(tmp_path)
     start = time.monotonic()
@@ -316,31 +255,105 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert not (tmp_path / ".gpu.lock").exists() and not (tmp_path / ".gpu.ray").exists()
 
 
+# Every way a sweep is stopped, one after another on one study, each stop followed by a resume
+# that the next stop interrupts: Ctrl-C; `kill`; what `timeout`, systemd, Slurm and Kubernetes
+# send (SIGTERM to the driver's whole process group; its local Ray's processes sit in groups of
+# their own); an impatient double Ctrl-C; SIGKILL, which leaves Ray's processes behind.
+STOPS = ("SIGINT", "SIGTERM", "SIGTERM-to-the-group", "SIGINT-twice", "SIGKILL")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("stop", "to_group"),
-    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGTERM, True)],
-    ids=["SIGINT", "SIGTERM", "SIGTERM-to-the-group"],
-)
-def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, stop, to_group):
-    """Ctrl-C, `kill`, and what `timeout`, systemd, Slurm and Kubernetes send: SIGTERM to the
-    driver's whole process group (its local Ray's processes sit in groups of their own)."""
-    # CAE trials last long enough (seconds an epoch) to be stopped in the middle of one
-    space = write_space(tmp_path, num_samples=2, epochs=4, scheduler={"type": "none"},
+def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
+    tmp_path, monkeypatch, cli_here
+):
+    # CAE trials last long enough (seconds an epoch) to be stopped in the middle of one; with
+    # one trial at a time of 3 epochs, 3 k + 1 epochs logged means trial k + 1 is mid-run
+    trials, epochs = len(STOPS) + 1, 3
+    space = write_space(tmp_path, num_samples=trials, epochs=epochs, scheduler={"type": "none"},
                         fixed={"batch_size": 64},
                         params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "stopped", "--storage",
-           str(tmp_path), "--max-concurrent", "1"]  # fmt: skip
-    driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    wait_for_epochs(uri, "stopped", 5, driver)  # the second trial is mid-run: stop it there
-    seen: list[str] = []
-    signalled = time.monotonic()
-    if to_group:
-        os.killpg(driver.pid, stop)  # the group this test made for the driver (its session)
+    driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped")
+    for k, how in enumerate(STOPS, start=1):
+        wait_for_epochs(uri, "stopped", epochs * k + 1, driver)
+        if how == "SIGKILL":
+            killed = driver.pid
+            left = killed_driver_leaves_ray_behind(driver, tmp_path, monkeypatch, cli_here)
+        else:
+            stopped_driver_says_so(driver, how, uri)
+        driver = start_driver(tmp_path, "resume", "stopped")
+    output, _ = driver.communicate(timeout=600)
+    assert driver.returncode == 0, output[-3000:]
+    # the last stop was a SIGKILL: the resume stopped what the killed driver left running
+    assert f"left running by this study's killed driver (pid {killed})" in output
+    assert not any(leftovers.running(pid) for pid, _ in left)
+
+    after = trial_states("stopped", tmp_path)
+    assert len(after) == trials
+    assert all(r["state"] == "done" and r["epochs"] == epochs for r in after), after
+    for trial_dir in (tmp_path / "stopped").glob("*_*/"):
+        if (trial_dir / "progress.csv").exists():
+            assert sorted(set(reported_epochs(trial_dir))) == list(range(1, epochs + 1))
+    # MLflow: one run per trial, every epoch logged once, no run left dangling. A trial the
+    # killed driver started after Tune's last save is unknown to Tune: its run is marked orphaned.
+    runs = trial_runs(uri, "stopped")
+    orphaned = runs["tags.aestudy.state"] == "orphaned"
+    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"])
+    runs = runs[~orphaned]
+    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
+    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"].map(read)) == {
+        "done"
+    }
+    for run_id in runs["run_id"]:  # no epoch logged twice, none lost
+        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3]
+    # Optuna: every trial Tune ran is complete; one orphaned by the kill is failed, not RUNNING
+    states = [t.state.name for t in optuna_trials(tmp_path / "stopped")]
+    assert states.count("COMPLETE") == trials and "RUNNING" not in states
+
+
+def start_driver(folder: Path, *args: str) -> subprocess.Popen:
+    """`python -m study ARGS` with one trial at a time, in a session (and process group) of its
+    own, its output piped."""
+    extra = ["--max-concurrent", "1"] if args[0] == "sweep" else []
+    cmd = [PYTHON, "-m", "study", *args, "--storage", str(folder), *extra]
+    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+
+
+def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None:
+    """Stop `driver` `how`; it ends at once with exit code 130, says how to continue, shows no
+    traceback and, stopped once, leaves the trial it stopped interrupted in MLflow and the study
+    run KILLED (a second Ctrl-C cuts that closing short; the resume closes those runs)."""
+    if how == "SIGINT-twice":
+        driver.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the second one lands while the first is being handled
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=120)
     else:
-        driver.send_signal(stop)
+        output = stop_once(driver, how)
+    assert driver.returncode == 130, (how, output[-3000:])
+    assert "python -m study resume stopped" in output, (how, output[-3000:])
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, (how, output)
+    if how == "SIGINT-twice":
+        return
+    assert "interrupted: " in output
+    runs = trial_runs(uri, "stopped")
+    interrupted = runs["tags.aestudy.state"] == "interrupted"
+    assert interrupted.any() and set(runs.loc[interrupted, "status"]) == {"KILLED"}, how
+    experiment = client(uri).get_experiment_by_name("stopped").experiment_id
+    study_run = client(uri).search_runs([experiment], "tags.`aestudy.role` = 'study'")[0]
+    assert study_run.info.status == "KILLED", how
+
+
+def stop_once(driver: subprocess.Popen, how: str) -> str:
+    """Signal `driver` once, `how`; once its summary is out (within a minute), keep pressing
+    Ctrl-C while it stops Ray, as an impatient user does; returns all it printed."""
+    signalled = time.monotonic()
+    if how == "SIGTERM-to-the-group":
+        os.killpg(driver.pid, signal.SIGTERM)  # the group this test made for the driver
+    else:
+        driver.send_signal(getattr(signal, how))
+    seen: list[str] = []
     for line in driver.stdout:  # the summary is out: Ray is being stopped now
         seen.append(line)
         if line.startswith("interrupted: "):
@@ -350,31 +363,24 @@ def test_a_stopped_sweep_says_so_and_resume_finishes_every_trial_once(tmp_path, 
         driver.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
             rest, _ = driver.communicate(timeout=0.3)
-            break
-    output = "".join(seen) + rest
-    assert driver.returncode == 130, output[-3000:]
-    assert "interrupted: " in output and "python -m study resume stopped" in output
-    assert "Traceback" not in output and "KeyboardInterrupt" not in output
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    runs = trial_runs(uri, "stopped")
-    assert "interrupted" in set(runs["tags.aestudy.state"])
-    assert set(runs.loc[runs["tags.aestudy.state"] == "interrupted", "status"]) == {"KILLED"}
-    experiment = client(uri).get_experiment_by_name("stopped").experiment_id
-    study_run = client(uri).search_runs([experiment], "tags.`aestudy.role` = 'study'")[0]
-    assert study_run.info.status == "KILLED"
+            return "".join(seen) + rest
+    raise AssertionError(f"{how}: the driver did not end within 3 minutes of its summary")
 
-    result = run_cli("resume", "stopped", "--storage", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    after = trial_states("stopped", tmp_path)
-    assert len(after) == 2 and all(r["state"] == "done" and r["epochs"] == 4 for r in after)
-    runs = trial_runs(uri, "stopped")
-    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
-    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"].map(read)) == {
-        "done"
-    }
-    for run_id in runs["run_id"]:  # no epoch logged twice, none lost
-        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3, 4]
-    assert len(optuna_trials(tmp_path / "stopped")) == 2  # no orphan left by the stop
+
+def killed_driver_leaves_ray_behind(
+    driver: subprocess.Popen, folder: Path, monkeypatch, cli_here
+) -> list[tuple[int, str]]:
+    """SIGKILL: Ray's agents outlive the driver (a minute or more); `status` names them.
+    Returns them (pid, name)."""
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert sum(r["state"] == "done" for r in trial_states("stopped", folder)) < len(STOPS) + 1
+    monkeypatch.setenv("AESTUDY_HOME", str(folder))  # the driver's home: its key signed the note
+    _, left = leftovers.find(folder / "stopped")
+    assert left and all(name.startswith("ray::") for _, name in left), left
+    status = cli_here("status", "stopped", cwd=folder)
+    assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
+    return left
 
 
 def optuna_trials(folder: Path) -> list:

@@ -19,7 +19,7 @@ from study.trial.evaluate import noisy_copy, reconstruction_metrics
 from study.trial.states import read
 from study.views.export import load_model
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli
+from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli, run_here
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.ray
@@ -28,7 +28,7 @@ PICTURES = {"reconstructions.png", "denoising.png", "latent.png", "loss_curves.p
 
 
 @pytest.fixture(scope="module")
-def logged_study(mlflow_server, tmp_path_factory):
+def logged_study(mlflow_server, tmp_path_factory, local_ray):
     """A small sweep (ae + vae, ASHA on) logged to the server; returns (uri, folder)."""
     folder = tmp_path_factory.mktemp("tracked")
     space = write_space(
@@ -37,8 +37,8 @@ def logged_study(mlflow_server, tmp_path_factory):
         params={"model": ["ae", "vae"], "latent_dim": {"int": [2, 6]},
                 "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}}},
     )  # fmt: skip
-    result = run_cli("sweep", str(space), "--name", "tracked", "--storage", str(folder),
-                     "--tracking-uri", mlflow_server, cwd=folder)  # fmt: skip
+    result = run_here("sweep", str(space), "--name", "tracked", "--storage", str(folder),
+                      "--tracking-uri", mlflow_server, cwd=folder)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (folder / "mlflow.db").exists()  # nothing went to a local store
     assert "View run" not in result.stdout + result.stderr  # MLflow's line per run, over HTTP
@@ -111,7 +111,7 @@ def test_pictures_a_killed_driver_did_not_draw_are_drawn_by_the_next_fit(logged_
 def test_resuming_a_finished_study_adds_no_runs(logged_study):
     uri, folder = logged_study
     before = trial_runs(uri, "tracked")
-    result = run_cli("resume", "tracked", "--storage", str(folder), cwd=folder)
+    result = run_here("resume", "tracked", "--storage", str(folder), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no trial trained in this run: every trial had ended already" in result.stdout
     after = trial_runs(uri, "tracked")
@@ -169,10 +169,11 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
 
 def test_export_errors_are_clear(logged_study, tmp_path):
     uri, _ = logged_study
-    missing = run_cli("export", "nope", "--out", str(tmp_path), "--tracking-uri", uri)
+    out = str(tmp_path / "out")
+    missing = run_here("export", "nope", "--out", out, "--tracking-uri", uri, cwd=tmp_path)
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
-    bad_metric = run_cli(
-        "export", "tracked", "--out", str(tmp_path), "--metric", "loss", "--tracking-uri", uri
+    bad_metric = run_here(
+        "export", "tracked", "--out", out, "--metric", "loss", "--tracking-uri", uri, cwd=tmp_path
     )
     assert bad_metric.returncode == 2 and "--metric 'loss'" in bad_metric.stderr
 
