@@ -76,12 +76,18 @@ dashboard: setup ## optuna-dashboard on a study's search: make dashboard STUDY=N
 
 # More pytest options for `make test` / `make test-quick`, e.g. PYTEST_ARGS=--reverse
 PYTEST_ARGS ?=
+# Tests run side by side in WORKERS processes (pytest-xdist): much of a test's time is spent
+# waiting on the processes it started. A test file runs on one worker, which builds the file's
+# finished studies once (pytest-xdist's loadgroup would group finer, but it does not work with
+# pytest 9: it renames tests by an attribute pytest 9 no longer reads). WORKERS=0: one process.
+WORKERS ?= 2
+PYTEST := $(PY) -m pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
 
 test: setup browser ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-quick: setup ## the suite without tests marked slow; PYTEST_ARGS=--reverse for the other order
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .
