@@ -86,8 +86,8 @@ PYTEST := $(PY) -m pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist load
 test: setup browser ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
 	$(PYTEST) $(PYTEST_ARGS)
 
-test-quick: setup ## the suite without tests marked slow; PYTEST_ARGS=--reverse for the other order
-	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
+test-quick: setup ## the tests that start no Ray and no sweep (not marked slow or ray); PYTEST_ARGS as for test
+	$(PYTEST) -m "not slow and not ray" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--reverse"):
         items.reverse()
+    for item in items:  # what `make test-quick` leaves out with the slow tests
+        if "local_ray" in item.fixturenames:
+            item.add_marker(pytest.mark.ray)
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,6 @@ from study.tracking import client, trial_runs
 from tests.conftest import PYTHON, home_env, run_here
 from tests.test_sweep import write_space
 
-pytestmark = pytest.mark.ray
-
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, local_ray):

@@ -15,8 +15,6 @@ from study.views.runs import study_runs
 from tests.conftest import PYTHON, ROOT, home_env, run_here
 from tests.test_sweep import write_space
 
-pytestmark = pytest.mark.ray
-
 
 def cli(folder, *args):
     """`python -m study ARGS` in this process, in the study's folder (its home)."""

@@ -18,7 +18,7 @@ from analysis.screenshots import chromium
 from study.tracking import alias_version, artifact_page, trial_runs, version_page
 from tests.conftest import PYTHON, free_port, home_env, wait_until_healthy
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

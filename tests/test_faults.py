@@ -24,8 +24,6 @@ from tests.conftest import PYTHON, free_port, home_env, run_cli, run_here, wait_
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
-pytestmark = pytest.mark.ray
-
 
 def counts(storage: Path, name: str, uri: str | None = None) -> dict:
     """Tune's trials, MLflow's runs by status, Optuna's trials, duplicates and lost trials."""

@@ -19,8 +19,6 @@ from tests.conftest import PYTHON, first_epoch_logged, free_port, run_cli, start
 from tests.test_faults import counts, start_sweep
 from tests.test_sweep import write_space
 
-pytestmark = pytest.mark.ray
-
 # How long the tracking server stays down: long enough that trials and the driver meet it down
 # (an epoch of these CAE trials takes seconds) and MLflow's client retries with back-off.
 OUTAGE_SECONDS = 20

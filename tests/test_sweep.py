@@ -22,8 +22,6 @@ from tests.conftest import PYTHON, home_env, run_cli, wait_for_epochs
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
 
-pytestmark = pytest.mark.ray
-
 
 def write_space(folder: Path, **changes) -> Path:
     """tests.test_space.GOOD with `changes`; a change to None removes the key."""

@@ -22,8 +22,6 @@ from study.views.runs import study_runs
 from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli, run_here
 from tests.test_sweep import write_space
 
-pytestmark = pytest.mark.ray
-
 PICTURES = {"reconstructions.png", "denoising.png", "latent.png", "loss_curves.png"}
 
 

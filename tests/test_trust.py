@@ -24,8 +24,6 @@ from tests.conftest import first_epoch_logged, run_cli, run_here
 from tests.test_faults import Planted, start_sweep
 from tests.test_sweep import write_space
 
-pytestmark = pytest.mark.ray
-
 
 def payload_state(marker: Path) -> str:
     """A Tune experiment state whose embedded cloudpickle creates `marker` when loaded."""
