@@ -16,42 +16,45 @@ import pytest
 
 from analysis.screenshots import chromium
 from study.tracking import alias_version, artifact_page, trial_runs, version_page
-from tests.conftest import PYTHON, free_port, home_env, wait_until_healthy
+from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
+from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def ui(exported):
-    """The shared stopped study's store, its winners exported, served by `python -m study ui` on
-    127.0.0.1; yields the UI's address, the store, the study's folder and the runs page the
-    sweep printed."""
-    folder, _, _ = exported
-    swept = (folder / "sweep.out").read_text()
-    printed = [line for line in swept.splitlines() if "trials in the MLflow UI: " in line]
+def ui(tmp_path):
+    """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1."""
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
+                        scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
+    result = run_cli(
+        "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
     assert len(printed) == 2  # at the start and in the summary
     page = printed[-1].split("trials in the MLflow UI: ")[1].split()[0]
     port = free_port()
-    log = folder / "ui.log"
-    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=folder,
-                            env=home_env(folder), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    log = tmp_path / "ui.log"
+    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
+                            env=home_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until_healthy(url, proc, log)
-    yield url, f"sqlite:///{folder / 'mlflow.db'}", folder, page.replace(":5000/", f":{port}/")
+    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}", page.replace(":5000/", f":{port}/")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
 def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
-    url, store, folder, runs_page = ui
-    runs = trial_runs(store, "stopped")
+    url, store, runs_page = ui
+    runs = trial_runs(store, "browsed")
     experiment = runs["experiment_id"].iloc[0]
     names = list(runs["tags.mlflow.runName"])
     # the page the sweep printed: the runs table of the trials, sorted by the objective
     dom = chromium(runs_page, tmp_path / "profile", "--dump-dom")
     for name in names:
         assert name in dom, f"run {name} is not listed in the UI"
-    assert "study stopped" not in dom  # the study's own run is filtered out
+    assert "study browsed" not in dom  # the study's own run is filtered out
     # columns: the model, the searched parameter, the objective (sorted by), state and epochs
     for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_mse`",
                    "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
@@ -63,9 +66,11 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     dom = chromium(picture_page, tmp_path / "profile", "--dump-dom")
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
-    # the exported winner: its registry version page shows the model's signature (784 pixels in)
-    champion = alias_version(store, "stopped", "champion")
-    registry_page = version_page(store, "stopped", champion, port)
+    # an exported winner: its registry version page shows the model's signature (784 pixels in)
+    exported = run_cli("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    champion = alias_version(store, "browsed", "champion")
+    registry_page = version_page(store, "browsed", champion, port)
     dom = chromium(registry_page, tmp_path / "profile", "--dump-dom")
     assert "champion" in dom and "784" in dom, "the version page shows no alias or signature"
 
@@ -73,8 +78,8 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     # serves the store itself, finds the winner and its registry version
     shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path / "shots"))
     taken = subprocess.run(
-        [PYTHON, "-m", "analysis.screenshots", "stopped", "--out", str(shots)],
-        cwd=folder, env=home_env(folder), capture_output=True, text=True, timeout=600,
+        [PYTHON, "-m", "analysis.screenshots", "browsed", "--out", str(shots)],
+        cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert taken.returncode == 0, taken.stderr[-3000:]
     for name in ("mlflow-runs.png", "mlflow-reconstruction.png", "mlflow-model-version.png"):
