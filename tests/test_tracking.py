@@ -263,3 +263,29 @@ def test_logging_a_served_model_leaves_the_tracking_uri_as_it_was(monkeypatch):
     with _tracking_uri("sqlite:////tmp/elsewhere.db"):
         pass
     assert os.environ[TRACKING_URI_ENV] == "http://127.0.0.1:5999"
+
+
+def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
+    """A sweep's driver and a `status` (or two sweeps in one home) opening one new SQLite store
+    at once: MLflow makes the tables with no lock of its own, and all but one of them died in its
+    migrations ("duplicate column name"). Three processes, released together once all are ready."""
+    uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    code = ("import pathlib, sys, time; import mlflow.tracking; from study import tracking\n"
+            "pathlib.Path(sys.argv[3]).touch()\n"
+            "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.005)\n"
+            "print(tracking.study_names(sys.argv[2]))")  # fmt: skip
+    ready = [tmp_path / f"ready-{i}" for i in range(3)]
+    procs = [subprocess.Popen([PYTHON, "-c", code, str(go), uri, str(r)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in ready]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not all(r.exists() for r in ready):
+            assert all(p.poll() is None for p in procs) and time.monotonic() < deadline
+            time.sleep(0.05)
+        go.touch()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0] * 3, [err[-1500:] for _, err in results]
+    assert [out.strip() for out, _ in results] == ["[]"] * 3

@@ -72,6 +72,9 @@ def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path)
     while not first_epoch_logged(uri, "p") and sweep.poll() is None:
         assert time.monotonic() < deadline, "no epoch logged in 300 s"
         time.sleep(0.2)
+    assert sweep.poll() is None, (
+        f"the sweep ended before its first epoch: {sweep.communicate()[0][-3000:]}"
+    )
     planted.write_text(payload_state(marker))
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 2, out[-3000:]

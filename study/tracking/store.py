@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -98,7 +101,35 @@ def client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
     # the tool prints each study's page itself; MLflow's "View run" line per closed run is noise
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with _one_creator(Path(uri.removeprefix("sqlite:///"))):
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        c.search_experiments(max_results=1)  # the store is opened (its tables made) by now
+    return c
+
+
+@contextlib.contextmanager
+def _one_creator(db: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `db` while this process first opens it.
+
+    MLflow makes a new SQLite store's tables (and upgrades old ones) on first use, with no lock
+    of its own: two processes opening one new store at once (a sweep's driver and a `status`, two
+    sweeps in one home) raced, and one of them died in the migration ("duplicate column name").
+    The lock file is opened without following a link, and never written; where it cannot be
+    opened (a folder this user cannot write), nothing could be made there either."""
+    try:
+        fd = os.open(
+            db.with_name(f".{db.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644
+        )
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel however its holder ends
+        yield
+    finally:
+        os.close(fd)
 
 
 def as_params(values: dict[str, Any]) -> list:
