@@ -16,18 +16,18 @@ import pytest
 
 from analysis.screenshots import chromium
 from study.tracking import alias_version, artifact_page, trial_runs, version_page
-from tests.conftest import PYTHON, free_port, home_env, run_cli, wait_until_healthy
+from tests.conftest import PYTHON, free_port, home_env, run_here, wait_until_healthy
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def ui(tmp_path):
+def ui(tmp_path, local_ray):
     """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1."""
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
                         scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
-    result = run_cli(
+    result = run_here(
         "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -67,7 +67,7 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     assert '<img alt="reconstructions.png" src="blob:' in dom  # the UI fetched and shows the PNG
 
     # an exported winner: its registry version page shows the model's signature (784 pixels in)
-    exported = run_cli("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
+    exported = run_here("export", "browsed", "--out", str(tmp_path / "exported"), cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr[-2000:]
     champion = alias_version(store, "browsed", "champion")
     registry_page = version_page(store, "browsed", champion, port)

@@ -48,18 +48,19 @@ def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess
 
 
 @pytest.mark.slow
-def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path):
-    # CAE trials: the first driver holds the lock well past the second one's start-up
-    space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
-                        fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
+def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path, local_ray):
+    # the first driver, a process of its own, holds the lock for its whole sweep (Ray's start
+    # included); the second, refused before any work, runs in this process within a second
+    space = write_space(tmp_path, num_samples=2, epochs=1, scheduler={"type": "none"},
+                        params={"model": ["ae"]})  # fmt: skip
     first = start_sweep(space, "twice", tmp_path, "--max-concurrent", "1")
     lock = tmp_path / ".twice.lock"
     deadline = time.monotonic() + 180
     while not (lock.exists() and lock.read_text()):  # the first driver holds it
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    second = run_cli("sweep", str(space), "--name", "twice", "--storage", str(tmp_path),
-                     cwd=tmp_path)  # fmt: skip
+    second = run_here("sweep", str(space), "--name", "twice", "--storage", str(tmp_path),
+                      cwd=tmp_path)  # fmt: skip
     assert second.returncode == 2
     assert f"study 'twice' is in use by pid {first.pid}" in second.stderr
     assert "Traceback" not in second.stderr
@@ -68,7 +69,7 @@ def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_pat
     assert counts(tmp_path, "twice") == {
         "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
     }  # fmt: skip
-    resume = run_cli("resume", "twice", "--storage", str(tmp_path), cwd=tmp_path)
+    resume = run_here("resume", "twice", "--storage", str(tmp_path), cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr[-2000:]  # the lock is free again
 
 
@@ -121,14 +122,14 @@ class Planted:
 
 
 @pytest.mark.slow
-def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path):
+def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path, local_ray):
     space = write_space(tmp_path, num_samples=1, epochs=1)
-    made = run_cli(
+    made = run_here(
         "sweep", str(space), "--name", "signed", "--storage", str(tmp_path), cwd=tmp_path
     )
     assert made.returncode == 0, made.stderr[-2000:]
     for _ in range(2):  # a resume that runs nothing still signs the state it saves
-        again = run_cli("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path)
+        again = run_here("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path)
         assert again.returncode == 0, again.stderr[-2000:]
     marker = tmp_path / "code-ran"
     (tmp_path / "signed" / "tuner.pkl").write_bytes(pickle.dumps(Planted(marker)))
@@ -230,7 +231,7 @@ def small_disk(tmp_path):
 
 @pytest.mark.slow
 def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
-    tmp_path, small_disk, monkeypatch
+    tmp_path, small_disk, monkeypatch, local_ray
 ):
     """Hole 7: a full disk cut Tune's state short and wasted retries. Here the study folder's
     disk fills up mid-sweep: the sweep stops as on Ctrl-C, saying why in one line, its state
@@ -259,7 +260,7 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     trust.check(folder, "full")  # ... and signed: plain `resume` accepts it
 
     filler.unlink()
-    result = run_cli("resume", "full", "--storage", str(small_disk), cwd=small_disk)
+    result = run_here("resume", "full", "--storage", str(small_disk), cwd=small_disk)
     assert result.returncode == 0, result.stderr[-3000:]
     assert counts(small_disk, "full") == {
         "tune": 3, "mlflow": {"FINISHED": 3}, "optuna": {"COMPLETE": 3}, "duplicates": 0, "lost": 0

@@ -60,7 +60,7 @@ def one_line_error(result) -> str:
 
 
 @pytest.mark.slow
-def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path):
+def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path, local_ray):
     """Hole 1: the end of a sweep read the newest experiment state unverified."""
     space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
                         fixed={"batch_size": 256}, params={"model": ["cae"]})  # fmt: skip
@@ -83,7 +83,7 @@ def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path)
     runs = tracking.trial_runs(uri, "p")
     assert "orphaned" not in set(runs["tags.aestudy.state"])  # the finished trials stand
     planted.unlink()  # the owner removes what they did not write: the study resumes
-    again = run_cli("resume", "p", "--storage", str(tmp_path), cwd=tmp_path)
+    again = run_here("resume", "p", "--storage", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert set(tracking.trial_runs(uri, "p")["tags.aestudy.state"].map(read)) == {"done"}
     assert not marker.exists()
