@@ -117,7 +117,8 @@ def _one_creator(db: Path) -> Iterator[None]:
     of its own: two processes opening one new store at once (a sweep's driver and a `status`, two
     sweeps in one home) raced, and one of them died in the migration ("duplicate column name").
     The lock file is opened without following a link, and never written; where it cannot be
-    opened (a folder this user cannot write), nothing could be made there either."""
+    opened (a link planted there, a folder this user may only read) the store is opened without
+    it, as before."""
     try:
         fd = os.open(
             db.with_name(f".{db.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644
