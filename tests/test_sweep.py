@@ -164,7 +164,7 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
 ):
     from study.sweep.pruning import checkpoints, saved_checkpoints
 
-    epochs = 60  # far more than it trains before the kill (about 21 epochs)
+    epochs = 200  # far more than it trains before the kill
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=None, epochs=epochs,
                         scheduler={"type": "none"}, fixed={"batch_size": 256},
                         params={"model": ["ae"]})  # fmt: skip

@@ -78,7 +78,8 @@ def find(folder: Path) -> tuple[int, list[tuple[int, str]]]:
         return 0, []
     if note.get("host") != socket.gethostname() or running(driver) or not session:
         return driver, []
-    return driver, [(pid, _name(pid)) for pid in _processes_with_open_files_in(session)]
+    found = [(pid, _name(pid)) for pid in _processes_with_open_files_in(session)]
+    return driver, [(pid, name) for pid, name in found if running(pid)]  # none that just ended
 
 
 def stop(folder: Path, grace: float = 5.0) -> None:
