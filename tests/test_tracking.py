@@ -265,6 +265,7 @@ def test_logging_a_served_model_leaves_the_tracking_uri_as_it_was(monkeypatch):
     assert os.environ[TRACKING_URI_ENV] == "http://127.0.0.1:5999"
 
 
+@pytest.mark.slow  # three interpreters importing MLflow: ~24 s of `make test-quick`
 def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
     """A sweep's driver and a `status` (or two sweeps in one home) opening one new SQLite store
     at once: MLflow makes the tables with no lock of its own, and all but one of them died in its
