@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +27,7 @@ PYTHON = sys.executable
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Nothing a test runs may touch the user's ~/.aestudy or a store named in their environment.
 os.environ["AESTUDY_HOME"] = tempfile.mkdtemp(prefix="aestudy-test-home-")
+atexit.register(shutil.rmtree, os.environ["AESTUDY_HOME"], ignore_errors=True)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
@@ -224,6 +227,23 @@ def wait_for_epochs(uri: str, name: str, epochs: int, driver: subprocess.Popen) 
     while epochs_logged(uri, name) < epochs:
         assert driver.poll() is None, f"the sweep ended before {epochs} epochs were logged"
         assert time.monotonic() < deadline, f"{epochs} epochs not logged in 300 s"
+        time.sleep(0.2)
+
+
+def hold_env(markers: Path) -> dict[str, str]:
+    """Variables that make every trial of a sweep wait once, right after its first epoch, until
+    markers/release exists (study.sweep.trainable's hold hook): a trial mid-run at a moment the
+    test sees (`wait_for_holds`), however fast its epochs."""
+    return {"AESTUDY_HOLD_ONCE_AT_EPOCH": "1", "AESTUDY_HOLD_MARKERS": str(markers)}
+
+
+def wait_for_holds(markers: Path, count: int, driver: subprocess.Popen) -> None:
+    """Return once `count` trials have reached their hold (`hold_env`); fail if the driver ends
+    first or 300 s pass."""
+    deadline = time.monotonic() + 300
+    while sum(1 for p in markers.glob("*") if p.name != "release") < count:
+        assert driver.poll() is None, f"the sweep ended before {count} trial(s) held"
+        assert time.monotonic() < deadline, f"{count} trial(s) not held in 300 s"
         time.sleep(0.2)
 
 

@@ -18,7 +18,7 @@ import yaml
 from models import ConfigError
 from study.sweep.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, ROOT, free_port, home_env, run_cli
+from tests.conftest import PYTHON, ROOT, free_port, hold_env, home_env, run_cli, wait_for_holds
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import write_space
 
@@ -72,23 +72,23 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
     assert address, "the two-node cluster did not start"
     shared = tmp_path / "shared"
     try:
-        # CAE trials outlast a worker's start-up, so both nodes get work.
         space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-                            scheduler={"type": "none"}, fixed={"batch_size": 64},
-                            params={"model": ["cae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
+                            scheduler={"type": "none"},
+                            params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
         cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
                "--address", address, "--tracking-uri", mlflow_server]  # fmt: skip
+        # every trial waits once after its first epoch: two waiting at once, one on each node of
+        # one CPU, is the moment to kill the driver
+        holds = tmp_path / "holds"
         driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
-            cmd, cwd=tmp_path, env=home_env(tmp_path), stdout=subprocess.PIPE,
+            cmd, cwd=tmp_path, env=home_env(tmp_path, hold_env(holds)), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 300
-        for line in driver.stdout:  # one trial finished: kill the driver mid-sweep
-            if line.rstrip().endswith(" done") or time.monotonic() > deadline:
-                break
+        wait_for_holds(holds, 2, driver)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
         assert sum(r["state"] == "done" for r in trial_states("multi", shared)) < 4
+        (holds / "release").touch()
         result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     finally:
@@ -96,7 +96,7 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
     states = trial_states("multi", shared)
     assert len(states) == 4 and all(r["state"] == "done" for r in states)
     nodes = set()
-    for trial_dir in (shared / "multi").glob("cae_*/"):
+    for trial_dir in (shared / "multi").glob("ae_*/"):
         nodes |= set(pd.read_csv(trial_dir / "progress.csv")["node_id"])
         assert any(trial_dir.glob("checkpoint_*")), "trial checkpoints live on the shared path"
     assert len(nodes) == 2, "trials ran on both nodes"

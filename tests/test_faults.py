@@ -20,7 +20,15 @@ from study import tracking
 from study.sweep import leftovers
 from study.sweep.launch import undone_on_failure
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, free_port, home_env, run_cli, run_here, wait_for_epochs
+from tests.conftest import (
+    PYTHON,
+    free_port,
+    hold_env,
+    home_env,
+    run_cli,
+    run_here,
+    wait_for_holds,
+)
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_sweep import optuna_trials, write_space
 
@@ -40,10 +48,14 @@ def counts(storage: Path, name: str, uri: str | None = None) -> dict:
     }
 
 
-def start_sweep(space: Path, name: str, folder: Path, *extra: str) -> subprocess.Popen:
+def start_sweep(
+    space: Path, name: str, folder: Path, *extra: str, env: dict | None = None
+) -> subprocess.Popen:
+    """`python -m study sweep` in a process of its own, home `folder`, its output piped; `env`:
+    more variables."""
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", name, "--storage", str(folder),
            *extra]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
@@ -175,11 +187,13 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path, cli_here):
-    space = write_space(tmp_path, num_samples=1, epochs=30, scheduler={"type": "none"},
-                        fixed={"batch_size": 64}, params={"model": ["cae"]})  # fmt: skip
-    driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0")
+    space = write_space(tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"},
+                        params={"model": ["ae"]})  # fmt: skip
+    holds = tmp_path / "holds"
+    driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0",
+                         env=hold_env(holds))  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    wait_for_epochs(uri, "killed-worker", 1, driver)  # then its worker is training
+    wait_for_holds(holds, 1, driver)  # its worker is mid-trial
     # this driver's own trial workers: processes of the Ray session its note names, never
     # another sweep's on the same machine
     note = json.loads(json.loads((tmp_path / ".killed-worker.ray").read_text())["note"])
@@ -240,13 +254,14 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
 
     space = write_space(tmp_path, num_samples=3, epochs=6, scheduler={"type": "none"},
                         fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
-    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1")
-    uri = f"sqlite:///{small_disk / 'mlflow.db'}"
-    wait_for_epochs(uri, "full", 1, driver)
+    holds = tmp_path / "holds"
+    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1", env=hold_env(holds))
+    wait_for_holds(holds, 1, driver)  # the first trial, mid-run, waits while the disk fills
     filler = small_disk / "filler"
     free = disk.free_bytes(small_disk)
     with open(filler, "wb") as f:  # leave less than the reserve, more than a save needs
         f.write(b"\0" * (free - disk.RESERVE_BYTES // 2))
+    (holds / "release").touch()
     out, _ = driver.communicate(timeout=300)
     assert driver.returncode == 130, out[-3000:]
     assert "Traceback" not in out and "raised; retrying" not in out

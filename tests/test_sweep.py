@@ -18,7 +18,7 @@ from study.sweep import leftovers
 from study.tracking import client, trial_runs
 from study.trial.config import flat_config
 from study.trial.states import read
-from tests.conftest import PYTHON, home_env, run_cli, wait_for_epochs
+from tests.conftest import PYTHON, hold_env, home_env, run_cli, run_here, wait_for_holds
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
 
@@ -122,16 +122,16 @@ def assert_optuna_saw_what_happened(folder: Path, name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("every", ["0", None], ids=["checkpoint-every-epoch", "default"])
-def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every):
+def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every, local_ray):
     import pandas as pd
 
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
                         scheduler={"type": "none"},
                         params={"model": ["ae", "vae"], "latent_dim": [4]})  # fmt: skip
     markers = tmp_path / "markers"
-    env = {**os.environ, "AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
+    env = {"AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
     cadence = [] if every is None else ["--checkpoint-every", every]
-    result = run_cli(
+    result = run_here(
         "sweep", str(space), "--name", "retry", "--storage", str(tmp_path), *cadence,
         cwd=tmp_path, env=env,
     )  # fmt: skip
@@ -264,22 +264,24 @@ STOPS = ("SIGINT", "SIGTERM", "SIGTERM-to-the-group", "SIGINT-twice", "SIGKILL")
 def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     tmp_path, monkeypatch, cli_here
 ):
-    # CAE trials last long enough (seconds an epoch) to be stopped in the middle of one; with
-    # one trial at a time of 3 epochs, 3 k + 1 epochs logged means trial k + 1 is mid-run
+    # one trial at a time, each held once after its first epoch: stop k lands while trial k is
+    # mid-run; restarted by the resume, it goes on and trial k + 1 runs up to its own hold
     trials, epochs = len(STOPS) + 1, 3
     space = write_space(tmp_path, num_samples=trials, epochs=epochs, scheduler={"type": "none"},
-                        fixed={"batch_size": 64},
-                        params={"model": ["cae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+                        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped")
+    holds = tmp_path / "holds"
+    driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped", env=hold_env(holds))
     for k, how in enumerate(STOPS, start=1):
-        wait_for_epochs(uri, "stopped", epochs * k + 1, driver)
+        wait_for_holds(holds, k, driver)
         if how == "SIGKILL":
             killed = driver.pid
             left = killed_driver_leaves_ray_behind(driver, tmp_path, monkeypatch, cli_here)
         else:
             stopped_driver_says_so(driver, how, uri)
-        driver = start_driver(tmp_path, "resume", "stopped")
+        if k == len(STOPS):
+            (holds / "release").touch()  # the last trial runs through
+        driver = start_driver(tmp_path, "resume", "stopped", env=hold_env(holds))
     output, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, output[-3000:]
     # the last stop was a SIGKILL: the resume stopped what the killed driver left running
@@ -309,12 +311,12 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     assert states.count("COMPLETE") == trials and "RUNNING" not in states
 
 
-def start_driver(folder: Path, *args: str) -> subprocess.Popen:
+def start_driver(folder: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m study ARGS` with one trial at a time, in a session (and process group) of its
-    own, its output piped."""
+    own, its output piped; `env`: more variables."""
     extra = ["--max-concurrent", "1"] if args[0] == "sweep" else []
     cmd = [PYTHON, "-m", "study", *args, "--storage", str(folder), *extra]
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder), stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
 
 

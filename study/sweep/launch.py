@@ -22,7 +22,7 @@ from ray import tune
 from models import ConfigError
 from study import tracking
 from study.hints import study_command
-from study.sweep import leftovers, trust, verified_storage
+from study.sweep import hooks, leftovers, trust, verified_storage
 from study.sweep.disk import DiskGuard, check_room, nearest_existing
 from study.sweep.ending import Outcome, fit
 from study.sweep.lock import check_not_held, study_lock
@@ -356,6 +356,7 @@ def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space)
         stop_epochs=stop_epochs(space),
         costly_every_epoch=space.objective in COSTLY,
         checkpoint_every=options.checkpoint_every,
+        test_hooks=hooks.from_environment(),
     )
     return tune.with_resources(fn, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 

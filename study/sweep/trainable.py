@@ -9,7 +9,6 @@ restarts it after a failure or a resumed sweep.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from ray import tune
 from ray.tune.result import SHOULD_CHECKPOINT
 
 from models import ConfigError
+from study.sweep import hooks
 from study.tracking import StudyRecord, TrialRun, run_tags
 from study.trial.config import flat_config
 from study.trial.metrics import METRICS, OBJECTIVES, OWN_SECONDS
@@ -30,14 +30,6 @@ from study.trial.trainer import EpochContext, TrainingDiverged, resolve_device, 
 FAILED = "failed_for_good"
 DETERMINISTIC = (TrainingDiverged, ConfigError)
 
-# Testing hook for retries: with AESTUDY_FAIL_ONCE_AT_EPOCH=N and AESTUDY_FAIL_MARKERS=DIR, every
-# trial raises once, right after reporting epoch N; the marker file in DIR makes it once only.
-FAIL_AT_ENV, FAIL_MARKERS_ENV = "AESTUDY_FAIL_ONCE_AT_EPOCH", "AESTUDY_FAIL_MARKERS"
-
-
-class InjectedFailure(RuntimeError):
-    """Raised by the testing hook above."""
-
 
 def run_trial(
     config: dict[str, Any],
@@ -46,6 +38,7 @@ def run_trial(
     stop_epochs: tuple[int, ...] = (),
     costly_every_epoch: bool = False,
     checkpoint_every: float = 0.0,
+    test_hooks: hooks.Hooks | None = None,
 ) -> None:
     """Train one trial under Tune, logging to the study's MLflow experiment when `record` is given.
 
@@ -61,6 +54,8 @@ def run_trial(
     into the study folder every epoch, it took up to a tenth of a short epoch; a retry now
     re-trains at most about `checkpoint_every` seconds of epochs (the same numbers: the RNG state
     is checkpointed). Counted in the trial's own time, not the clock's: what a retry loses.
+
+    `test_hooks`: the testing hooks (study.sweep.hooks) the driver's environment set.
     """
     torch.set_num_threads(max(1, threads))
     trial_config = flat_config(config)
@@ -106,7 +101,7 @@ def run_trial(
             clock = time.perf_counter()
             tune.report(result, checkpoint=checkpoint)
             in_tune[0] = time.perf_counter() - clock
-        _maybe_fail(trial_id, epoch)
+        hooks.after_report(test_hooks or {}, trial_id, epoch)
 
     checkpoint = tune.get_checkpoint()
     try:
@@ -160,14 +155,3 @@ def environment_tags(config: dict[str, Any]) -> dict[str, str]:
         "aestudy.ray_version": ray.__version__,
         "aestudy.torch_version": torch.__version__,
     }
-
-
-def _maybe_fail(trial_id: str, epoch: int) -> None:
-    at, markers = os.environ.get(FAIL_AT_ENV), os.environ.get(FAIL_MARKERS_ENV)
-    if not at or not markers or int(at) != epoch:
-        return
-    marker = Path(markers) / trial_id
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(str(epoch))
-        raise InjectedFailure(f"injected failure in trial {trial_id} after epoch {epoch}")
