@@ -8,11 +8,11 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-gpu cluster-check ui dashboard clean
+.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-servers bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP) ## create .venv and install the project with its dev tools
 
@@ -102,6 +102,9 @@ bench: setup ## print the data-loading throughput benchmark
 
 bench-sweep: setup ## print where a small sweep's time goes (evaluation share, lanes busy, overhead)
 	$(PY) benchmarks/sweep_overhead.py
+
+bench-servers: setup ## print what starting an MLflow server costs: MLflow's defaults against the tool's
+	$(PY) benchmarks/server_start.py
 
 bench-gpu: ## on a GPU machine: the trainer's tests on the card, loader throughput, a packed quick.yaml sweep
 	bash benchmarks/gpu_check.sh

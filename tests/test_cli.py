@@ -158,6 +158,8 @@ def space_file(folder, **changes):
         (lambda d: ["sweep", space_file(d), "--address", "ray://127.0.0.1:1"], "nothing answers there"),
         (lambda d: ["server", "--port", "-1"], "--port -1: a port is a number in 1-65535"),
         (lambda d: ["server", "--host", "999.1.1.1"], "--host 999.1.1.1: not an IP address"),
+        (lambda d: ["server", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (lambda d: ["ui", "--workers", "-1"], "--workers must be at least 1, got -1"),
         (lambda d: ["cluster-check", str(d / "missing.yaml")], "missing.yaml: cannot be read"),
         (lambda d: ["cluster-check", PYTHON_BINARY], "not a YAML text file"),
         (lambda d: ["table", "x", "--out", space_file(d)], "is a file; give a folder"),

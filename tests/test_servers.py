@@ -66,6 +66,8 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
     assert ready in seen[-1], "".join(seen)[-2000:]  # not the end of the output
     assert seen[0].startswith("starting") and address not in seen[0], "".join(seen)
     assert "DeprecationWarning" not in "".join(seen)  # MLflow's import of starlette's wsgi
+    # MLflow's job runner (GenAI jobs this tool never submits) is not started
+    assert not [pid for pid in descendants(proc.pid) if "_job_runner" in command_line(pid)]
     busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
     assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
 
@@ -137,6 +139,12 @@ def kill_server(server: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     server.wait()
+
+
+def command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
 
 
 def descendants(root: int) -> list[int]:

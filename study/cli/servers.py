@@ -22,6 +22,20 @@ def mlflow_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", *args]
 
 
+def mlflow_env() -> dict[str, str]:
+    """The environment of an MLflow server this tool starts: MLflow's job runner off, unless the
+    user's environment turns it on. It runs MLflow's GenAI jobs (prompt optimisation, judges),
+    which this tool never submits, in seven processes that each import MLflow; without it a
+    server starts in a third of the time (docs/performance.md)."""
+    jobs = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+    return {**os.environ, jobs: os.environ.get(jobs, "false")}
+
+
+def check_workers(workers: int) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+
+
 def run_ui(args: argparse.Namespace) -> int:
     from study.tracking import resolve_tracking_uri
 
@@ -29,17 +43,19 @@ def run_ui(args: argparse.Namespace) -> int:
     if not uri.startswith("sqlite:///"):
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
+    check_workers(args.workers)
     check_port_free("127.0.0.1", args.port)
     print(f"starting the MLflow UI for {uri} on 127.0.0.1:{args.port} …", flush=True)
     cmd = mlflow_command(
-        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port)
-    )
+        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port),
+        "--workers", str(args.workers),
+    )  # fmt: skip
 
     def ready() -> None:
         print(f"MLflow UI at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
         print_study_pages(uri, args.port)
 
-    return serve(cmd, "127.0.0.1", args.port, ready)
+    return serve(cmd, "127.0.0.1", args.port, ready, mlflow_env())
 
 
 def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
@@ -61,6 +77,7 @@ def run_server(args: argparse.Namespace) -> int:
 
     from study.tracking import resolve_tracking_uri
 
+    check_workers(args.workers)
     check_port_free(args.host, args.port)
     store = resolve_tracking_uri(args.backend_store_uri)
     artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
@@ -70,6 +87,7 @@ def run_server(args: argparse.Namespace) -> int:
     cmd = mlflow_command(
         "server", "--backend-store-uri", store, "--artifacts-destination", artifacts,
         "--serve-artifacts", "--host", args.host, "--port", str(args.port),
+        "--workers", str(args.workers),
     )  # fmt: skip
 
     def ready() -> None:
@@ -77,7 +95,7 @@ def run_server(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
 
     probe = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    return serve(cmd, probe, args.port, ready)
+    return serve(cmd, probe, args.port, ready, mlflow_env())
 
 
 def check_port_free(host: str, port: int) -> None:
