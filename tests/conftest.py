@@ -111,10 +111,11 @@ def free_port() -> int:
 
 def start_server(folder: Path, port: int) -> subprocess.Popen:
     """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
-    (its MLflow server runs in a process group of its own under it); returns once healthy."""
+    (its MLflow server runs in a process group of its own under it); returns once healthy. One
+    worker process: a test's few clients need no more, and each worker is an MLflow import."""
     log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
-        [PYTHON, "-m", "study", "server", "--port", str(port),
+        [PYTHON, "-m", "study", "server", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
          "--artifacts-destination", str(folder / "artifacts")],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -230,11 +231,11 @@ def wait_for_epochs(uri: str, name: str, epochs: int, driver: subprocess.Popen) 
         time.sleep(0.2)
 
 
-def hold_env(markers: Path) -> dict[str, str]:
-    """Variables that make every trial of a sweep wait once, right after its first epoch, until
-    markers/release exists (study.sweep.trainable's hold hook): a trial mid-run at a moment the
-    test sees (`wait_for_holds`), however fast its epochs."""
-    return {"AESTUDY_HOLD_ONCE_AT_EPOCH": "1", "AESTUDY_HOLD_MARKERS": str(markers)}
+def hold_env(markers: Path, epoch: int = 1) -> dict[str, str]:
+    """Variables that make every trial of a sweep wait once, right after `epoch`, until
+    markers/release exists (study.sweep.hooks): a trial mid-run at a moment the test sees
+    (`wait_for_holds`), however fast its epochs."""
+    return {"AESTUDY_HOLD_ONCE_AT_EPOCH": str(epoch), "AESTUDY_HOLD_MARKERS": str(markers)}
 
 
 def wait_for_holds(markers: Path, count: int, driver: subprocess.Popen) -> None:
