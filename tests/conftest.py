@@ -203,34 +203,6 @@ def load_with_mlflow_alone(uri: str, model_uris: list[str], folder: Path) -> dic
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "digits": digits}
 
 
-def epochs_logged(uri: str, name: str) -> int:
-    """How many epochs the study's trial runs have logged, all together."""
-    from study import tracking
-
-    if not tracking.study_exists(uri, name):
-        return 0
-    runs = tracking.trial_runs(uri, name)
-    if "tags.aestudy.epochs" not in runs:
-        return 0
-    return int(runs["tags.aestudy.epochs"].dropna().astype(int).sum())
-
-
-def first_epoch_logged(uri: str, name: str) -> bool:
-    """Whether a trial run of the study has logged an epoch."""
-    return epochs_logged(uri, name) > 0
-
-
-def wait_for_epochs(uri: str, name: str, epochs: int, driver: subprocess.Popen) -> None:
-    """Return once the study's trials have logged `epochs` epochs in all; fail if the driver
-    ends first or 300 s pass. With one trial at a time of E > 1 epochs, E + 1 means the
-    second trial is in the middle of its run: the moment to stop a sweep mid-trial."""
-    deadline = time.monotonic() + 300
-    while epochs_logged(uri, name) < epochs:
-        assert driver.poll() is None, f"the sweep ended before {epochs} epochs were logged"
-        assert time.monotonic() < deadline, f"{epochs} epochs not logged in 300 s"
-        time.sleep(0.2)
-
-
 def hold_env(markers: Path, epoch: int = 1) -> dict[str, str]:
     """Variables that make every trial of a sweep wait once, right after `epoch`, until
     markers/release exists (study.sweep.hooks): a trial mid-run at a moment the test sees

@@ -20,7 +20,7 @@ import pytest
 from study import tracking
 from study.sweep import trust
 from study.trial.states import read
-from tests.conftest import first_epoch_logged, run_cli, run_here
+from tests.conftest import hold_env, run_cli, run_here, wait_for_holds
 from tests.test_faults import Planted, start_sweep
 from tests.test_sweep import write_space
 
@@ -63,19 +63,15 @@ def one_line_error(result) -> str:
 def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path, local_ray):
     """Hole 1: the end of a sweep read the newest experiment state unverified."""
     space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
-                        fixed={"batch_size": 256}, params={"model": ["cae"]})  # fmt: skip
+                        fixed={"batch_size": 256}, params={"model": ["ae"]})  # fmt: skip
     marker = tmp_path / "code-ran"
     planted = tmp_path / "p" / "experiment_state-9999-12-31_23-59-59.json"
-    sweep = start_sweep(space, "p", tmp_path)
+    holds = tmp_path / "holds"
+    sweep = start_sweep(space, "p", tmp_path, env=hold_env(holds))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    deadline = time.monotonic() + 300
-    while not first_epoch_logged(uri, "p") and sweep.poll() is None:
-        assert time.monotonic() < deadline, "no epoch logged in 300 s"
-        time.sleep(0.2)
-    assert sweep.poll() is None, (
-        f"the sweep ended before its first epoch: {sweep.communicate()[0][-3000:]}"
-    )
+    wait_for_holds(holds, 1, sweep)  # mid-sweep: a trial waits after its first epoch
     planted.write_text(payload_state(marker))
+    (holds / "release").touch()
     out, _ = sweep.communicate(timeout=600)
     assert sweep.returncode == 2, out[-3000:]
     assert planted.name in out.strip().splitlines()[-1] and "did not write or sign" in out
