@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -136,11 +137,18 @@ def alive_nodes(address: str) -> int:
 
 
 def wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen]) -> None:
+    """Return once `count` nodes are alive. Each `ray status` is an interpreter importing Ray
+    (seconds of CPU): it is asked only once the head's port answers, and every 2 s."""
+    host, _, port = address.rpartition(":")
     deadline = time.monotonic() + 120
-    while alive_nodes(address) < count:
+    while True:
         assert all(n.poll() is None for n in nodes), "a ray node exited"
         assert time.monotonic() < deadline, f"{count} nodes not alive in 120 s"
-        time.sleep(0.5)
+        with socket.socket() as s:
+            answering = s.connect_ex((host, int(port))) == 0
+        if answering and alive_nodes(address) >= count:
+            return
+        time.sleep(2)
 
 
 def can_mount_privately() -> bool:
