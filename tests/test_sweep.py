@@ -170,10 +170,11 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
                         params={"model": ["ae"]})  # fmt: skip
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "pruned", "--storage",
            str(tmp_path), "--checkpoint-every", "0"]  # fmt: skip
-    env = home_env(tmp_path, hold_env(tmp_path / "holds", held))
-    driver = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    holds = tmp_path / "holds"
+    driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path, hold_env(holds, held)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     folder = tmp_path / "pruned"
+    wait_for_holds(holds, 1, driver)
     # The worker writes each epoch's checkpoint folder as it reports (progress.csv is written
     # by the driver, buffered): wait until 20 of them have been pruned while the trial is held
     # (the pruning follows the state Tune saves, seconds behind).
