@@ -138,7 +138,7 @@ def alive_nodes(address: str) -> int:
 
 def wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen]) -> None:
     """Return once `count` nodes are alive. Each `ray status` is an interpreter importing Ray
-    (seconds of CPU): it is asked only once the head's port answers, and every 2 s."""
+    (seconds of CPU): it is asked only once the head's port answers."""
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + 120
     while True:
@@ -148,7 +148,7 @@ def wait_for_nodes(address: str, count: int, nodes: list[subprocess.Popen]) -> N
             answering = s.connect_ex((host, int(port))) == 0
         if answering and alive_nodes(address) >= count:
             return
-        time.sleep(2)
+        time.sleep(1)
 
 
 def can_mount_privately() -> bool:

@@ -36,11 +36,10 @@ def processes_mentioning(text: str) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in cmdline and state != "Z":
+        if text in command_line(int(entry.name)) and state != "Z":
             found.append(int(entry.name))
     return found
 
