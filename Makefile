@@ -5,11 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch is capped at 2.14.1 (see docs/architecture.md). pip installs these two first, honouring
 # the machine's pip configuration (a local wheel folder, a cap); the project's own install then
-# resolves against them. Neither compiles bytecode at install: Python compiles a module the first
-# time it is imported, and most of torch never is.
+# resolves against them.
 TORCH  := torch==2.14.1 torchvision==0.29.1
-# uv installs the rest: the same packages as pip, in 11 s instead of 91 s (docs/performance.md).
+# uv installs the rest: the same packages as pip, in 11 s instead of 91 s. Neither compiles
+# bytecode at install (pip's compiling of every file took a minute of the set-up): Python compiles
+# a module the first time a process imports it and keeps the .pyc, so only what runs is compiled,
+# once. That needs bytecode writing on, which an environment may have turned off for its own
+# reasons; without the cache every process would compile torch again (10 s).
 UV     := uv>=0.9,<0.14
+export PYTHONDONTWRITEBYTECODE :=
 
 .DEFAULT_GOAL := help
 .PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-servers bench-gpu cluster-check ui dashboard clean
