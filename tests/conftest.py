@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import gzip
 import os
 import shutil
@@ -74,11 +75,39 @@ def home_env(folder: Path, env: dict | None = None) -> dict:
     return {**base, **(env or {}), "AESTUDY_HOME": str(folder)}
 
 
+@functools.cache
+def _store_template() -> Path:
+    """An empty MLflow store with all its tables, made once per test process."""
+    from study.tracking import client
+
+    folder = Path(tempfile.mkdtemp(prefix="aestudy-store-template-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    client(f"sqlite:///{folder / 'mlflow.db'}")
+    return folder / "mlflow.db"
+
+
+def seed_store(db: Path) -> None:
+    """Put a copy of an empty MLflow store at `db` unless a file is there: what a first use
+    makes (MLflow's tables; 4 s of CPU for its migrations in every process that makes one),
+    made once per test process. Tests of the making itself (tests/test_tracking.py, several
+    processes at once) and of refusals leave it out."""
+    if not db.exists():
+        shutil.copyfile(_store_template(), db)
+
+
+def seed_sweep_store(args: tuple[str, ...], home: Path | None) -> None:
+    """A sweep about to make its store in `home` (no --tracking-uri) gets a seeded one."""
+    if home is not None and args[:1] == ("sweep",) and "--tracking-uri" not in args:
+        seed_store(home / "mlflow.db")
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """Run `python -m study ARGS` in a fresh process; returns the CompletedProcess.
 
-    With `cwd`, that folder is also the aestudy home (its default store is cwd/mlflow.db).
+    With `cwd`, that folder is also the aestudy home (its default store is cwd/mlflow.db,
+    seeded for a sweep: `seed_store`).
     """
+    seed_sweep_store(args, cwd)
     return subprocess.run(
         [PYTHON, "-m", "study", *args],
         cwd=cwd or ROOT,
@@ -112,7 +141,8 @@ def free_port() -> int:
 def start_server(folder: Path, port: int) -> subprocess.Popen:
     """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
     (its MLflow server runs in a process group of its own under it); returns once healthy. One
-    worker process: a test's few clients need no more, and each worker is an MLflow import."""
+    worker process: a test's few clients need no more, and each worker is an MLflow import. Its store is seeded (`seed_store`)."""
+    seed_store(folder / "server.db")
     log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
         [PYTHON, "-m", "study", "server", "--port", str(port), "--workers", "1",
@@ -257,11 +287,14 @@ def run_here(*args: str, cwd: Path, env: dict | None = None) -> SimpleNamespace:
     """`python -m study ARGS` run in this process, as `run_cli(..., cwd=folder)` runs it in a
     fresh one (folder is the working folder and the aestudy home; `env` more variables), for
     the duration of the call. A sweep or resume joins this process's Ray: ask for `local_ray`.
-    Returns an object with `returncode`, `stdout` and `stderr` (what the tool printed)."""
+    Returns an object with `returncode`, `stdout` and `stderr` (what the tool printed). A sweep's
+    store is seeded (`seed_store`)."""
     import contextlib
     import io
 
     from study.cli.commands import main
+
+    seed_sweep_store(args, cwd)
 
     out, err = io.StringIO(), io.StringIO()
     with (

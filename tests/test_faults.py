@@ -27,6 +27,7 @@ from tests.conftest import (
     home_env,
     run_cli,
     run_here,
+    seed_sweep_store,
     wait_for_holds,
 )
 from tests.conftest import tune_trial_states as trial_states
@@ -52,9 +53,10 @@ def start_sweep(
     space: Path, name: str, folder: Path, *extra: str, env: dict | None = None
 ) -> subprocess.Popen:
     """`python -m study sweep` in a process of its own, home `folder`, its output piped; `env`:
-    more variables."""
+    more variables. Its store is seeded (`seed_store`) unless it logs to a server."""
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", name, "--storage", str(folder),
            *extra]  # fmt: skip
+    seed_sweep_store(tuple(cmd[3:]), folder)
     return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 

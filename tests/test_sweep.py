@@ -18,7 +18,16 @@ from study.sweep import leftovers
 from study.tracking import client, trial_runs
 from study.trial.config import flat_config
 from study.trial.states import read
-from tests.conftest import PYTHON, hold_env, home_env, run_cli, run_here, wait_for_holds
+from tests.conftest import (
+    PYTHON,
+    hold_env,
+    home_env,
+    run_cli,
+    run_here,
+    seed_store,
+    seed_sweep_store,
+    wait_for_holds,
+)
 from tests.conftest import tune_trial_states as trial_states
 from tests.test_space import GOOD
 
@@ -173,6 +182,7 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
     cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "pruned", "--storage",
            str(tmp_path), "--checkpoint-every", "0"]  # fmt: skip
     holds = tmp_path / "holds"
+    seed_store(tmp_path / "mlflow.db")
     driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path, hold_env(holds, held)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     folder = tmp_path / "pruned"
@@ -325,7 +335,8 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
 
 def start_driver(folder: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     """`python -m study ARGS` with one trial at a time, in a session (and process group) of its
-    own, its output piped; `env`: more variables."""
+    own, its output piped; `env`: more variables. A sweep's store is seeded (`seed_store`)."""
+    seed_sweep_store(args, folder)
     extra = ["--max-concurrent", "1"] if args[0] == "sweep" else []
     cmd = [PYTHON, "-m", "study", *args, "--storage", str(folder), *extra]
     return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
