@@ -1,5 +1,6 @@
-"""Clusters: the launcher configs validate offline; a sweep on a simulated multi-node cluster
-logs to one tracking server, keeps results on the shared path and survives a killed driver."""
+"""Clusters: the launcher configs validate offline; a sweep on a two-node cluster of real
+`ray start` nodes on this machine logs to one tracking server, keeps results on the shared path
+and survives a killed driver; a folder one node cannot see is refused as storage."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -62,38 +64,73 @@ def test_cluster_check_command(tmp_path):
     assert bad.returncode == 2 and "needs a provider" in bad.stderr
 
 
+# The driver presents ~/.ray/auth_token to the cluster's nodes (`ray start` uses tokens by default)
+TOKEN_ENV = {"RAY_AUTH_MODE": "token"}
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory) -> Iterator[tuple[str, Path | None]]:
+    """Two real `ray start` nodes of one CPU each on this machine, for the tests of this file:
+    yields the cluster's address and a folder the second node cannot see (an empty tmpfs mounted
+    over it in that node's own mount namespace, as a folder on another machine would look), or
+    None where this process may not mount one."""
+    hidden = tmp_path_factory.mktemp("local-only") if can_mount_privately() else None
+    port = free_port()
+    head = ray_node(["--head", f"--port={port}", "--include-dashboard=false"])
+    worker = None
+    try:
+        address = f"127.0.0.1:{port}"
+        wait_for_nodes(address, 1, [head])
+        worker = ray_node([f"--address={address}"], hide=hidden)
+        wait_for_nodes(address, 2, [head, worker])
+        yield address, hidden
+    finally:  # `ray start --block` takes ~30 s to stop on SIGTERM; nothing of theirs is kept
+        for proc in (worker, head):
+            if proc is not None:
+                kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group `proc` leads (a session this test made) and wait until it is
+    empty."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process group {proc.pid} still has processes after SIGKILL")
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_killed(
-    tmp_path, mlflow_server
+    tmp_path, mlflow_server, two_nodes
 ):
-    cluster = subprocess.Popen([PYTHON, str(ROOT / "tests" / "scripts" / "two_node_cluster.py")],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-    address = cluster.stdout.readline().strip()
-    assert address, "the two-node cluster did not start"
+    address, _ = two_nodes
     shared = tmp_path / "shared"
-    try:
-        space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-                            scheduler={"type": "none"},
-                            params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
-        cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
-               "--address", address, "--tracking-uri", mlflow_server]  # fmt: skip
-        # every trial waits once after its first epoch: two waiting at once, one on each node of
-        # one CPU, is the moment to kill the driver
-        holds = tmp_path / "holds"
-        driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
-            cmd, cwd=tmp_path, env=home_env(tmp_path, hold_env(holds)), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        wait_for_holds(holds, 2, driver)
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-        assert sum(r["state"] == "done" for r in trial_states("multi", shared)) < 4
-        (holds / "release").touch()
-        result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-    finally:
-        cluster.communicate(timeout=120)  # stdin closed: it removes its nodes and ends
+    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
+                        scheduler={"type": "none"},
+                        params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
+    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
+           "--address", address, "--tracking-uri", mlflow_server]  # fmt: skip
+    # every trial waits once after its first epoch: two waiting at once, one on each node of
+    # one CPU, is the moment to kill the driver
+    holds = tmp_path / "holds"
+    driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
+        cmd, cwd=tmp_path, env=home_env(tmp_path, {**TOKEN_ENV, **hold_env(holds)}),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_for_holds(holds, 2, driver)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert sum(r["state"] == "done" for r in trial_states("multi", shared)) < 4
+    (holds / "release").touch()
+    result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path, env=TOKEN_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
     states = trial_states("multi", shared)
     assert len(states) == 4 and all(r["state"] == "done" for r in states)
     nodes = set()
@@ -119,10 +156,7 @@ def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
     if hide is not None:
         script = f"mount -t tmpfs none {hide} && exec {' '.join(command)}"
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
-    env = {
-        **os.environ,
-        "RAY_AUTH_MODE": "token",
-    }  # what `ray start` does by default since Ray 2.59
+    env = {**os.environ, **TOKEN_ENV}  # what `ray start` does by default since Ray 2.59
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
 
@@ -131,7 +165,7 @@ def alive_nodes(address: str) -> int:
     """How many nodes the cluster at `address` has alive, as `ray status` reports them."""
     ray = str(Path(PYTHON).parent / "ray")
     status = subprocess.run([ray, "status", f"--address={address}"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "RAY_AUTH_MODE": "token"})  # fmt: skip
+                            text=True, timeout=60, env={**os.environ, **TOKEN_ENV})  # fmt: skip
     active = status.stdout.partition("Active:")[2].partition("Pending:")[0]
     return active.count("node_")
 
@@ -164,43 +198,19 @@ def can_mount_privately() -> bool:
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.skipif(not can_mount_privately(), reason="needs to mount a tmpfs in its own namespace")
 def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_node_cluster(
-    tmp_path, mlflow_server
+    tmp_path, mlflow_server, two_nodes
 ):
-    storage = tmp_path / "local-only"
-    storage.mkdir()
-    port = free_port()
-    head = ray_node(["--head", f"--port={port}", "--include-dashboard=false"])
-    worker = None
-    try:
-        address = f"127.0.0.1:{port}"
-        wait_for_nodes(address, 1, [head])
-        worker = ray_node([f"--address={address}"], hide=storage)
-        wait_for_nodes(address, 2, [head, worker])
-        space = write_space(tmp_path)
-        common = [
-            "sweep",
-            str(space),
-            "--name",
-            "local",
-            "--storage",
-            str(storage),
-            "--address",
-            address,
-        ]
-        env = {**os.environ, "RAY_AUTH_MODE": "token"}  # the driver presents ~/.ray/auth_token
-        no_server = run_cli(*common, cwd=tmp_path, env=env)
-        assert no_server.returncode == 2, no_server.stderr[-2000:]
-        assert (
-            "on a multi-node cluster every trial must log to a tracking server" in no_server.stderr
-        )
-        local = run_cli(*common, "--tracking-uri", mlflow_server, cwd=tmp_path, env=env)
-
-        assert local.returncode == 2, local.stderr[-2000:]
-        assert f"--storage {storage} is not shared" in local.stderr
-    finally:
-        for proc in (worker, head):
-            if proc is not None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+    address, storage = two_nodes
+    if storage is None:
+        pytest.skip("needs to mount a tmpfs in a mount namespace of its own (CAP_SYS_ADMIN)")
+    space = write_space(tmp_path)
+    common = ["sweep", str(space), "--name", "local", "--storage", str(storage),
+              "--address", address]  # fmt: skip
+    no_server = run_cli(*common, cwd=tmp_path, env={**os.environ, **TOKEN_ENV})
+    assert no_server.returncode == 2, no_server.stderr[-2000:]
+    assert "on a multi-node cluster every trial must log to a tracking server" in no_server.stderr
+    local = run_cli(*common, "--tracking-uri", mlflow_server, cwd=tmp_path,
+                    env={**os.environ, **TOKEN_ENV})  # fmt: skip
+    assert local.returncode == 2, local.stderr[-2000:]
+    assert f"--storage {storage} is not shared" in local.stderr
