@@ -147,7 +147,8 @@ def free_port() -> int:
 def start_server(folder: Path, port: int) -> subprocess.Popen:
     """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
     (its MLflow server runs in a process group of its own under it); returns once healthy. One
-    worker process: a test's few clients need no more, and each worker is an MLflow import. Its store is seeded (`seed_store`)."""
+    worker process: a test's few clients need no more, and each worker is an MLflow import.
+    Its store is seeded (`seed_store`)."""
     seed_store(folder / "server.db")
     log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
