@@ -11,7 +11,8 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 # bytecode at install (pip's compiling of every file took a minute of the set-up): Python compiles
 # a module the first time a process imports it and keeps the .pyc, so only what runs is compiled,
 # once. That needs bytecode writing on, which an environment may have turned off for its own
-# reasons; without the cache every process would compile torch again (10 s).
+# reasons; without the cache every process compiles what it imports again (the sweep's modules:
+# 14.8 s to import instead of 6.6 s).
 UV     := uv>=0.9,<0.14
 export PYTHONDONTWRITEBYTECODE :=
 

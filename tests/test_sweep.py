@@ -278,7 +278,7 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
 # the driver's whole process group; its local Ray's processes sit in groups of their own); an
 # impatient double Ctrl-C; SIGKILL, which leaves Ray's processes behind. A lone SIGINT or
 # SIGTERM to the driver takes the path of the first: the driver turns SIGTERM into the SIGINT
-# that Tune handles (study.sweep.ending), and every stop is followed by more Ctrl-Cs.
+# that Tune handles (study.sweep.ending), and every stop but SIGKILL is followed by more Ctrl-Cs.
 STOPS = ("SIGTERM-to-the-group", "SIGINT-twice", "SIGKILL")
 
 
