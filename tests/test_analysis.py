@@ -86,15 +86,12 @@ def test_two_runs_give_identical_files_and_are_logged_to_the_study_run(study):
     }
 
 
-def test_table_of_an_unknown_study_is_a_clear_error(tmp_path):
-    result = subprocess.run([PYTHON, "-m", "analysis.table", "nope", "--out", str(tmp_path)],
-                            cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+def test_table_of_an_unknown_study_is_a_clear_error(tmp_path, cli_here):
+    result = cli_here("table", "nope", "--out", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "no tracking store at" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing left behind
     (tmp_path / "other").mkdir()
-    result = subprocess.run([PYTHON, "-m", "study", "status", "nope"], cwd=tmp_path / "other",
-                            env=home_env(tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = cli_here("status", "nope", cwd=tmp_path / "other")
     assert result.returncode == 2 and "no tracking store at" in result.stderr
     assert list(tmp_path.rglob("mlflow.db")) == []
 

@@ -8,23 +8,23 @@ AESTUDY_SCREENSHOTS=DIR to keep the screenshots (docs/ holds the committed ones)
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from analysis.screenshots import chromium
+from analysis.screenshots import chromium, served
+from analysis.screenshots import main as screenshots
 from study.tracking import alias_version, artifact_page, trial_runs, version_page
-from tests.conftest import PYTHON, free_port, home_env, run_here, wait_until_healthy
+from tests.conftest import run_here
 from tests.test_sweep import write_space
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def ui(tmp_path, local_ray):
-    """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1."""
+def ui(tmp_path, local_ray, monkeypatch):
+    """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1 (started
+    as `make screenshots` starts it: `analysis.screenshots.served`)."""
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
                         scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
     result = run_here(
@@ -34,18 +34,13 @@ def ui(tmp_path, local_ray):
     printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
     assert len(printed) == 2  # at the start and in the summary
     page = printed[-1].split("trials in the MLflow UI: ")[1].split()[0]
-    port = free_port()
-    log = tmp_path / "ui.log"
-    proc = subprocess.Popen([PYTHON, "-m", "study", "ui", "--port", str(port)], cwd=tmp_path,
-                            env=home_env(tmp_path), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(url, proc, log)
-    yield url, f"sqlite:///{tmp_path / 'mlflow.db'}", page.replace(":5000/", f":{port}/")
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)  # whatever the UI writes beside it lands here
+    with served(store) as port:
+        yield f"http://127.0.0.1:{port}", store, page.replace(":5000/", f":{port}/")
 
 
-def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
+def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path, capsys):
     url, store, runs_page = ui
     runs = trial_runs(store, "browsed")
     experiment = runs["experiment_id"].iloc[0]
@@ -75,13 +70,10 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path):
     assert "champion" in dom and "784" in dom, "the version page shows no alias or signature"
 
     # docs/'s screenshots come from `python -m analysis.screenshots` (`make screenshots`): it
-    # serves the store itself, finds the winner and its registry version
+    # finds the winner and its registry version, here through the UI served above
     shots = Path(os.environ.get("AESTUDY_SCREENSHOTS", tmp_path / "shots"))
-    taken = subprocess.run(
-        [PYTHON, "-m", "analysis.screenshots", "browsed", "--out", str(shots)],
-        cwd=tmp_path, env=home_env(tmp_path), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert screenshots(["browsed", "--out", str(shots), "--tracking-uri", url]) == 0
+    taken = capsys.readouterr().out
     for name in ("mlflow-runs.png", "mlflow-reconstruction.png", "mlflow-model-version.png"):
         assert (shots / name).stat().st_size > 10_000, name
-        assert str(shots / name) in taken.stdout
+        assert str(shots / name) in taken

@@ -57,10 +57,12 @@ def test_a_fractional_gpu_count_is_refused(tmp_path):
         validate_cluster_config(path)
 
 
-def test_cluster_check_command(tmp_path):
-    good = run_cli("cluster-check", str(ROOT / "cluster.yaml"), str(ROOT / "cluster-onprem.yaml"))
+def test_cluster_check_command(tmp_path, cli_here):
+    configs = str(ROOT / "cluster.yaml"), str(ROOT / "cluster-onprem.yaml")
+    good = cli_here("cluster-check", *configs, cwd=tmp_path)
     assert good.returncode == 0 and good.stdout.count(": valid") == 2
-    bad = run_cli("cluster-check", str(broken_copy(tmp_path, lambda raw: raw.pop("provider"))))
+    broken = str(broken_copy(tmp_path, lambda raw: raw.pop("provider")))
+    bad = cli_here("cluster-check", broken, cwd=tmp_path)
     assert bad.returncode == 2 and "needs a provider" in bad.stderr
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from study import tracking
-from tests.conftest import PYTHON, free_port, hold_env, run_cli, start_server, wait_for_holds
+from tests.conftest import PYTHON, free_port, hold_env, seed_store, start_server, wait_for_holds
 from tests.test_faults import counts, start_sweep
 from tests.test_sweep import write_space
 
@@ -45,13 +45,16 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 @pytest.mark.parametrize("command", ["ui", "server"])
-def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command, tmp_path):
+def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(
+    command, tmp_path, cli_here
+):
+    seed_store(tmp_path / "served.db")
     store = f"sqlite:///{tmp_path / 'served.db'}"
     flag = "--tracking-uri" if command == "ui" else "--backend-store-uri"
     port = free_port()
     args = [PYTHON, "-m", "study", command, "--port", str(port), flag, store]
-    if command == "server":
-        args += ["--artifacts-destination", str(tmp_path / "artifacts")]
+    if command == "server":  # two workers (four by default): each of them must stop too
+        args += ["--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "2"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)  # fmt: skip
     address = f"http://127.0.0.1:{port}"
@@ -67,7 +70,7 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(command
     assert "DeprecationWarning" not in "".join(seen)  # MLflow's import of starlette's wsgi
     # MLflow's job runner (GenAI jobs this tool never submits) is not started
     assert not [pid for pid in descendants(proc.pid) if "_job_runner" in command_line(pid)]
-    busy = run_cli(command, "--port", str(port), flag, store, cwd=tmp_path, timeout=120)
+    busy = cli_here(command, "--port", str(port), flag, store, cwd=tmp_path)
     assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in busy.stderr
 
     proc.send_signal(signal.SIGTERM)  # to the command only, as a scheduler or `kill` would

@@ -63,22 +63,25 @@ def reported_epochs(trial_dir: Path) -> list[int]:
     return pd.read_csv(trial_dir / "progress.csv")["epoch"].astype(int).tolist()
 
 
-@pytest.mark.slow
-def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path, cli_here):
-    # seed 3: its first eight TPE draws (random start-up) cover all three models
-    space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
-    result = run_cli("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (
-        "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
-    )
-    assert "trial-seconds per second" in result.stdout  # this run trained: its time is counted
-    terminal = result.stdout + result.stderr  # the tool's own lines only, by default
+def assert_only_the_tool_speaks(terminal: str) -> None:
+    """A sweep's terminal (a driver of its own's stdout and stderr) holds the tool's own lines
+    only, by default: none of Ray's, Tune's, Optuna's or MLflow's."""
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
                   "Tuner.restore", "View run", "A new study created", "INFO mlflow",
                   "Token authentication is enabled"):  # fmt: skip
         assert noise not in terminal, noise
 
+
+@pytest.mark.slow
+def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path, cli_here, local_ray):
+    # seed 3: its first eight TPE draws (random start-up) cover all three models
+    space = write_space(tmp_path, num_samples=8, epochs=4, search={"algorithm": "tpe", "seed": 3})
+    result = run_here("sweep", str(space), "--name", "s1", "--storage", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "8 trials:" in result.stdout and "best validation val_mse per model type" in result.stdout
+    )
+    assert "trial-seconds per second" in result.stdout  # this run trained: its time is counted
     configs = trial_configs(tmp_path / "s1")
     assert len(configs) == 8
     assert len({c["model"] for c in configs}) >= 3

@@ -81,7 +81,7 @@ def test_final_checkpoint_reproduces_the_reported_metric(tiny_config, tmp_path):
     from study.trial.data import load_splits
     from study.trial.evaluate import noisy_copy, reconstruction_metrics
 
-    history = train({**tiny_config, "model": "cae", "latent_dim": 8}, out_dir=tmp_path)
+    history = train({**tiny_config, "model": "cae", "latent_dim": 8, "epochs": 1}, out_dir=tmp_path)
     model = models.load(tmp_path)
     assert models.read_config(tmp_path)["trial_config"]["latent_dim"] == 8
     val = load_splits("mnist-5k").val_x
