@@ -276,17 +276,18 @@ def cli_here(monkeypatch, capsys):
 
 
 @pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
+def local_ray() -> Iterator[str]:
     """One local Ray in this test process, started as a sweep's driver starts its own (two CPU
     lanes, no dashboard; one GPU that is a name only, for the tests of GPU lanes), for the sweeps
-    that `run_here` runs: a driver finds Ray running and joins it. What a sweep of its own adds,
-    a fresh interpreter and a Ray started and stopped, is tested by the sweeps that run
+    that `run_here` runs: a driver finds Ray running and joins it. Its address, for a driver of
+    its own that needs no Ray of its own (`--address`, as on a cluster). What a sweep of its own
+    adds, a fresh interpreter and a Ray started and stopped, is tested by the sweeps that run
     `python -m study` (`run_cli`), the ones that stop, kill or time their driver."""
     import ray
 
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
              configure_logging=False, log_to_driver=False)  # fmt: skip
-    yield
+    yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 

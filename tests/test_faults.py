@@ -254,7 +254,8 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     space = write_space(tmp_path, num_samples=3, epochs=6, scheduler={"type": "none"},
                         fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
     holds = tmp_path / "holds"
-    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1", env=hold_env(holds))
+    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1",
+                         "--address", local_ray, env=hold_env(holds))  # fmt: skip
     wait_for_holds(holds, 1, driver)  # the first trial, mid-run, waits while the disk fills
     filler = small_disk / "filler"
     free = disk.free_bytes(small_disk)

@@ -102,15 +102,15 @@ def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
 
 
 @pytest.mark.slow
-def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_path):
+def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_path, local_ray):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
     space = write_space(tmp_path, num_samples=2, epochs=6, scheduler={"type": "none"},
                         params={"model": ["ae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
     holds = tmp_path / "holds"
-    driver = start_sweep(space, "outage", tmp_path, "--max-concurrent", "1",
-                         "--tracking-uri", uri, env=hold_env(holds))  # fmt: skip
+    driver = start_sweep(space, "outage", tmp_path, "--max-concurrent", "1", "--tracking-uri", uri,
+                         "--address", local_ray, env=hold_env(holds))  # fmt: skip
     wait_for_holds(holds, 1, driver)  # the first trial has logged an epoch, and waits
     kill_server(server)
     deadline = time.monotonic() + 15

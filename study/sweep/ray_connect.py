@@ -26,7 +26,9 @@ def connect(options: SweepOptions, folder: Path) -> None:
         if options.address:
             check_address(options.address)
             try:
-                ray.init(address=options.address)
+                # quiet as a Ray of our own: the trials' logs stay in each node's Ray session
+                # folder (`ray logs`); the terminal holds the tool's lines
+                ray.init(address=options.address, configure_logging=False, log_to_driver=False)
             except ConnectionError as exc:
                 raise ResourceError(
                     f"--address {options.address}: cannot join that Ray cluster ({exc}). Is one "
