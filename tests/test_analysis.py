@@ -22,7 +22,7 @@ def study(tmp_path_factory, local_ray):
                 "lr": {"values": [10000.0], "when": {"model": "vae"}}, "seed": [0, 1]},
     )  # fmt: skip
     result = run_here("sweep", str(space), "--name", "analysed", "--storage", str(folder),
-                      "--max-failures", "0", cwd=folder)  # fmt: skip
+                      "--max-failures", "0", "--max-concurrent", "1", cwd=folder)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, f"sqlite:///{folder / 'mlflow.db'}"
 

@@ -158,7 +158,7 @@ def test_a_maximised_objective_is_maximised_by_every_view(tmp_path, cli_here, lo
         scheduler={"type": "none"}, fixed={"lr": 0.003},
         params={"model": ["ae"], "latent_dim": [16, 32]},
     )  # fmt: skip
-    sweep = run_here("sweep", str(space), "--name", "acc", cwd=tmp_path)
+    sweep = run_here("sweep", str(space), "--name", "acc", "--max-concurrent", "1", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "acc")
     top = runs.loc[runs["probe_acc"].idxmax()]

@@ -27,9 +27,8 @@ def ui(tmp_path, local_ray, monkeypatch):
     as `make screenshots` starts it: `analysis.screenshots.served`)."""
     space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
                         scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
-    result = run_here(
-        "sweep", str(space), "--name", "browsed", "--storage", str(tmp_path), cwd=tmp_path
-    )
+    result = run_here("sweep", str(space), "--name", "browsed", "--storage", str(tmp_path),
+                      "--max-concurrent", "1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
     assert len(printed) == 2  # at the start and in the summary

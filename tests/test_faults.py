@@ -161,7 +161,7 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
                         params={"model": ["vae", "ae"]})  # fmt: skip
     start = time.monotonic()
     result = run_here("sweep", str(space), "--name", "wild", "--storage", str(tmp_path),
-                      "--max-failures", "2", cwd=tmp_path)  # fmt: skip
+                      "--max-failures", "2", "--max-concurrent", "1", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "raised; retrying" not in result.stdout
     runs = tracking.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild")

@@ -36,7 +36,7 @@ def logged_study(mlflow_server, tmp_path_factory, local_ray):
                 "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}}},
     )  # fmt: skip
     result = run_here("sweep", str(space), "--name", "tracked", "--storage", str(folder),
-                      "--tracking-uri", mlflow_server, cwd=folder)  # fmt: skip
+                      "--tracking-uri", mlflow_server, "--max-concurrent", "1", cwd=folder)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (folder / "mlflow.db").exists()  # nothing went to a local store
     assert "View run" not in result.stdout + result.stderr  # MLflow's line per run, over HTTP

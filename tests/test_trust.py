@@ -67,7 +67,8 @@ def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path,
     marker = tmp_path / "code-ran"
     planted = tmp_path / "p" / "experiment_state-9999-12-31_23-59-59.json"
     holds = tmp_path / "holds"
-    sweep = start_sweep(space, "p", tmp_path, "--address", local_ray, env=hold_env(holds))
+    sweep = start_sweep(space, "p", tmp_path, "--address", local_ray, "--max-concurrent", "1",
+                        env=hold_env(holds))  # fmt: skip
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wait_for_holds(holds, 1, sweep)  # mid-sweep: a trial waits after its first epoch
     planted.write_text(payload_state(marker))
