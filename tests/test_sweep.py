@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import yaml
 from study.sweep import leftovers
 from study.tracking import client, trial_runs
 from study.trial.config import flat_config
-from study.trial.states import read
 from tests.conftest import (
     PYTHON,
     hold_env,
@@ -25,7 +23,6 @@ from tests.conftest import (
     run_cli,
     run_here,
     seed_store,
-    seed_sweep_store,
     wait_for_holds,
 )
 from tests.conftest import tune_trial_states as trial_states
@@ -50,8 +47,6 @@ def trial_configs(folder: Path) -> list[dict]:
 
 def logged_steps(db: Path, run_id: str, metric: str) -> list[int]:
     """The steps at which `metric` was logged, duplicates included, in order."""
-    from study.tracking import client
-
     history = client(f"sqlite:///{db}").get_metric_history(run_id, metric)
     return sorted(int(m.step) for m in history)
 
@@ -274,141 +269,6 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert not (tmp_path / "gpu").exists()
     # refused after Ray started: no lock and no note of its Ray session left beside the folder
     assert not (tmp_path / ".gpu.lock").exists() and not (tmp_path / ".gpu.ray").exists()
-
-
-# Every way a sweep is stopped, one after another on one study, each stop followed by a resume
-# that the next stop interrupts: what `timeout`, systemd, Slurm and Kubernetes send (SIGTERM to
-# the driver's whole process group; its local Ray's processes sit in groups of their own); an
-# impatient double Ctrl-C; SIGKILL, which leaves Ray's processes behind. A lone SIGINT or
-# SIGTERM to the driver takes the path of the first: the driver turns SIGTERM into the SIGINT
-# that Tune handles (study.sweep.ending), and every stop but SIGKILL is followed by more Ctrl-Cs.
-STOPS = ("SIGTERM-to-the-group", "SIGINT-twice", "SIGKILL")
-
-
-@pytest.mark.slow
-def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
-    tmp_path, monkeypatch, cli_here
-):
-    # one trial at a time, each held once after its first epoch: stop k lands while trial k is
-    # mid-run; restarted by the resume, it goes on and trial k + 1 runs up to its own hold
-    trials, epochs = len(STOPS) + 1, 3
-    space = write_space(tmp_path, num_samples=trials, epochs=epochs, scheduler={"type": "none"},
-                        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    holds = tmp_path / "holds"
-    driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped", env=hold_env(holds))
-    for k, how in enumerate(STOPS, start=1):
-        wait_for_holds(holds, k, driver)
-        if how == "SIGKILL":
-            killed = driver.pid
-            left = killed_driver_leaves_ray_behind(driver, tmp_path, monkeypatch, cli_here)
-        else:
-            stopped_driver_says_so(driver, how, uri)
-        if k == len(STOPS):
-            (holds / "release").touch()  # the last trial runs through
-        driver = start_driver(tmp_path, "resume", "stopped", env=hold_env(holds))
-    output, _ = driver.communicate(timeout=600)
-    assert driver.returncode == 0, output[-3000:]
-    # the last stop was a SIGKILL: the resume stopped what the killed driver left running
-    assert f"left running by this study's killed driver (pid {killed})" in output
-    assert not any(leftovers.running(pid) for pid, _ in left)
-
-    after = trial_states("stopped", tmp_path)
-    assert len(after) == trials
-    assert all(r["state"] == "done" and r["epochs"] == epochs for r in after), after
-    for trial_dir in (tmp_path / "stopped").glob("*_*/"):
-        if (trial_dir / "progress.csv").exists():
-            assert sorted(set(reported_epochs(trial_dir))) == list(range(1, epochs + 1))
-    # MLflow: one run per trial, every epoch logged once, no run left dangling. A trial the
-    # killed driver started after Tune's last save is unknown to Tune: its run is marked orphaned.
-    runs = trial_runs(uri, "stopped")
-    orphaned = runs["tags.aestudy.state"] == "orphaned"
-    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"])
-    runs = runs[~orphaned]
-    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
-    assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"].map(read)) == {
-        "done"
-    }
-    for run_id in runs["run_id"]:  # no epoch logged twice, none lost
-        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == [1, 2, 3]
-    # Optuna: every trial Tune ran is complete; one orphaned by the kill is failed, not RUNNING
-    states = [t.state.name for t in optuna_trials(tmp_path / "stopped")]
-    assert states.count("COMPLETE") == trials and "RUNNING" not in states
-
-
-def start_driver(folder: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    """`python -m study ARGS` with one trial at a time, in a session (and process group) of its
-    own, its output piped; `env`: more variables. A sweep's store is seeded (`seed_store`)."""
-    seed_sweep_store(args, folder)
-    extra = ["--max-concurrent", "1"] if args[0] == "sweep" else []
-    cmd = [PYTHON, "-m", "study", *args, "--storage", str(folder), *extra]
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
-
-
-def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None:
-    """Stop `driver` `how`; it ends at once with exit code 130, says how to continue, shows no
-    traceback and, stopped once, leaves the trial it stopped interrupted in MLflow and the study
-    run KILLED (a second Ctrl-C cuts that closing short; the resume closes those runs)."""
-    if how == "SIGINT-twice":
-        driver.send_signal(signal.SIGINT)
-        time.sleep(0.5)  # the second one lands while the first is being handled
-        driver.send_signal(signal.SIGINT)
-        output, _ = driver.communicate(timeout=120)
-    else:
-        output = stop_once(driver, how)
-    assert driver.returncode == 130, (how, output[-3000:])
-    assert "python -m study resume stopped" in output, (how, output[-3000:])
-    assert "Traceback" not in output and "KeyboardInterrupt" not in output, (how, output)
-    if how == "SIGINT-twice":
-        return
-    assert "interrupted: " in output
-    runs = trial_runs(uri, "stopped")
-    interrupted = runs["tags.aestudy.state"] == "interrupted"
-    assert interrupted.any() and set(runs.loc[interrupted, "status"]) == {"KILLED"}, how
-    experiment = client(uri).get_experiment_by_name("stopped").experiment_id
-    study_run = client(uri).search_runs([experiment], "tags.`aestudy.role` = 'study'")[0]
-    assert study_run.info.status == "KILLED", how
-
-
-def stop_once(driver: subprocess.Popen, how: str) -> str:
-    """Signal `driver` once, `how`; once its summary is out (within a minute), keep pressing
-    Ctrl-C while it stops Ray, as an impatient user does; returns all it printed."""
-    signalled = time.monotonic()
-    if how == "SIGTERM-to-the-group":
-        os.killpg(driver.pid, signal.SIGTERM)  # the group this test made for the driver
-    else:
-        driver.send_signal(getattr(signal, how))
-    seen: list[str] = []
-    for line in driver.stdout:  # the summary is out: Ray is being stopped now
-        seen.append(line)
-        if line.startswith("interrupted: "):
-            break
-    assert time.monotonic() - signalled < 60, "".join(seen)[-3000:]
-    for _ in range(600):  # impatient Ctrl-Cs while Ray stops change nothing
-        driver.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            rest, _ = driver.communicate(timeout=0.3)
-            return "".join(seen) + rest
-    raise AssertionError(f"{how}: the driver did not end within 3 minutes of its summary")
-
-
-def killed_driver_leaves_ray_behind(
-    driver: subprocess.Popen, folder: Path, monkeypatch, cli_here
-) -> list[tuple[int, str]]:
-    """SIGKILL: Ray's agents outlive the driver (a minute or more); `status` names them.
-    Returns them (pid, name)."""
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
-    assert sum(r["state"] == "done" for r in trial_states("stopped", folder)) < len(STOPS) + 1
-    monkeypatch.setenv("AESTUDY_HOME", str(folder))  # the driver's home: its key signed the note
-    _, found = leftovers.find(folder / "stopped")
-    # a process that ends while it is listed reads "?": only the ones still running count
-    left = [(pid, name) for pid, name in found if leftovers.running(pid)]
-    assert left and all(name.startswith("ray::") for _, name in left), found
-    status = cli_here("status", "stopped", cwd=folder)
-    assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
-    return left
 
 
 def optuna_trials(folder: Path) -> list:
