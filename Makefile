@@ -87,9 +87,11 @@ PYTEST_ARGS ?=
 # Tests run side by side in WORKERS processes (pytest-xdist): much of a test's time is spent
 # waiting on the processes it started. A test file runs on one worker, which builds the file's
 # finished studies once (pytest-xdist's loadgroup would group finer, but it does not work with
-# pytest 9: it renames tests by an attribute pytest 9 no longer reads). WORKERS=0: one process.
+# pytest 9: it renames tests by an attribute pytest 9 no longer reads). Files are handed out in
+# the order tests/conftest.py sorts them (the heaviest first), not by their number of tests
+# (xdist's default). WORKERS=0: one process.
 WORKERS ?= 2
-PYTEST := $(PY) -m pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+PYTEST := $(PY) -m pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 
 test: setup browser ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
 	$(PYTEST) $(PYTEST_ARGS)

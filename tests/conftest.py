@@ -43,16 +43,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The files with the most slow tests first: a file runs on one worker (--dist loadfile), and
-    # a long file handed out last leaves the other worker idle at the end. The sort is stable:
-    # a file's tests keep their order, files of equal weight their usual one.
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])
+    # The files with the most tests that start Ray (slow, or a sweep in `local_ray`) first: a
+    # file runs on one worker (--dist loadfile, in this order: the Makefile turns off xdist's
+    # own reordering by test count), and a long file handed out last leaves the other worker
+    # idle at the end. The sort is stable: a file's tests keep their order, files of equal
+    # weight their usual one.
+    heavy = Counter(item.path for item in items if starts_ray(item))
+    items.sort(key=lambda item: -heavy[item.path])
     if config.getoption("--reverse"):
         items.reverse()
     for item in items:  # what `make test-quick` leaves out with the slow tests
         if "local_ray" in item.fixturenames:
             item.add_marker(pytest.mark.ray)
+
+
+def starts_ray(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or "local_ray" in item.fixturenames
 
 
 @pytest.fixture(autouse=True)
