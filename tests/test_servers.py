@@ -17,7 +17,7 @@ import pytest
 from study import tracking
 from tests.conftest import PYTHON, free_port, hold_env, seed_store, start_server, wait_for_holds
 from tests.test_faults import counts, start_sweep
-from tests.test_sweep import write_space
+from tests.test_sweep import assert_only_the_tool_speaks, write_space
 
 # How long the tracking server stays down: long enough that MLflow's client, in the trials and
 # the driver, retries with back-off.
@@ -123,6 +123,7 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
     try:
         out, _ = driver.communicate(timeout=600)
         assert driver.returncode == 0, out[-3000:]
+        assert_only_the_tool_speaks(out)  # it joined a running Ray (--address)
         assert counts(tmp_path, "outage", uri) == {
             "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0,
             "lost": 0,

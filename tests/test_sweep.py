@@ -60,10 +60,11 @@ def reported_epochs(trial_dir: Path) -> list[int]:
 
 def assert_only_the_tool_speaks(terminal: str) -> None:
     """A sweep's terminal (a driver of its own's stdout and stderr) holds the tool's own lines
-    only, by default: none of Ray's, Tune's, Optuna's or MLflow's."""
+    only, by default: none of Ray's, Tune's, Optuna's or MLflow's, whether it started its Ray or
+    joined one."""
     for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
                   "Tuner.restore", "View run", "A new study created", "INFO mlflow",
-                  "Token authentication is enabled"):  # fmt: skip
+                  "Token authentication is enabled", "Connecting to existing Ray cluster"):  # fmt: skip
         assert noise not in terminal, noise
 
 
