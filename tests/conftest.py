@@ -58,6 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def starts_ray(item: pytest.Item) -> bool:
+    """Whether the test starts a Ray or sweeps in one: the tests that weigh."""
     return item.get_closest_marker("slow") is not None or "local_ray" in item.fixturenames
 
 

@@ -96,9 +96,11 @@ def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
         (folder / "tuner.pkl").write_bytes(b"half-made")
         raise RuntimeError("something failed after validation")
     assert not folder.exists()
-    assert not tracking.study_exists(uri, "half")  # the name is free for the next launch:
-    tracking.ensure_study(uri, "half", "", {"folder": str(folder)})  # (MLflow keeps the names
-    assert tracking.study_exists(uri, "half")  # of experiments it only marked deleted)
+    assert not tracking.study_exists(uri, "half")
+    # the name is free for the next launch (MLflow keeps the name of an experiment it only
+    # marked deleted, and would refuse to make one of that name again)
+    tracking.ensure_study(uri, "half", "", {"folder": str(folder)})
+    assert tracking.study_exists(uri, "half")
 
 
 def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path, cli_here):
