@@ -122,7 +122,8 @@ def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
     home, folder = signed_study, signed_study / "studies"
     fake_session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
     fake_session.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'w'); time.sleep(600)",
+    # a process that holds a file in the forged folder open until this test kills it
+    holder = subprocess.Popen([sys.executable, "-c", "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
                                str(fake_session / "held")])  # fmt: skip
     try:
         deadline = time.monotonic() + 30
