@@ -63,11 +63,11 @@ def start_sweep(
 
 @pytest.mark.slow
 def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path, local_ray):
-    # the first driver, a process of its own, holds the lock for its whole sweep (Ray's start
-    # included); the second, refused before any work, runs in this process within a second
+    # the first driver, a process of its own (on this process's Ray), holds the lock for its
+    # whole sweep; the second, refused before any work, runs in this process within a second
     space = write_space(tmp_path, num_samples=2, epochs=1, scheduler={"type": "none"},
                         params={"model": ["ae"]})  # fmt: skip
-    first = start_sweep(space, "twice", tmp_path, "--max-concurrent", "1")
+    first = start_sweep(space, "twice", tmp_path, "--max-concurrent", "1", "--address", local_ray)
     lock = tmp_path / ".twice.lock"
     deadline = time.monotonic() + 180
     while not (lock.exists() and lock.read_text()):  # the first driver holds it

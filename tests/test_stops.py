@@ -17,7 +17,13 @@ from study.tracking import client, trial_runs
 from study.trial.states import read
 from tests.conftest import PYTHON, hold_env, home_env, seed_sweep_store, wait_for_holds
 from tests.conftest import tune_trial_states as trial_states
-from tests.test_sweep import logged_steps, optuna_trials, reported_epochs, write_space
+from tests.test_sweep import (
+    assert_only_the_tool_speaks,
+    logged_steps,
+    optuna_trials,
+    reported_epochs,
+    write_space,
+)
 
 # Every way a sweep is stopped, one after another on one study, each stop followed by a resume
 # that the next stop interrupts: what `timeout`, systemd, Slurm and Kubernetes send (SIGTERM to
@@ -52,6 +58,7 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
         driver = start_driver(tmp_path, "resume", "stopped", env=hold_env(holds))
     output, _ = driver.communicate(timeout=600)
     assert driver.returncode == 0, output[-3000:]
+    assert_only_the_tool_speaks(output)  # a driver that started its own Ray
     # the last stop was a SIGKILL: the resume stopped what the killed driver left running
     assert f"left running by this study's killed driver (pid {killed})" in output
     assert not any(leftovers.running(pid) for pid, _ in left)
