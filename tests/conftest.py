@@ -42,14 +42,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The files that take longest, longest first, by their seconds in a one-process run on 2 cores
+# (docs/performance.md, "The test suite"). A file runs on one worker (--dist loadfile), handed
+# out in this order (the Makefile turns off xdist's own reordering by test count): longest
+# first, the two workers end within seconds of each other; a long file handed out late leaves
+# the other worker idle at the end (a minute, with the stop test tenth).
+LONGEST_FIRST = ("test_best.py", "test_servers.py", "test_sweep.py", "test_faults.py",
+                 "test_stops.py", "test_cluster.py", "test_tracking.py", "test_trust.py",
+                 "test_trainer.py", "test_browser.py", "test_analysis.py")  # fmt: skip
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The files with the most tests that start Ray (slow, or a sweep in `local_ray`) first: a
-    # file runs on one worker (--dist loadfile, in this order: the Makefile turns off xdist's
-    # own reordering by test count), and a long file handed out last leaves the other worker
-    # idle at the end. The sort is stable: a file's tests keep their order, files of equal
-    # weight their usual one.
+    # Files not listed above follow, those with the most tests that start Ray (slow, or a
+    # sweep in `local_ray`) first. The sort is stable: a file's tests keep their order, files
+    # of equal weight their usual one.
     heavy = Counter(item.path for item in items if starts_ray(item))
-    items.sort(key=lambda item: -heavy[item.path])
+    listed = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: (listed.get(item.path.name, len(listed)), -heavy[item.path]))
     if config.getoption("--reverse"):
         items.reverse()
     for item in items:  # what `make test-quick` leaves out with the slow tests
