@@ -25,7 +25,6 @@ from tests.conftest import (
     free_port,
     hold_env,
     home_env,
-    run_cli,
     run_here,
     seed_sweep_store,
     wait_for_holds,
@@ -146,7 +145,7 @@ def test_resume_refuses_pickled_state_it_did_not_sign(tmp_path, local_ray):
         assert again.returncode == 0, again.stderr[-2000:]
     marker = tmp_path / "code-ran"
     (tmp_path / "signed" / "tuner.pkl").write_bytes(pickle.dumps(Planted(marker)))
-    result = run_cli("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path)
+    result = run_here("resume", "signed", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2
     assert "holds pickled state this tool did not write or sign (tuner.pkl)" in result.stderr
     assert "--trust-state" in result.stderr

@@ -123,8 +123,9 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
     logged_study, tmp_path
 ):
     uri, _ = logged_study
-    result = run_cli(
-        "export", "tracked", "--out", str(tmp_path), "--per-model", "--tracking-uri", uri
+    out = tmp_path / "out"
+    result = run_here(
+        "export", "tracked", "--out", str(out), "--per-model", "--tracking-uri", uri, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     val = load_splits("mnist-5k").val_x
@@ -136,9 +137,9 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
         & (runs["metrics.val_mse"] < runs["metrics.mean_digit_mse"])
     ]
     crowned = set(full["tags.aestudy.model"])
-    assert crowned and {p.name for p in tmp_path.iterdir()} == crowned
+    assert crowned and {p.name for p in out.iterdir()} == crowned
     for model_type in sorted(crowned):
-        folder = tmp_path / model_type
+        folder = out / model_type
         record = json.loads((folder / "metrics.json").read_text())
         assert record["model"] == model_type and {p.name for p in folder.iterdir()} >= PICTURES
         exported = models.load(folder / "checkpoint")
@@ -157,10 +158,10 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
     # over HTTP, in a process that cannot import this project, MLflow alone loads the champion
     champion = client(uri).get_model_version_by_alias("tracked", "champion")
     label = next(m for m in crowned
-                 if json.loads((tmp_path / m / "metrics.json").read_text())["run_id"] == champion.run_id)  # fmt: skip
+                 if json.loads((out / m / "metrics.json").read_text())["run_id"] == champion.run_id)  # fmt: skip
     found = load_with_mlflow_alone(uri, ["models:/tracked@champion"], tmp_path / "clean" / "empty")
     x = torch.from_numpy(found["digits"])
-    own = models.load(tmp_path / label / "checkpoint").reconstruct(x.reshape(-1, 1, 28, 28))
+    own = models.load(out / label / "checkpoint").reconstruct(x.reshape(-1, 1, 28, 28))
     expected = float(((own.detach().reshape(len(x), -1) - x) ** 2).mean())
     assert found["models:/tracked@champion"]["mse"] == pytest.approx(expected, rel=1e-5)
 

@@ -206,6 +206,19 @@ def test_a_truncated_state_is_refused_even_with_trust_state(signed_study):
         state.write_bytes(whole)
 
 
+@pytest.mark.parametrize("extra", [(), ("--trust-state",)], ids=["verified", "trust-state"])
+def test_a_resume_never_rewrites_what_the_launch_wrote_once(signed_study, extra):
+    """Tune copies the .json and .pkl files at the top of the folder into its staging folder when
+    it restores, and copies them back at every save, each truncated then rewritten: a resumed
+    driver killed during such a copy left study.json empty, and the study would not resume."""
+    folder = signed_study / "studies" / "s"
+    once = [folder / "study.json", folder / "tuner.pkl"]
+    before = [(f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) for f in once]
+    result = resume(signed_study, *extra)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [(f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) for f in once] == before
+
+
 def test_a_study_folder_others_may_write_is_not_resumed(signed_study):
     folder = signed_study / "studies" / "s"
     folder.chmod(0o777)

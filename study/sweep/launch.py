@@ -202,7 +202,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             )
             # Written last: its presence is what makes the folder a study that `resume` continues.
             saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
-            (folder / STUDY_FILE).write_text(json.dumps(saved, indent=2))
+            trust.write_whole(folder / STUDY_FILE, json.dumps(saved, indent=2))
         print_where_to_watch(record, space)
         return finish(record, tuner, folder)
 
@@ -288,7 +288,8 @@ def resume(
             resume_unfinished=True,
             resume_errored=True,
             # Tune reads the state again, seconds after the check: each read is verified too
-            storage_filesystem=None if trust_state else verified_storage.filesystem(folder, name),
+            # (but with --trust-state); its copies of study.json and tuner.pkl go nowhere
+            storage_filesystem=verified_storage.filesystem(folder, name, verify=not trust_state),
         )
         return space, finish(record, tuner, folder)
 

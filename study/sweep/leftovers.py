@@ -36,13 +36,9 @@ def remember(folder: Path, session_dir: str) -> None:
 
     note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir}
     body = json.dumps(note, sort_keys=True)
-    path = session_note(folder)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps({"note": body, "mac": trust.mac_of(body.encode())}))
-    tmp.replace(path)
+    trust.write_whole(
+        session_note(folder), json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
+    )
 
 
 def _read_note(folder: Path) -> dict | None:

@@ -156,17 +156,25 @@ def _mac(secret: bytes, data: bytes) -> str:
     return hmac.new(secret, data, hashlib.sha256).hexdigest()
 
 
-def sign(folder: Path, extra: dict[str, str] | None = None) -> None:
-    """Record the MAC of every pickled file the folder holds now, and the `extra` MACs of files
-    written elsewhere (written atomically)."""
-    secret = key()
-    macs = {str(p.relative_to(folder)): _mac(secret, read_bytes(p)) for p in pickled_files(folder)}
-    tmp = folder / f".{SIGNATURES}.tmp"
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all, never through a link planted there: written
+    to a fresh file beside it, then renamed into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)  # never write through whatever stands there
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w") as f:
-        f.write(json.dumps({**(extra or {}), **macs}, indent=1, sort_keys=True))
-    tmp.replace(folder / SIGNATURES)
+        f.write(text)
+    tmp.replace(path)
+
+
+def sign(folder: Path, extra: dict[str, str] | None = None) -> None:
+    """Record the MAC of every pickled file the folder holds now, and the `extra` MACs of files
+    written elsewhere (`write_whole`)."""
+    secret = key()
+    macs = {str(p.relative_to(folder)): _mac(secret, read_bytes(p)) for p in pickled_files(folder)}
+    write_whole(
+        folder / SIGNATURES, json.dumps({**(extra or {}), **macs}, indent=1, sort_keys=True)
+    )
 
 
 def mac(path: Path) -> str:

@@ -4,8 +4,9 @@
 later; whoever could swap a file in between would have their pickle loaded. Handing Tune this
 filesystem closes that window: each read of a signed kind of file (`trust.pickled_files`)
 reads the bytes once, checks them against the folder's signatures, and gives Tune those very
-bytes, or raises `TrustError` naming the file. Everything else (checkpoints, results, writes)
-passes straight to the local filesystem.
+bytes, or raises `TrustError` naming the file. Tune's copies of the files the launch wrote once
+(`WRITTEN_ONCE`) are dropped. Everything else (checkpoints, results, other writes) passes
+straight to the local filesystem.
 """
 
 from __future__ import annotations
@@ -18,25 +19,36 @@ import pyarrow.fs
 
 from study.sweep import trust
 
+# Files the launch writes once and nothing rewrites. Tune copies every .json and .pkl at the top
+# of the folder into its staging folder when it restores, and copies them all back at every save,
+# each truncated, then written: a driver killed during that copy would leave one cut short (an
+# empty study.json: the study no longer resumes). Tune's copies of these, unchanged, go nowhere.
+WRITTEN_ONCE = ("study.json", "tuner.pkl")
+
 
 class VerifyingHandler(pyarrow.fs.FileSystemHandler):
-    """A local filesystem whose reads of the study's pickled state are verified."""
+    """A local filesystem whose reads of the study's pickled state are verified (unless
+    `verify` is False: `resume --trust-state`) and which never rewrites `WRITTEN_ONCE`."""
 
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, verify: bool = True) -> None:
         self.folder = Path(folder)
         self.name = name
+        self.verify = verify
         self.local = pyarrow.fs.LocalFileSystem()
 
     def __reduce__(self):  # Tune ships the storage filesystem to its trial workers
-        return VerifyingHandler, (self.folder, self.name)
+        return VerifyingHandler, (self.folder, self.name, self.verify)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, VerifyingHandler) and other.folder == self.folder
+        same = (self.folder, self.verify)
+        return isinstance(other, VerifyingHandler) and (other.folder, other.verify) == same
 
     def __ne__(self, other) -> bool:
         return not self == other
 
     def _signed_kind(self, path: str) -> bool:
+        if not self.verify:
+            return False
         p = Path(path)
         if p.parent == self.folder:
             return not p.name.startswith(".") and not p.name.startswith(trust.UNSIGNED)
@@ -92,12 +104,16 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         self.local.copy_file(src, dest)
 
     def open_output_stream(self, path: str, metadata):
+        p = Path(path)
+        if p.parent == self.folder and p.name in WRITTEN_ONCE:
+            return pyarrow.BufferOutputStream()  # written to memory, then dropped
         return self.local.open_output_stream(path, metadata=metadata)
 
     def open_append_stream(self, path: str, metadata):
         return self.local.open_append_stream(path, metadata=metadata)
 
 
-def filesystem(folder: Path, name: str) -> pyarrow.fs.PyFileSystem:
-    """The storage filesystem `resume` hands Tune for the study in `folder`."""
-    return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name))
+def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:
+    """The storage filesystem `resume` hands Tune for the study in `folder`; `verify` False
+    (`--trust-state`) reads the state unverified."""
+    return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name, verify))
