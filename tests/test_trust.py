@@ -219,6 +219,43 @@ def test_a_resume_never_rewrites_what_the_launch_wrote_once(signed_study, extra)
     assert [(f.stat().st_ino, f.stat().st_mtime_ns, f.read_bytes()) for f in once] == before
 
 
+def test_tune_s_copies_of_its_state_replace_each_file_whole(tmp_path):
+    """Tune copies its saved state into the folder file by file, each truncated, then written:
+    a driver killed midway left a file cut short, and the study would not resume. Through the
+    study's filesystem a file is replaced whole, or not at all."""
+    from study.sweep import verified_storage
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    state = folder / "experiment_state-1.json"
+    state.write_text("old")
+    storage = verified_storage.filesystem(folder, "s", verify=False)
+    stream = storage.open_output_stream(str(state))
+    stream.write(b"new, half")
+    assert state.read_text() == "old"  # killed here, the old file stands whole
+    stream.write(b" and the rest")
+    stream.close()
+    assert state.read_text() == "new, half and the rest"
+    assert [p.name for p in folder.iterdir()] == [state.name]  # nothing left aside
+
+    failing = verified_storage.ReplacedOnClose(state)
+    failing.file.close()  # its write fails, as on a full disk
+    with pytest.raises(ValueError):
+        failing.write(b"cut")
+    failing.close()
+    assert state.read_text() == "new, half and the rest"
+    assert [p.name for p in folder.iterdir()] == [state.name]
+
+    (folder / "study.json").write_text("{}")  # written once by the launch
+    with storage.open_output_stream(str(folder / "study.json")) as f:
+        f.write(b"Tune's stale copy")
+    assert (folder / "study.json").read_text() == "{}"
+    (folder / "trial").mkdir()
+    with storage.open_output_stream(str(folder / "trial" / "result.json")) as f:
+        f.write(b"{}")  # inside a trial's folder, straight through
+    assert (folder / "trial" / "result.json").read_text() == "{}"
+
+
 def test_a_study_folder_others_may_write_is_not_resumed(signed_study):
     folder = signed_study / "studies" / "s"
     folder.chmod(0o777)

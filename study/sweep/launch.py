@@ -387,6 +387,7 @@ def run_config(
     return tune.RunConfig(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
+        storage_filesystem=verified_storage.filesystem(folder, options.name, verify=False),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.sweep.pruning
         callbacks=[

@@ -4,14 +4,20 @@
 later; whoever could swap a file in between would have their pickle loaded. Handing Tune this
 filesystem closes that window: each read of a signed kind of file (`trust.pickled_files`)
 reads the bytes once, checks them against the folder's signatures, and gives Tune those very
-bytes, or raises `TrustError` naming the file. Tune's copies of the files the launch wrote once
-(`WRITTEN_ONCE`) are dropped. Everything else (checkpoints, results, other writes) passes
-straight to the local filesystem.
+bytes, or raises `TrustError` naming the file.
+
+Tune copies its saved state into the folder file by file, each truncated, then written; through
+this filesystem each file at the top of the folder is written aside and renamed into place, so
+a driver killed during a copy leaves the old file or the new one, whole, never one cut short
+(the launch hands Tune this filesystem too, unverified). Everything else (checkpoints, results)
+passes straight to the local filesystem.
 """
 
 from __future__ import annotations
 
 import hmac
+import io
+import os
 from pathlib import Path
 
 import pyarrow
@@ -20,15 +26,15 @@ import pyarrow.fs
 from study.sweep import trust
 
 # Files the launch writes once and nothing rewrites. Tune copies every .json and .pkl at the top
-# of the folder into its staging folder when it restores, and copies them all back at every save,
-# each truncated, then written: a driver killed during that copy would leave one cut short (an
-# empty study.json: the study no longer resumes). Tune's copies of these, unchanged, go nowhere.
+# of the folder into its staging folder when it restores, and copies them all back at every
+# save: its copies of these, unchanged, go nowhere.
 WRITTEN_ONCE = ("study.json", "tuner.pkl")
 
 
 class VerifyingHandler(pyarrow.fs.FileSystemHandler):
     """A local filesystem whose reads of the study's pickled state are verified (unless
-    `verify` is False: `resume --trust-state`) and which never rewrites `WRITTEN_ONCE`."""
+    `verify` is False: the launch, `resume --trust-state`), whose files at the top of the folder
+    are replaced whole, and which never rewrites `WRITTEN_ONCE`."""
 
     def __init__(self, folder: Path, name: str, verify: bool = True) -> None:
         self.folder = Path(folder)
@@ -105,12 +111,44 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
 
     def open_output_stream(self, path: str, metadata):
         p = Path(path)
-        if p.parent == self.folder and p.name in WRITTEN_ONCE:
+        if p.parent != self.folder:
+            return self.local.open_output_stream(path, metadata=metadata)
+        if p.name in WRITTEN_ONCE and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
-        return self.local.open_output_stream(path, metadata=metadata)
+        return pyarrow.PythonFile(ReplacedOnClose(p), mode="w")
 
     def open_append_stream(self, path: str, metadata):
         return self.local.open_append_stream(path, metadata=metadata)
+
+
+class ReplacedOnClose(io.RawIOBase):
+    """A new file beside `path`, renamed over it once closed after a complete write; after a
+    failed write it is removed and `path` stays as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
+        self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
+        self.failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.close()
+            if self.failed:
+                self.aside.unlink(missing_ok=True)
+            else:
+                self.aside.replace(self.path)
+        super().close()
 
 
 def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:
