@@ -1,4 +1,4 @@
-"""The study folder as Tune sees it on `resume`: every pickled file is verified as it is read.
+"""The study folder as Tune sees it: on `resume`, every pickled file is verified as it is read.
 
 `trust.check` verifies the folder before Ray starts, but Tune reads the files again seconds
 later; whoever could swap a file in between would have their pickle loaded. Handing Tune this
@@ -152,6 +152,6 @@ class ReplacedOnClose(io.RawIOBase):
 
 
 def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:
-    """The storage filesystem `resume` hands Tune for the study in `folder`; `verify` False
-    (`--trust-state`) reads the state unverified."""
+    """The storage filesystem the launch and `resume` hand Tune for the study in `folder`;
+    `verify` False (the launch, `resume --trust-state`) reads the state unverified."""
     return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name, verify))
