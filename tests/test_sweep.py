@@ -205,7 +205,13 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
     assert named in kept
 
     # The killed driver joined this process's Ray (--address): its trial, an actor it owned,
-    # ended with it. The resume runs in this process, on the same Ray.
+    # ends with it and frees its CPU. The resume runs in this process, on the same Ray.
+    import ray
+
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, "the killed driver's trial still holds a CPU"
+        time.sleep(0.2)
     result = run_here("resume", "pruned", "--storage", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [r["state"] for r in trial_states("pruned", tmp_path)] == ["done"]
