@@ -287,8 +287,7 @@ def resume(
             trainable=trainable(options, record, space),
             resume_unfinished=True,
             resume_errored=True,
-            # Tune reads the state again, seconds after the check: each read is verified too
-            # (but with --trust-state); its copies of study.json and tuner.pkl go nowhere
+            # Tune reads the state again, seconds after the check: verified again (not if trusted)
             storage_filesystem=verified_storage.filesystem(folder, name, verify=not trust_state),
         )
         return space, finish(record, tuner, folder)
