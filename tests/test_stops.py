@@ -155,7 +155,7 @@ def killed_driver_leaves_ray_behind(
     _, found = leftovers.find(folder / "stopped")
     # a process that ends while it is listed reads "?": only the ones still running count. Ray's
     # workers and agents (`ray::…`) are among them; the raylet and the log monitor, which end
-    # with the driver, may still be on their way out (seen under load)
+    # with the driver, may still be on their way out
     left = [(pid, name) for pid, name in found if leftovers.running(pid)]
     assert any(name.startswith("ray::") for _, name in left), found
     status = cli_here("status", "stopped", cwd=folder)
