@@ -238,7 +238,7 @@ def test_tune_s_copies_of_its_state_replace_each_file_whole(tmp_path):
     assert state.read_text() == "new, half and the rest"
     assert [p.name for p in folder.iterdir()] == [state.name]  # nothing left aside
 
-    failing = verified_storage.ReplacedOnClose(state)
+    failing = trust.ReplacedOnClose(state)
     failing.file.close()  # its write fails, as on a full disk
     with pytest.raises(ValueError):
         failing.write(b"cut")

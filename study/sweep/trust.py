@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import json
 import os
 import secrets
@@ -156,15 +157,46 @@ def _mac(secret: bytes, data: bytes) -> str:
     return hmac.new(secret, data, hashlib.sha256).hexdigest()
 
 
+class ReplacedOnClose(io.RawIOBase):
+    """A new file beside `path` (made exclusively: never a link planted there), renamed over
+    `path` once closed after a complete write; after a failed write it is removed and `path`
+    stays as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
+        self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
+        self.failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def __exit__(self, kind, *rest) -> None:
+        self.failed = self.failed or kind is not None  # an error in the `with`: not whole
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.close()
+            if self.failed:
+                self.aside.unlink(missing_ok=True)
+            else:
+                self.aside.replace(self.path)
+        super().close()
+
+
 def write_whole(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all, never through a link planted there: written
-    to a fresh file beside it, then renamed into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)  # never write through whatever stands there
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
+    """Write `text` to `path` whole or not at all, never through a link planted there
+    (`ReplacedOnClose`)."""
+    with ReplacedOnClose(path) as f:
+        f.write(text.encode())
 
 
 def sign(folder: Path, extra: dict[str, str] | None = None) -> None:

@@ -16,8 +16,6 @@ passes straight to the local filesystem.
 from __future__ import annotations
 
 import hmac
-import io
-import os
 from pathlib import Path
 
 import pyarrow
@@ -115,40 +113,10 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
             return self.local.open_output_stream(path, metadata=metadata)
         if p.name in WRITTEN_ONCE and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
-        return pyarrow.PythonFile(ReplacedOnClose(p), mode="w")
+        return pyarrow.PythonFile(trust.ReplacedOnClose(p), mode="w")
 
     def open_append_stream(self, path: str, metadata):
         return self.local.open_append_stream(path, metadata=metadata)
-
-
-class ReplacedOnClose(io.RawIOBase):
-    """A new file beside `path`, renamed over it once closed after a complete write; after a
-    failed write it is removed and `path` stays as it was."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
-        self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
-        self.failed = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        try:
-            return self.file.write(data)
-        except BaseException:
-            self.failed = True
-            raise
-
-    def close(self) -> None:
-        if not self.closed:
-            self.file.close()
-            if self.failed:
-                self.aside.unlink(missing_ok=True)
-            else:
-                self.aside.replace(self.path)
-        super().close()
 
 
 def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:
