@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, home_env, run_here
-from tests.test_sweep import write_space
+from tests.harness.studies import write_space
+from tests.harness.tool import PYTHON, home_env, run_here
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 
 from study.tracking import client
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, ROOT, home_env, run_here
-from tests.test_sweep import write_space
+from tests.harness.studies import write_space
+from tests.harness.tool import PYTHON, ROOT, home_env, run_here
 
 
 def cli(folder, *args):
@@ -194,7 +194,7 @@ def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does
     with the MSE the project's own `models.load` gives."""
     import models
     from study.trial.data import mnist_test_digits
-    from tests.conftest import load_with_mlflow_alone
+    from tests.harness.files import load_with_mlflow_alone
 
     folder, out, _ = exported
     uri = f"sqlite:///{folder / 'mlflow.db'}"

@@ -15,8 +15,8 @@ import pytest
 from analysis.screenshots import chromium, served
 from analysis.screenshots import main as screenshots
 from study.tracking import alias_version, artifact_page, trial_runs, version_page
-from tests.conftest import run_here
-from tests.test_sweep import write_space
+from tests.harness.studies import write_space
+from tests.harness.tool import run_here
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import models
-from tests.conftest import run_cli
+from tests.harness.tool import run_cli
 
 
 def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
@@ -128,10 +128,10 @@ def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path, cli_he
 
 
 def space_file(folder, **changes):
-    """tests.test_space.GOOD with top-level `changes`, or `text` as the whole file."""
+    """tests.harness.studies.GOOD with top-level `changes`, or `text` as the whole file."""
     import yaml
 
-    from tests.test_space import GOOD
+    from tests.harness.studies import GOOD
 
     path = folder / "space.yaml"
     text = changes.pop("text", None)
@@ -209,7 +209,7 @@ def test_bad_input_and_an_unready_environment_are_different_errors_both_exit_2(t
     from models import ConfigError, ResourceError
     from study.cli.servers import check_port_free
     from study.tracking import check_reachable
-    from tests.conftest import free_port
+    from tests.harness.servers import free_port
 
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))

@@ -21,9 +21,10 @@ import yaml
 from models import ConfigError
 from study.sweep.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
-from tests.conftest import PYTHON, ROOT, free_port, hold_env, home_env, run_cli, wait_for_holds
-from tests.conftest import tune_trial_states as trial_states
-from tests.test_sweep import write_space
+from tests.harness.servers import free_port
+from tests.harness.studies import tune_trial_states as trial_states
+from tests.harness.studies import write_space
+from tests.harness.tool import PYTHON, ROOT, hold_env, home_env, run_cli, wait_for_holds
 
 
 @pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])

@@ -11,8 +11,6 @@ import pickle
 import signal
 import subprocess
 import time
-from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -20,44 +18,10 @@ from study import tracking
 from study.sweep import leftovers
 from study.sweep.launch import undone_on_failure
 from study.views.runs import study_runs
-from tests.conftest import (
-    PYTHON,
-    free_port,
-    hold_env,
-    home_env,
-    run_here,
-    seed_sweep_store,
-    wait_for_holds,
-)
-from tests.conftest import tune_trial_states as trial_states
-from tests.test_sweep import assert_only_the_tool_speaks, optuna_trials, write_space
-
-
-def counts(storage: Path, name: str, uri: str | None = None) -> dict:
-    """Tune's trials, MLflow's runs by status, Optuna's trials, duplicates and lost trials."""
-    tune = trial_states(name, storage)
-    runs = tracking.trial_runs(uri or f"sqlite:///{storage / 'mlflow.db'}", name)
-    ids = list(runs["tags.aestudy.trial_id"])
-    optuna = optuna_trials(storage / name) if (storage / name / "optuna.db").exists() else []
-    return {
-        "tune": len(tune),
-        "mlflow": dict(Counter(runs["status"])),
-        "optuna": dict(Counter(t.state.name for t in optuna)),
-        "duplicates": len(ids) - len(set(ids)),
-        "lost": len({t["trial_id"] for t in tune} - set(ids)),
-    }
-
-
-def start_sweep(
-    space: Path, name: str, folder: Path, *extra: str, env: dict | None = None
-) -> subprocess.Popen:
-    """`python -m study sweep` in a process of its own, home `folder`, its output piped; `env`:
-    more variables. Its store is seeded (`seed_store`) unless it logs to a server."""
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", name, "--storage", str(folder),
-           *extra]  # fmt: skip
-    seed_sweep_store(tuple(cmd[3:]), folder)
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+from tests.harness.files import Planted
+from tests.harness.servers import free_port
+from tests.harness.studies import assert_only_the_tool_speaks, counts, write_space
+from tests.harness.tool import hold_env, run_here, start_sweep, wait_for_holds
 
 
 @pytest.mark.slow
@@ -121,16 +85,6 @@ def test_an_unreachable_address_fails_within_seconds(tmp_path, cli_here):
     assert "nothing answers there" in result.stderr
     assert time.monotonic() - start < 60
     assert not (tmp_path / "far").exists()
-
-
-class Planted:
-    """A pickle that runs code when loaded: it creates the file it names."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from study.sweep.space_file import parse_space
 from study.trial.metrics import METRICS, OBJECTIVES, PRINTED
 from study.trial.ranking import rank
 from study.trial.trainer import train
-from tests.test_space import with_change
+from tests.harness.studies import with_change
 
 
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
@@ -80,7 +80,7 @@ def test_the_table_s_n_counts_distinct_seeds():
 
 
 def test_the_readme_describes_every_metric():
-    from tests.conftest import ROOT
+    from tests.harness.tool import ROOT
 
     readme = (ROOT / "README.md").read_text()
     for name, metric in METRICS.items():

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from study import tracking
-from tests.conftest import PYTHON, free_port, hold_env, seed_store, start_server, wait_for_holds
-from tests.test_faults import counts, start_sweep
-from tests.test_sweep import assert_only_the_tool_speaks, write_space
+from tests.harness.servers import free_port, start_server
+from tests.harness.studies import assert_only_the_tool_speaks, counts, write_space
+from tests.harness.tool import PYTHON, hold_env, seed_store, start_sweep, wait_for_holds
 
 # How long the tracking server stays down: long enough that MLflow's client, in the trials and
 # the driver, retries with back-off.

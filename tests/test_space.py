@@ -11,23 +11,8 @@ import yaml
 
 from study.sweep.space import SpaceError, SpaceSampler
 from study.sweep.space_file import load_space, parse_space
-from tests.conftest import ROOT
-
-GOOD = {
-    "dataset": "mnist-5k",
-    "objective": "val_mse",
-    "search": {"algorithm": "tpe", "seed": 0},
-    "num_samples": 6,
-    "epochs": 3,
-    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
-    "fixed": {"batch_size": 256},
-    "params": {
-        "model": ["ae", "dae", "vae"],
-        "latent_dim": {"int": [2, 8]},
-        "noise": {"float": [0.1, 0.5], "when": {"model": "dae"}},
-        "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}},
-    },
-}
+from tests.harness.studies import GOOD, with_change
+from tests.harness.tool import ROOT
 
 
 @pytest.mark.parametrize("name", ["quick", "seed", "wide"])
@@ -73,22 +58,6 @@ def test_sampled_configs_carry_exactly_the_parameters_their_model_uses():
         assert config["epochs"] == 3 and config["batch_size"] == 256
         study.tell(trial, 0.0)
     assert seen == {"ae", "dae", "vae"}
-
-
-def with_change(key_path: str, value) -> dict:
-    raw = yaml.safe_load(yaml.safe_dump(GOOD))
-    *parents, last = key_path.split(".")
-    node = raw
-    for k in parents:
-        node = node[k]
-    if value is DELETE:
-        del node[last]
-    else:
-        node[last] = value
-    return raw
-
-
-DELETE = object()
 
 
 @pytest.mark.parametrize(

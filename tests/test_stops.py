@@ -15,15 +15,15 @@ import pytest
 from study.sweep import leftovers
 from study.tracking import client, trial_runs
 from study.trial.states import read
-from tests.conftest import PYTHON, hold_env, home_env, seed_sweep_store, wait_for_holds
-from tests.conftest import tune_trial_states as trial_states
-from tests.test_sweep import (
+from tests.harness.studies import (
     assert_only_the_tool_speaks,
     logged_steps,
     optuna_trials,
     reported_epochs,
     write_space,
 )
+from tests.harness.studies import tune_trial_states as trial_states
+from tests.harness.tool import PYTHON, hold_env, home_env, seed_sweep_store, wait_for_holds
 
 # Every way a sweep is stopped, one after another on one study, each stop followed by a resume
 # that the next stop interrupts: what `timeout`, systemd, Slurm and Kubernetes send (SIGTERM to

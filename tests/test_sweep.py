@@ -11,11 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from study.tracking import client, trial_runs
+from study.tracking import trial_runs
 from study.trial.config import flat_config
-from tests.conftest import (
+from tests.harness.studies import (
+    logged_steps,
+    reported_epochs,
+    write_space,
+)
+from tests.harness.studies import tune_trial_states as trial_states
+from tests.harness.tool import (
     PYTHON,
     hold_env,
     home_env,
@@ -24,47 +29,12 @@ from tests.conftest import (
     seed_store,
     wait_for_holds,
 )
-from tests.conftest import tune_trial_states as trial_states
-from tests.test_space import GOOD
-
-
-def write_space(folder: Path, **changes) -> Path:
-    """tests.test_space.GOOD with `changes`; a change to None removes the key."""
-    raw = yaml.safe_load(yaml.safe_dump(GOOD))
-    raw.update(changes)
-    raw = {key: value for key, value in raw.items() if value is not None}
-    path = folder / "space.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
 
 
 def trial_configs(folder: Path) -> list[dict]:
     from ray.tune import ExperimentAnalysis
 
     return [flat_config(t.config) for t in ExperimentAnalysis(str(folder)).trials]
-
-
-def logged_steps(db: Path, run_id: str, metric: str) -> list[int]:
-    """The steps at which `metric` was logged, duplicates included, in order."""
-    history = client(f"sqlite:///{db}").get_metric_history(run_id, metric)
-    return sorted(int(m.step) for m in history)
-
-
-def reported_epochs(trial_dir: Path) -> list[int]:
-
-    import pandas as pd
-
-    return pd.read_csv(trial_dir / "progress.csv")["epoch"].astype(int).tolist()
-
-
-def assert_only_the_tool_speaks(terminal: str) -> None:
-    """A sweep's terminal (a driver of its own's stdout and stderr) holds the tool's own lines
-    only, by default: none of Ray's, Tune's, Optuna's or MLflow's, whether it started its Ray or
-    joined one."""
-    for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
-                  "Tuner.restore", "View run", "A new study created", "INFO mlflow",
-                  "Token authentication is enabled", "Connecting to existing Ray cluster"):  # fmt: skip
-        assert noise not in terminal, noise
 
 
 @pytest.mark.slow
@@ -273,10 +243,3 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     assert not (tmp_path / "gpu").exists()
     # refused after Ray started: no lock and no note of its Ray session left beside the folder
     assert not (tmp_path / ".gpu.lock").exists() and not (tmp_path / ".gpu.ray").exists()
-
-
-def optuna_trials(folder: Path) -> list:
-    import optuna
-
-    storage = f"sqlite:///{folder / 'optuna.db'}"
-    return optuna.load_study(study_name=folder.name, storage=storage).trials

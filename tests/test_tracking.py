@@ -19,8 +19,10 @@ from study.trial.evaluate import noisy_copy, reconstruction_metrics
 from study.trial.states import read
 from study.views.export import load_model
 from study.views.runs import study_runs
-from tests.conftest import PYTHON, free_port, load_with_mlflow_alone, run_cli, run_here
-from tests.test_sweep import write_space
+from tests.harness.files import load_with_mlflow_alone
+from tests.harness.servers import free_port
+from tests.harness.studies import write_space
+from tests.harness.tool import PYTHON, run_cli, run_here
 
 PICTURES = {"reconstructions.png", "denoising.png", "latent.png", "loss_curves.png"}
 

@@ -20,9 +20,9 @@ import pytest
 from study import tracking
 from study.sweep import trust
 from study.trial.states import read
-from tests.conftest import hold_env, run_cli, run_here, wait_for_holds
-from tests.test_faults import Planted, start_sweep
-from tests.test_sweep import write_space
+from tests.harness.files import Planted
+from tests.harness.studies import write_space
+from tests.harness.tool import hold_env, run_cli, run_here, start_sweep, wait_for_holds
 
 
 def payload_state(marker: Path) -> str:

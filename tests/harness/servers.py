@@ -1,0 +1,48 @@
+"""MLflow servers the tests start themselves, through `python -m study server`, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.harness.tool import PYTHON, seed_store
+
+
+def wait_until_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    """Poll an MLflow server's /health until it answers; fail with its log if it dies or hangs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(1)
+
+
+def free_port() -> int:
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
+    (its MLflow server runs in a process group of its own under it); returns once healthy. One
+    worker process: a test's few clients need no more, and each worker is an MLflow import.
+    Its store is seeded (`seed_store`)."""
+    seed_store(folder / "server.db")
+    log = (folder / "server.log").open("a")
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "study", "server", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
+    return proc
