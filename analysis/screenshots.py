@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="docs", help="folder for the PNGs (default: docs)")
     parser.add_argument(
         "--tracking-uri",
-        help="default: $MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db (~/.aestudy/mlflow.db)",
+        help=f"default: {tracking.STORE_DEFAULT}",
     )
     args = parser.parse_args(argv)
     try:

@@ -184,7 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="the study")
     parser.add_argument(
         "--tracking-uri",
-        help="default: $MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db (~/.aestudy/mlflow.db)",
+        help=f"default: {tracking.STORE_DEFAULT}",
     )
     parser.add_argument("--out", help="folder for the report (default: reports/NAME)")
     parser.add_argument(

@@ -16,6 +16,7 @@ from models import StudyError
 from study.cli.servers import run_dashboard, run_server, run_ui
 from study.cli.train import add_train_command
 from study.hints import study_command
+from study.tracking import DEFAULT_DB, STORE_DEFAULT
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
@@ -127,8 +128,8 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", help=STORAGE_HELP + "; shared on a cluster")
     p.add_argument(
         "--tracking-uri",
-        help="MLflow store: sqlite:///path/mlflow.db or http://host:port "
-        "(default: $MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db, ~/.aestudy/mlflow.db)",
+        help=f"MLflow store: sqlite:///path/{DEFAULT_DB} or http://host:port "
+        f"(default: {STORE_DEFAULT})",
     )
     p.add_argument(
         "--dataset", help="override the space's data set (mnist-5k, mnist, fashion-mnist)"
@@ -184,8 +185,8 @@ NAME_HELP = "the study's name, as given to sweep --name (`python -m study list` 
 VERBOSE_HELP = "let Ray Tune, MLflow and Optuna print their own messages too"
 STORAGE_HELP = "folder that holds the study (default: $AESTUDY_HOME/studies, ~/.aestudy/studies)"
 TRACKING_HELP = (
-    "MLflow store: sqlite:///path/mlflow.db or http://host:port (default: the study's own, else "
-    "$MLFLOW_TRACKING_URI, else $AESTUDY_HOME/mlflow.db)"
+    f"MLflow store: sqlite:///path/{DEFAULT_DB} or http://host:port (default: the study's own, "
+    f"else {STORE_DEFAULT})"
 )
 
 

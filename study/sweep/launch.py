@@ -64,7 +64,7 @@ class SweepOptions:
     max_failures: int = 2
     checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.sweep.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else <home>/mlflow.db
+    tracking_uri: str | None = None  # None: tracking.STORE_DEFAULT
     long: bool = False  # go ahead with a sweep estimated to run longer than LONG_HOURS
 
     def validate(self) -> None:

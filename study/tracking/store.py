@@ -18,6 +18,8 @@ from models import ConfigError, ResourceError
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
 HOME_ENV = "AESTUDY_HOME"
+# How the store is found when none is named, in the words of the commands' help.
+STORE_DEFAULT = f"$MLFLOW_TRACKING_URI, else ${HOME_ENV}/{DEFAULT_DB} (~/.aestudy/{DEFAULT_DB})"
 
 
 def home() -> Path:
