@@ -11,6 +11,7 @@ import yaml
 from study import tracking
 from study.tracking import client
 
+# A valid space file's contents, which the tests change a key of to make a bad one.
 GOOD = {
     "dataset": "mnist-5k",
     "objective": "val_mse",
@@ -28,10 +29,11 @@ GOOD = {
 }
 
 
-DELETE = object()
+DELETE = object()  # the value that makes `with_change` remove its key
 
 
 def with_change(key_path: str, value) -> dict:
+    """GOOD with the key at `key_path` (levels joined by dots) set to `value`, or removed."""
     raw = yaml.safe_load(yaml.safe_dump(GOOD))
     *parents, last = key_path.split(".")
     node = raw

@@ -18,8 +18,6 @@ from types import SimpleNamespace
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
 PYTHON = sys.executable
 
 
