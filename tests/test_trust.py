@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from study import tracking
-from study.sweep import trust
+from study.sweep import plain_files, trust
 from study.trial.states import read
 from tests.harness.files import Planted
 from tests.harness.studies import write_space
@@ -238,7 +238,7 @@ def test_tune_s_copies_of_its_state_replace_each_file_whole(tmp_path):
     assert state.read_text() == "new, half and the rest"
     assert [p.name for p in folder.iterdir()] == [state.name]  # nothing left aside
 
-    failing = trust.ReplacedOnClose(state)
+    failing = plain_files.ReplacedOnClose(state)
     failing.file.close()  # its write fails, as on a full disk
     with pytest.raises(ValueError):
         failing.write(b"cut")

@@ -20,7 +20,7 @@ from ray import tune
 from models import ConfigError
 from study import tracking
 from study.hints import study_command
-from study.sweep import hooks, leftovers, trust, verified_storage
+from study.sweep import hooks, leftovers, plain_files, trust, verified_storage
 from study.sweep.checks import check_duration, check_name, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
@@ -143,7 +143,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             )
             # Written last: its presence is what makes the folder a study that `resume` continues.
             saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
-            trust.write_whole(folder / STUDY_FILE, json.dumps(saved, indent=2))
+            plain_files.write_whole(folder / STUDY_FILE, json.dumps(saved, indent=2))
         print_where_to_watch(record, space)
         return finish(record, tuner, folder)
 

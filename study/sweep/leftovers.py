@@ -32,11 +32,11 @@ def remember(folder: Path, session_dir: str) -> None:
     """Note this driver's local Ray session for whoever drives the study next, signed with the
     study key; written to a fresh file and renamed into place, so a link planted as the note
     is replaced, never written through."""
-    from study.sweep import trust
+    from study.sweep import plain_files, trust
 
     note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir}
     body = json.dumps(note, sort_keys=True)
-    trust.write_whole(
+    plain_files.write_whole(
         session_note(folder), json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
     )
 
@@ -44,10 +44,10 @@ def remember(folder: Path, session_dir: str) -> None:
 def _read_note(folder: Path) -> dict | None:
     """The note, if this user's key signed it and it names one of Ray's own session folders
     of this user; None otherwise: a planted note names no process to stop."""
-    from study.sweep import trust
+    from study.sweep import plain_files, trust
 
     try:
-        signed = json.loads(trust.read_bytes(session_note(folder)))
+        signed = json.loads(plain_files.read_bytes(session_note(folder)))
         body = str(signed["note"])
         if not trust.verify(body.encode(), str(signed["mac"])):
             return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import io
 import json
 import os
 import secrets
@@ -26,8 +25,8 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from models import StudyError
 from study import tracking
+from study.sweep.plain_files import TrustError, open_plain, read_bytes, write_whole
 
 SIGNATURES = "signatures.json"
 KEY_FILE = "study-key"
@@ -37,17 +36,13 @@ KEY_FILE = "study-key"
 # tool's own study.json) and hidden files; of the trial folders, the error.pkl that Tune
 # unpickles (params.pkl it only writes).
 UNSIGNED = ("optuna.db", "study.json", SIGNATURES)
-TRIAL_PICKLES = "*/error.pkl"
+TRIAL_PICKLE = "error.pkl"
 
 
 KEY_BYTES = 32
 # Escape hatch for a lost key: make a new one although studies signed with the old one exist
 # (they then resume only with --trust-state).
 NEW_KEY_ENV = "AESTUDY_NEW_KEY"
-
-
-class TrustError(StudyError):
-    """The study folder or the signing key cannot be trusted; the message names the file."""
 
 
 def key() -> bytes:
@@ -62,7 +57,7 @@ def key() -> bytes:
 
 
 def _read_key(path: Path) -> bytes:
-    fd, info = _open_plain(path, f"signing key {path}", "restore the key file (64 hex digits)")
+    fd, info = open_plain(path, f"signing key {path}", "restore the key file (64 hex digits)")
     with os.fdopen(fd) as f:
         if info.st_mode & 0o077:
             raise TrustError(
@@ -114,13 +109,16 @@ def _signed_studies() -> list[Path]:
     return sorted((tracking.home() / "studies").glob(f"*/{SIGNATURES}"))
 
 
+def is_signed(folder: Path, path: Path) -> bool:
+    """Whether `path` is of a kind the study folder's signatures cover (see UNSIGNED)."""
+    if path.parent == folder:
+        return not path.name.startswith(".") and not path.name.startswith(UNSIGNED)
+    return path.parent.parent == folder and path.name == TRIAL_PICKLE
+
+
 def pickled_files(folder: Path) -> list[Path]:
-    top = [
-        p
-        for p in folder.iterdir()
-        if not p.is_dir() and not p.name.startswith(".") and not p.name.startswith(UNSIGNED)
-    ]
-    return sorted([*top, *folder.glob(TRIAL_PICKLES)])
+    top = [p for p in folder.iterdir() if not p.is_dir() and is_signed(folder, p)]
+    return sorted([*top, *folder.glob(f"*/{TRIAL_PICKLE}")])
 
 
 def links(folder: Path) -> list[Path]:
@@ -132,71 +130,8 @@ def links(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_bytes(path: Path) -> bytes:
-    """A file's bytes, refusing a link (O_NOFOLLOW) or anything but a plain file."""
-    fd, _ = _open_plain(path, str(path), "the tool writes only plain files into a study folder")
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
-
-
-def _open_plain(path: Path, what: str, fix: str) -> tuple[int, os.stat_result]:
-    """A descriptor of `path`, opened without following a link, and its status; TrustError
-    naming `what` and the `fix` unless it is a plain file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise TrustError(f"{what} cannot be read ({exc.strerror}): {fix}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise TrustError(f"{what} is not a plain file: {fix}")
-    return fd, info
-
-
 def _mac(secret: bytes, data: bytes) -> str:
     return hmac.new(secret, data, hashlib.sha256).hexdigest()
-
-
-class ReplacedOnClose(io.RawIOBase):
-    """A new file beside `path` (made exclusively: never a link planted there), renamed over
-    `path` once closed after a complete write; after a failed write it is removed and `path`
-    stays as it was."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
-        self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
-        self.failed = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data) -> int:
-        try:
-            return self.file.write(data)
-        except BaseException:
-            self.failed = True
-            raise
-
-    def __exit__(self, kind, *rest) -> None:
-        self.failed = self.failed or kind is not None  # an error in the `with`: not whole
-        self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.file.close()
-            if self.failed:
-                self.aside.unlink(missing_ok=True)
-            else:
-                self.aside.replace(self.path)
-        super().close()
-
-
-def write_whole(path: Path, text: str) -> None:
-    """Write `text` to `path` whole or not at all, never through a link planted there
-    (`ReplacedOnClose`)."""
-    with ReplacedOnClose(path) as f:
-        f.write(text.encode())
 
 
 def sign(folder: Path, extra: dict[str, str] | None = None) -> None:

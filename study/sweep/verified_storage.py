@@ -15,13 +15,12 @@ passes straight to the local filesystem.
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 
 import pyarrow
 import pyarrow.fs
 
-from study.sweep import trust
+from study.sweep import plain_files, trust
 
 # Files the launch writes once and nothing rewrites. Tune copies every .json and .pkl at the top
 # of the folder into its staging folder when it restores, and copies them all back at every
@@ -51,18 +50,13 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         return not self == other
 
     def _signed_kind(self, path: str) -> bool:
-        if not self.verify:
-            return False
-        p = Path(path)
-        if p.parent == self.folder:
-            return not p.name.startswith(".") and not p.name.startswith(trust.UNSIGNED)
-        return p.parent.parent == self.folder and p.name == "error.pkl"
+        return self.verify and trust.is_signed(self.folder, Path(path))
 
     def _verified(self, path: str) -> pyarrow.BufferReader:
-        data = trust.read_bytes(Path(path))
+        data = plain_files.read_bytes(Path(path))
         relative = str(Path(path).relative_to(self.folder))
         expected = trust.signatures(self.folder, self.name).get(relative, "")
-        if not hmac.compare_digest(expected, trust.mac_of(data)):
+        if not trust.verify(data, expected):
             raise trust.refusal(self.folder, self.name, [relative])
         return pyarrow.BufferReader(data)
 
@@ -113,7 +107,7 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
             return self.local.open_output_stream(path, metadata=metadata)
         if p.name in WRITTEN_ONCE and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
-        return pyarrow.PythonFile(trust.ReplacedOnClose(p), mode="w")
+        return pyarrow.PythonFile(plain_files.ReplacedOnClose(p), mode="w")
 
     def open_append_stream(self, path: str, metadata):
         return self.local.open_append_stream(path, metadata=metadata)

@@ -1,0 +1,80 @@
+"""A study folder's files as plain files: read without following a link planted in their
+place, written whole (aside, then renamed) or not at all. The trust boundary
+(`study.sweep.trust`) reads and writes through these, and so do Tune's copies of its state
+(`study.sweep.verified_storage`)."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+
+from models import StudyError
+
+
+class TrustError(StudyError):
+    """The study folder or the signing key cannot be trusted; the message names the file."""
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, refusing a link (O_NOFOLLOW) or anything but a plain file."""
+    fd, _ = open_plain(path, str(path), "the tool writes only plain files into a study folder")
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def open_plain(path: Path, what: str, fix: str) -> tuple[int, os.stat_result]:
+    """A descriptor of `path`, opened without following a link, and its status; TrustError
+    naming `what` and the `fix` unless it is a plain file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise TrustError(f"{what} cannot be read ({exc.strerror}): {fix}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise TrustError(f"{what} is not a plain file: {fix}")
+    return fd, info
+
+
+class ReplacedOnClose(io.RawIOBase):
+    """A new file beside `path` (made exclusively: never a link planted there), renamed over
+    `path` once closed after a complete write; after a failed write it is removed and `path`
+    stays as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
+        self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
+        self.failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def __exit__(self, kind, *rest) -> None:
+        self.failed = self.failed or kind is not None  # an error in the `with`: not whole
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.close()
+            if self.failed:
+                self.aside.unlink(missing_ok=True)
+            else:
+                self.aside.replace(self.path)
+        super().close()
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole or not at all, never through a link planted there
+    (`ReplacedOnClose`)."""
+    with ReplacedOnClose(path) as f:
+        f.write(text.encode())
