@@ -5,6 +5,8 @@ duplicates, trials lost."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import pickle
@@ -183,18 +185,52 @@ def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path, cli_here):
     assert "is a file; give the folder that holds studies" in result.stderr
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 64 MB tmpfs of its own at tmp_path/disk, unmounted afterwards; skipped where this
-    process may not mount one (it needs CAP_SYS_ADMIN, which a root CI container has)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)],
+def mounted_tmpfs(folder, size: str):
+    """Mount a tmpfs of `size` at `folder` (made here); skips the test where this process may
+    not mount one (it needs CAP_SYS_ADMIN, which a root CI container has)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                              capture_output=True, text=True)  # fmt: skip
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=False)
+    return folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs of its own at tmp_path/disk, unmounted afterwards."""
+    yield mounted_tmpfs(tmp_path / "disk", "64m")
+    subprocess.run(["umount", "-l", str(tmp_path / "disk")], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KB tmpfs of its own at tmp_path/tiny, unmounted afterwards."""
+    yield mounted_tmpfs(tmp_path / "tiny", "64k")
+    subprocess.run(["umount", "-l", str(tmp_path / "tiny")], check=False)
+
+
+def test_a_whole_write_on_a_full_disk_raises_and_leaves_the_old_file(tiny_disk):
+    """Second walk, finding 4: ENOSPC came at the buffered close, the failure went unseen, and
+    the finaliser renamed the empty aside file over the good one."""
+    import gc
+
+    from study.sweep import plain_files
+
+    kept = tiny_disk / "signatures.json"
+    kept.write_text("old content")
+    with open(tiny_disk / "filler", "wb", buffering=0) as f:
+        for chunk in (4096, 1):  # pages, then bytes: to the last byte
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * chunk)
+    with pytest.raises(OSError) as raised:
+        plain_files.write_whole(kept, "x" * 3000)
+    assert raised.value.errno == errno.ENOSPC
+    del raised  # its traceback holds the writer: let the finaliser run
+    gc.collect()
+    assert kept.read_text() == "old content"
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler", "signatures.json"]
 
 
 @pytest.mark.slow

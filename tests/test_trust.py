@@ -252,8 +252,121 @@ def test_tune_s_copies_of_its_state_replace_each_file_whole(tmp_path):
     assert (folder / "study.json").read_text() == "{}"
     (folder / "trial").mkdir()
     with storage.open_output_stream(str(folder / "trial" / "result.json")) as f:
-        f.write(b"{}")  # inside a trial's folder, straight through
+        f.write(b"{}")  # inside a trial's folder, whole too
     assert (folder / "trial" / "result.json").read_text() == "{}"
+
+
+def test_links_planted_in_trial_folders_are_never_written_through(tmp_path):
+    """Second walk, finding 6: Tune's copies of a trial's files (params, progress, results,
+    checkpoints) passed straight through, and links planted there mid-sweep were written
+    through. A link in a file's place is replaced; a link in a folder's place is refused."""
+    from study.sweep import verified_storage
+
+    folder = tmp_path / "s"
+    (folder / "ae_1" / "checkpoint_000001").mkdir(parents=True)
+    victims = {}
+    for name in ("params.json", "params.pkl", "progress.csv", "result.json",
+                 "events.out.tfevents.1", "checkpoint_000001/model.pt"):  # fmt: skip
+        victim = tmp_path / f"victim-{name.replace('/', '-')}"
+        victim.write_text("precious")
+        (folder / "ae_1" / name).symlink_to(victim)
+        victims[name] = victim
+    storage = verified_storage.filesystem(folder, "s", verify=False)
+    for name in victims:
+        with storage.open_output_stream(str(folder / "ae_1" / name)) as f:
+            f.write(b"Tune's copy")
+        assert (folder / "ae_1" / name).read_bytes() == b"Tune's copy"
+        assert not (folder / "ae_1" / name).is_symlink()
+    assert all(victim.read_text() == "precious" for victim in victims.values())
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (folder / "ae_2").symlink_to(elsewhere)
+    with pytest.raises(trust.TrustError, match=f"{folder / 'ae_2'} is a symbolic link"):
+        storage.open_output_stream(str(folder / "ae_2" / "result.json"))
+    with pytest.raises(trust.TrustError, match="replaced whole"):
+        storage.open_append_stream(str(folder / "ae_1" / "progress.csv"), None)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_trial_s_pickled_error_is_never_loaded(signed_study, tmp_path, monkeypatch):
+    """Second walk, finding 1: at the end of every sweep Tune's result grid unpickled each
+    failed trial's error.pkl from the study folder, unverified. Through the study's filesystem
+    the file is not there for Tune (error.txt says the same in words), whatever it holds; so
+    it needs no signature either (finding 5: a second resume after a retried failure was
+    refused for the error.pkl of the first one's session)."""
+    from ray.tune.experiment import Trial
+
+    from study.sweep import verified_storage
+    from study.sweep.ending import saved_trials
+
+    monkeypatch.setenv(tracking.HOME_ENV, str(signed_study))
+    folder = tmp_path / "s"
+    shutil.copytree(signed_study / "studies" / "s", folder)
+    marker = tmp_path / "code-ran"
+    (trial,) = saved_trials(folder, "s")
+    Path(trial.path, "error.pkl").write_bytes(pickle.dumps(Planted(marker)))
+    trial.run_metadata.pickled_error_filename = "error.pkl"
+    for verify in (False, True):  # the launch's filesystem, and resume's
+        trial.storage.storage_filesystem = verified_storage.filesystem(folder, "s", verify)
+        assert Trial.get_pickled_error(trial) is None
+    assert not marker.exists()
+    trust.check(folder, "s")  # an error.pkl is no state to sign: resume goes on
+    import pyarrow.fs
+
+    trial.storage.storage_filesystem = pyarrow.fs.LocalFileSystem()  # Tune's own reading
+    Trial.get_pickled_error(trial)
+    assert marker.exists()  # what the hiding prevents
+
+
+def copied_home(signed_study: Path, tmp_path: Path) -> Path:
+    """A copy of the finished study's home (store, key, study folder) to attack."""
+    home = tmp_path / "home"
+    shutil.copytree(signed_study, home, ignore=shutil.ignore_patterns(".s.lock", ".s.ray"))
+    return home
+
+
+def test_an_edited_study_json_is_refused_before_anything_connects(signed_study, tmp_path):
+    """Second walk, finding 2: study.json was unsigned, and an edited `address` made `resume`
+    connect to a listener of the attacker's and hang there."""
+    home = copied_home(signed_study, tmp_path)
+    saved = home / "studies" / "s" / "study.json"
+    record = json.loads(saved.read_text())
+    with socket.socket() as listener:  # answers, and would hold a Ray client forever
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        record["options"]["address"] = f"127.0.0.1:{listener.getsockname()[1]}"
+        saved.write_text(json.dumps(record))
+        start = time.monotonic()
+        line = one_line_error(resume(home))
+    assert time.monotonic() - start < 60
+    assert "study.json" in line and "did not write or sign" in line
+
+
+def test_a_restore_that_fails_stops_the_resume_and_loses_nothing(
+    signed_study, tmp_path, monkeypatch
+):
+    """Second walk, finding 3: a state file swapped right after resume's check made Tune fail
+    its restore, log it to a logger the tool silences, and run the study again from nothing:
+    exit 0, the saved trials gone. Now: exit 2 in one line naming the file, nothing run."""
+    home = copied_home(signed_study, tmp_path)
+    folder = home / "studies" / "s"
+    marker = tmp_path / "code-ran"
+    searcher = sorted(folder.glob("searcher-state-*.pkl"))[-1]  # the newest: Tune's to read
+    before = sorted(p.name for p in folder.iterdir())
+    real_check = trust.check
+
+    def check_then_swap(folder: Path, name: str) -> None:
+        real_check(folder, name)
+        searcher.write_bytes(pickle.dumps(Planted(marker)))
+
+    monkeypatch.setattr(trust, "check", check_then_swap)
+    line = one_line_error(resume(home))
+    assert "could not restore its saved state" in line and searcher.name in line
+    assert not marker.exists()
+    assert sorted(p.name for p in folder.iterdir()) == before  # no new state, no new trial
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    assert list(tracking.trial_runs(uri, "s")["status"]) == ["FINISHED"]
 
 
 def test_a_study_folder_others_may_write_is_not_resumed(signed_study):
@@ -318,5 +431,5 @@ def test_state_swapped_after_the_check_is_never_loaded(signed_study, tmp_path, m
     with pytest.raises(trust.TrustError, match=re.escape(state.name)):
         storage.open_input_stream(str(state))
     assert not marker.exists()
-    with storage.open_input_stream(str(folder / "study.json")) as f:  # data, not pickles
+    with storage.open_input_stream(str(folder / "study.json")) as f:  # signed too, intact
         assert json.loads(f.readall())

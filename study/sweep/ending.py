@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
+from models import StudyError
 from study import tracking
 from study.sweep import pictures, pruning, trust
 from study.sweep.progress import trial_state
@@ -41,9 +42,13 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     # costs milliseconds here, so the gap is kept to 2 s.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     start_ms = int(time.time() * 1000)
-    with sigterm_as_sigint():
-        results = tuner.fit()
-    trials = saved_trials(folder, record.study)  # the state Tune saved: what resume reads
+    try:
+        with sigterm_as_sigint():
+            results = tuner.fit()
+        trials = saved_trials(folder, record.study)  # the state Tune saved: what resume reads
+    except StudyError:  # a refused state, a failed restore: the study stays resumable
+        tracking.set_study_status(record, "KILLED")
+        raise
     ended = (Trial.TERMINATED, Trial.ERROR)
     # Tune (2.60) can save a trial that failed for good as RUNNING: when it untracks the dead
     # worker's actor before handling the trial's failure, its stop returns before marking the

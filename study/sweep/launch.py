@@ -20,7 +20,7 @@ from ray import tune
 from models import ConfigError
 from study import tracking
 from study.hints import study_command
-from study.sweep import hooks, leftovers, plain_files, trust, verified_storage
+from study.sweep import hooks, leftovers, plain_files, restored, trust, verified_storage
 from study.sweep.checks import check_duration, check_name, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
@@ -223,15 +223,19 @@ def resume(
         tracking.check_reachable(options.tracking_uri)
         connect(options, folder)
         record = open_study_record(space, options)
-        tuner = tune.Tuner.restore(
-            str(folder),
-            trainable=trainable(options, record, space),
-            resume_unfinished=True,
-            resume_errored=True,
-            # Tune reads the state again, seconds after the check: verified again (not if trusted)
-            storage_filesystem=verified_storage.filesystem(folder, name, verify=not trust_state),
-        )
-        return space, finish(record, tuner, folder)
+        with restored.tune_restore_errors():  # why Tune could not restore, if it could not
+            tuner = tune.Tuner.restore(
+                str(folder),
+                trainable=trainable(options, record, space),
+                resume_unfinished=True,
+                resume_errored=True,
+                # Tune reads the state again, seconds after the check: verified again (unless
+                # trusted)
+                storage_filesystem=verified_storage.filesystem(
+                    folder, name, verify=not trust_state
+                ),
+            )
+            return space, finish(record, tuner, folder)
 
 
 def finish(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
@@ -334,6 +338,7 @@ def run_config(
             ProgressPrinter(space),
             TrackingCallback(record),
             trust.Signer(folder),
+            restored.RestoreCheck(folder, options.name),
             CheckpointPruner(folder),
             DiskGuard(folder, options.name),
         ],

@@ -5,6 +5,7 @@ place, written whole (aside, then renamed) or not at all. The trust boundary
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -28,7 +29,9 @@ def open_plain(path: Path, what: str, fix: str) -> tuple[int, os.stat_result]:
     """A descriptor of `path`, opened without following a link, and its status; TrustError
     naming `what` and the `fix` unless it is a plain file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted in the file's place would block the open until someone
+        # writes to it (a hang, not an error); opened without waiting, it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise TrustError(f"{what} cannot be read ({exc.strerror}): {fix}") from None
     info = os.fstat(fd)
@@ -64,13 +67,39 @@ class ReplacedOnClose(io.RawIOBase):
         self.close()
 
     def close(self) -> None:
-        if not self.closed:
-            self.file.close()
+        """Flush the new file to disk and rename it over `path`; if anything failed (a write,
+        or the flush itself, as on a full disk, where the error often comes only now), remove
+        it and raise: `path` keeps its old content either way."""
+        if self.closed:
+            return
+        try:
+            if not self.failed:
+                self.file.flush()
+                os.fsync(self.file.fileno())  # on disk before the rename makes it the file
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            with contextlib.suppress(OSError):  # after a failed flush: its buffer is dropped
+                self.file.close()
             if self.failed:
                 self.aside.unlink(missing_ok=True)
             else:
                 self.aside.replace(self.path)
-        super().close()
+            super().close()  # closed for good: the finaliser's close does nothing
+
+
+def check_no_linked_folder(root: Path, path: Path) -> None:
+    """Refuse (TrustError) a symbolic link planted as one of the folders between `root` and
+    `path`: a file written there would land wherever the link points."""
+    for folder in path.parents:
+        if folder == root or not folder.is_relative_to(root):
+            return
+        if folder.is_symlink():
+            raise TrustError(
+                f"{folder} is a symbolic link; the tool writes none into a study folder, and "
+                "files written there would land elsewhere: remove it"
+            )
 
 
 def write_whole(path: Path, text: str) -> None:

@@ -1,8 +1,8 @@
 """The study folder's trust boundary: `resume` unpickles only state this tool wrote.
 
-Ray Tune saves a sweep's state as pickles (`tuner.pkl`, the searcher's and scheduler's state,
-a failed trial's `error.pkl`) and as JSON that embeds cloudpickled objects (`experiment_state-*`);
-restoring it runs whatever code those pickles name. A study folder often sits on storage others
+Ray Tune saves a sweep's state as pickles (`tuner.pkl`, the searcher's state) and as JSON that
+embeds cloudpickled objects (`experiment_state-*`); restoring it runs whatever code those pickles
+name, and the tool's own `study.json` says where `resume` connects. A study folder often sits on storage others
 can write (a cluster's shared disk), so the driver signs every such file with an HMAC whose key
 lives outside the folder (`<home>/study-key`, mode 0600), and `resume` refuses a folder whose
 pickled state is unsigned or changed. Checkpoint weights are not covered: they are loaded with
@@ -31,12 +31,13 @@ from study.sweep.plain_files import TrustError, open_plain, read_bytes, write_wh
 SIGNATURES = "signatures.json"
 KEY_FILE = "study-key"
 # Tune's saved state is pickles under several names (tuner.pkl, searcher-state-*.pkl, and
-# experiment_state-*.json / search_gen_state-*.json, which embed or are pickles): every file at
-# the top of the folder is signed, but for what is read as data (the SQLite Optuna study, the
-# tool's own study.json) and hidden files; of the trial folders, the error.pkl that Tune
-# unpickles (params.pkl it only writes).
-UNSIGNED = ("optuna.db", "study.json", SIGNATURES)
-TRIAL_PICKLE = "error.pkl"
+# experiment_state-*.json / search_gen_state-*.json, which embed or are pickles), and the tool's
+# own study.json steers `resume` (the Ray address, the tracking URI): every file at the top of
+# the folder is signed, but for what is read as data only (the SQLite Optuna study) and hidden
+# files. A failed trial's error.pkl is never read at all (`verified_storage` hides it from Tune,
+# which would unpickle it for its result grid), so it needs no signature.
+UNSIGNED = ("optuna.db", SIGNATURES)
+WRITTEN_BY_THE_LAUNCH = ("tuner.pkl", "study.json")
 
 
 KEY_BYTES = 32
@@ -111,14 +112,16 @@ def _signed_studies() -> list[Path]:
 
 def is_signed(folder: Path, path: Path) -> bool:
     """Whether `path` is of a kind the study folder's signatures cover (see UNSIGNED)."""
-    if path.parent == folder:
-        return not path.name.startswith(".") and not path.name.startswith(UNSIGNED)
-    return path.parent.parent == folder and path.name == TRIAL_PICKLE
+    return (
+        path.parent == folder
+        and not path.name.startswith(".")
+        and not path.name.startswith(UNSIGNED)
+    )
 
 
 def pickled_files(folder: Path) -> list[Path]:
-    top = [p for p in folder.iterdir() if not p.is_dir() and is_signed(folder, p)]
-    return sorted([*top, *folder.glob(f"*/{TRIAL_PICKLE}")])
+    """The files of the folder its signatures cover (see UNSIGNED)."""
+    return sorted(p for p in folder.iterdir() if not p.is_dir() and is_signed(folder, p))
 
 
 def links(folder: Path) -> list[Path]:
@@ -277,9 +280,9 @@ class Signer(Callback):
     folder to the study folder in the background. The signature is made in the staging folder at
     the end of each save (Tune saves its callbacks' state last: `get_state` is that moment), so
     it travels to the study folder in the same copy as the state it signs: a driver killed at
-    any moment leaves, at worst, a copy cut short. `tuner.pkl`, which the Tuner writes straight
-    into the study folder, is signed as it is when the run starts. Nothing else found in the study
-    folder is ever signed: a file planted there stays unsigned.
+    any moment leaves, at worst, a copy cut short. `tuner.pkl` and `study.json`, which the launch
+    writes straight into the study folder, are signed as they are when the run starts. Nothing
+    else found in the study folder is ever signed: a file planted there stays unsigned.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -288,8 +291,8 @@ class Signer(Callback):
         self.direct: dict[str, str] = {}
 
     def setup(self, **info) -> None:
-        tuner = self.folder / "tuner.pkl"
-        self.direct = {tuner.name: mac(tuner)} if tuner.is_file() else {}
+        direct = [self.folder / name for name in WRITTEN_BY_THE_LAUNCH]
+        self.direct = {path.name: mac(path) for path in direct if path.is_file()}
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         if self.staging is None and trials:

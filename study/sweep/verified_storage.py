@@ -7,10 +7,15 @@ reads the bytes once, checks them against the folder's signatures, and gives Tun
 bytes, or raises `TrustError` naming the file.
 
 Tune copies its saved state into the folder file by file, each truncated, then written; through
-this filesystem each file at the top of the folder is written aside and renamed into place, so
-a driver killed during a copy leaves the old file or the new one, whole, never one cut short
-(the launch hands Tune this filesystem too, unverified). Everything else (checkpoints, results)
-passes straight to the local filesystem.
+this filesystem every file it writes into the folder (its state, a trial's results and
+checkpoints) is written aside and renamed into place, so a driver killed during a copy leaves
+the old file or the new one, whole, never one cut short, and a link planted in a file's place
+is replaced, never written through; a link planted as one of the folders on the way is refused.
+
+A failed trial's `error.pkl` is hidden: Tune unpickles it for its result grid at the end of
+every `fit`, and the tool needs none of it (`error.txt` says the same in words), so no pickle
+planted there can run. The launch hands Tune this filesystem too, its reads unverified (it
+reads no saved state but that).
 """
 
 from __future__ import annotations
@@ -22,16 +27,16 @@ import pyarrow.fs
 
 from study.sweep import plain_files, trust
 
-# Files the launch writes once and nothing rewrites. Tune copies every .json and .pkl at the top
-# of the folder into its staging folder when it restores, and copies them all back at every
-# save: its copies of these, unchanged, go nowhere.
-WRITTEN_ONCE = ("study.json", "tuner.pkl")
+# Tune's pickle of a failed trial's exception, in the trial's folder.
+ERROR_PICKLE = "error.pkl"
 
 
 class VerifyingHandler(pyarrow.fs.FileSystemHandler):
     """A local filesystem whose reads of the study's pickled state are verified (unless
-    `verify` is False: the launch, `resume --trust-state`), whose files at the top of the folder
-    are replaced whole, and which never rewrites `WRITTEN_ONCE`."""
+    `verify` is False: the launch, `resume --trust-state`), whose files in the folder are
+    replaced whole, which never rewrites what the launch wrote (`trust.WRITTEN_BY_THE_LAUNCH`:
+    Tune copies every .json and .pkl at the top of the folder into its staging folder when it
+    restores, and copies them all back at every save) and which hides trials' `error.pkl`."""
 
     def __init__(self, folder: Path, name: str, verify: bool = True) -> None:
         self.folder = Path(folder)
@@ -60,13 +65,20 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
             raise trust.refusal(self.folder, self.name, [relative])
         return pyarrow.BufferReader(data)
 
+    def _hidden(self, path: str) -> bool:
+        p = Path(path)
+        return p.name == ERROR_PICKLE and p.parent.parent == self.folder
+
+    def _read(self, path: str, local_open):
+        if self._hidden(path):
+            raise trust.TrustError(f"{path}: the tool never loads a trial's pickled error")
+        return self._verified(path) if self._signed_kind(path) else local_open(path)
+
     def open_input_stream(self, path: str):
-        return (
-            self._verified(path) if self._signed_kind(path) else self.local.open_input_stream(path)
-        )
+        return self._read(path, self.local.open_input_stream)
 
     def open_input_file(self, path: str):
-        return self._verified(path) if self._signed_kind(path) else self.local.open_input_file(path)
+        return self._read(path, self.local.open_input_file)
 
     def get_type_name(self) -> str:
         return "aestudy-verified-local"
@@ -75,7 +87,13 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         return self.local.normalize_path(path)
 
     def get_file_info(self, paths):
-        return self.local.get_file_info(paths)
+        infos = self.local.get_file_info(paths)
+        return [
+            pyarrow.fs.FileInfo(info.path, pyarrow.fs.FileType.NotFound)
+            if self._hidden(info.path)
+            else info
+            for info in infos
+        ]
 
     def get_file_info_selector(self, selector):
         return self.local.get_file_info(selector)
@@ -103,13 +121,16 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
 
     def open_output_stream(self, path: str, metadata):
         p = Path(path)
-        if p.parent != self.folder:
+        if not p.is_relative_to(self.folder):
             return self.local.open_output_stream(path, metadata=metadata)
-        if p.name in WRITTEN_ONCE and p.exists():
+        plain_files.check_no_linked_folder(self.folder, p)
+        if p.parent == self.folder and p.name in trust.WRITTEN_BY_THE_LAUNCH and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
         return pyarrow.PythonFile(plain_files.ReplacedOnClose(p), mode="w")
 
     def open_append_stream(self, path: str, metadata):
+        if Path(path).is_relative_to(self.folder):  # appending would write through a link
+            raise trust.TrustError(f"{path}: files in a study folder are replaced whole")
         return self.local.open_append_stream(path, metadata=metadata)
 
 

@@ -1,0 +1,97 @@
+"""A resume that really resumed, or a clear stop.
+
+When Tune (2.60) cannot restore a study's saved state — a file refused by the trust boundary, a
+damaged or emptied file, a Ray version that reads it differently — `TuneController.__init__`
+logs "Failed to restore the run state … Restarting experiment" and begins the study again from
+nothing: the sweep then "finished" with the samples it never ran and exit 0, the interrupted
+trials called orphans. `RestoreCheck` compares, at the first step of a resumed sweep (before
+any trial starts or any state is saved), the trials Tune holds with the trials the saved state
+names, and stops the sweep in one line otherwise; `tune_restore_errors` catches the reason Tune
+logged, for that line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from ray.tune import Callback
+
+from models import StudyError
+from study.sweep import plain_files
+
+# What Tune logged while restoring in this process (`tune_restore_errors`), newest last.
+LOGGED: list[str] = []
+CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+
+
+class RestoreFailed(StudyError):
+    """Tune could not restore a study's saved state; the message names why and the way on."""
+
+
+def saved_trial_ids(folder: Path) -> set[str]:
+    """The ids of the trials in the study's newest saved Tune state, read as JSON: the state's
+    pickled parts are never loaded here."""
+    states = sorted(p for p in folder.glob("experiment_state-*.json") if not p.is_dir())
+    if not states:
+        return set()
+    try:
+        state = json.loads(plain_files.read_bytes(states[-1]))
+        return {json.loads(json_state)["trial_id"] for json_state, _ in state["trial_data"]}
+    except (ValueError, KeyError, TypeError, plain_files.TrustError):
+        return set()  # a damaged state is refused before Tune starts (trust.check_state_whole)
+
+
+class _Collect(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            LOGGED.append(f"{type(error).__name__}: {error}")
+
+
+@contextlib.contextmanager
+def tune_restore_errors() -> Iterator[None]:
+    """Collect into `LOGGED` the errors Tune's controller logs meanwhile, however quiet the tool
+    keeps Ray's loggers otherwise (nothing of it reaches the terminal)."""
+    logger = logging.getLogger(CONTROLLER_LOGGER)
+    handler, level, propagate = _Collect(logging.ERROR), logger.level, logger.propagate
+    LOGGED.clear()
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+class RestoreCheck(Callback):
+    """Stops a resumed sweep whose saved trials Tune did not restore (see the module)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder = folder
+        self.name = name
+        self.expected: set[str] = set()
+
+    def setup(self, **info) -> None:
+        # Tune saves no state before the first step: the newest one is still the one it read
+        self.expected = saved_trial_ids(self.folder)
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        if not self.expected:
+            return
+        expected, self.expected = self.expected, set()  # the first step alone
+        lost = expected - {t.trial_id for t in trials}
+        if lost:
+            reason = LOGGED[-1] if LOGGED else "Tune gave no reason"
+            raise RestoreFailed(
+                f"study {self.name!r}: Tune could not restore its saved state in {self.folder} "
+                f"({reason}) and would have started the study again from nothing, losing "
+                f"{len(lost)} of its {len(expected)} saved trials; nothing was run or written. "
+                "Restore the file it names (or the folder) from a backup, then resume again"
+            )
