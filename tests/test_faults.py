@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import time
 
@@ -86,6 +87,22 @@ def test_an_unreachable_address_fails_within_seconds(tmp_path, cli_here):
     assert result.returncode == 2
     assert "nothing answers there" in result.stderr
     assert time.monotonic() - start < 60
+    assert not (tmp_path / "far").exists()
+
+
+def test_an_address_that_answers_but_is_not_ray_fails_within_seconds(tmp_path, cli_here):
+    """Second walk, finding 9: a TCP port that accepts but is not a Ray head held `ray.init`
+    for more than 200 s."""
+    space = write_space(tmp_path)
+    with socket.socket() as listener:  # accepts connections, says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        start = time.monotonic()
+        result = cli_here("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
+                          "--address", f"127.0.0.1:{listener.getsockname()[1]}", cwd=tmp_path)  # fmt: skip
+    assert time.monotonic() - start < 30
+    assert result.returncode == 2 and "not a Ray cluster's head" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "far").exists()
 
 

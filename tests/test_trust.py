@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from study import tracking
-from study.sweep import plain_files, trust
+from study.sweep import leftovers, plain_files, trust
 from study.trial.states import read
 from tests.harness.files import Planted
 from tests.harness.studies import write_space
@@ -140,6 +140,42 @@ def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path, monkeypatch):
+    """Second walk, finding 7: another study's genuine note copied in made `resume` kill a
+    process holding a file of that Ray session open, and a study's own old note made it kill a
+    `tail -f` of its session's log. A note now names its study, and only Ray's own processes
+    of that session are stopped."""
+    monkeypatch.setenv(tracking.HOME_ENV, str(tmp_path))
+    session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
+    session.mkdir()
+    # not Ray's: a reader of the session's log, as `tail -f` would be
+    reader = subprocess.Popen([sys.executable, "-c", "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
+                               str(session / "held")])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not leftovers._processes_with_open_files_in(str(session)):
+            assert time.monotonic() < deadline and reader.poll() is None
+            time.sleep(0.1)
+        studies = tmp_path / "studies"
+        (studies / "s").mkdir(parents=True)
+        (studies / "other").mkdir()
+
+        def note_for(folder: Path) -> str:  # as the tool writes it, its driver dead since
+            body = json.dumps({"host": socket.gethostname(), "pid": 999999,
+                               "session_dir": str(session), "study": str(folder)})  # fmt: skip
+            return json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
+
+        (studies / ".s.ray").write_text(note_for(studies / "other"))  # another study's
+        assert leftovers.find(studies / "s") == (0, [])
+        (studies / ".s.ray").write_text(note_for(studies / "s"))  # its own
+        assert leftovers.find(studies / "s") == (999999, [])  # the reader is not Ray's
+        leftovers.stop(studies / "s")
+        assert reader.poll() is None
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_a_broken_or_lost_key_is_refused_naming_it_and_never_signs(signed_study, tmp_path):

@@ -8,12 +8,17 @@ driver is gone) stops what still runs from that session, and `status` names it.
 
 A process belongs to a session when it has a file of the session's folder open: Ray's agents
 rename themselves (`ray::…`), so their command lines no longer say which session they serve.
-Linux only (/proc); elsewhere nothing is found.
+Of those, only Ray's own are stopped (a `ray::` name, or a program of Ray's installed package):
+whoever else reads the session's logs (`tail -f`) is not the study's. The note names the study
+folder it was written for, under the MAC: a genuine note of another study copied in names
+nothing. Linux only (/proc); elsewhere nothing is found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import json
 import os
 import signal
@@ -34,7 +39,8 @@ def remember(folder: Path, session_dir: str) -> None:
     is replaced, never written through."""
     from study.sweep import plain_files, trust
 
-    note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir}
+    note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir,
+            "study": str(folder)}  # fmt: skip
     body = json.dumps(note, sort_keys=True)
     plain_files.write_whole(
         session_note(folder), json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
@@ -42,19 +48,22 @@ def remember(folder: Path, session_dir: str) -> None:
 
 
 def _read_note(folder: Path) -> dict | None:
-    """The note, if this user's key signed it and it names one of Ray's own session folders
-    of this user; None otherwise: a planted note names no process to stop."""
+    """The note, if this user's key signed it for this study folder and it names one of Ray's
+    own session folders of this user; None otherwise: a planted note names no process to stop.
+    A signing key that cannot be read is an error (TrustError naming it), not "no note"."""
     from study.sweep import plain_files, trust
 
     try:
         signed = json.loads(plain_files.read_bytes(session_note(folder)))
-        body = str(signed["note"])
-        if not trust.verify(body.encode(), str(signed["mac"])):
-            return None
-        note = json.loads(body)
-        session = Path(str(note["session_dir"]))
-    except (OSError, ValueError, KeyError, TypeError, trust.TrustError):
+        body, mac = str(signed["note"]), str(signed["mac"])
+    except (ValueError, KeyError, TypeError, plain_files.TrustError):
+        return None  # no note, or not one the tool wrote
+    if not trust.verify(body.encode(), mac):
         return None
+    note = json.loads(body)
+    session = Path(str(note.get("session_dir", "")))
+    if note.get("study") != str(folder):
+        return None  # another study's note, copied in
     if not (session.name.startswith("session_") and session.is_dir()
             and not session.is_symlink() and session.stat().st_uid == os.getuid()):  # fmt: skip
         return None
@@ -74,7 +83,7 @@ def find(folder: Path) -> tuple[int, list[tuple[int, str]]]:
         return 0, []
     if note.get("host") != socket.gethostname() or running(driver) or not session:
         return driver, []
-    found = [(pid, _name(pid)) for pid in _processes_with_open_files_in(session)]
+    found = [(pid, _name(pid)) for pid in _processes_with_open_files_in(session) if _is_rays(pid)]
     return driver, [(pid, name) for pid, name in found if running(pid)]  # none that just ended
 
 
@@ -120,6 +129,25 @@ def _name(pid: int) -> str:
     except OSError:
         return "?"
     return cmdline.strip()[:60] or "?"
+
+
+@functools.cache
+def _ray_package() -> str:
+    """Where Ray is installed (found without importing it), with a trailing slash."""
+    spec = importlib.util.find_spec("ray")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return os.path.join(locations[0], "") if locations else "\0"  # "\0": no path starts so
+
+
+def _is_rays(pid: int) -> bool:
+    """Whether the process is one of Ray's own: renamed `ray::…` (workers, agents), or running a
+    program of Ray's package (raylet, GCS, log monitor), as its program or the script Python
+    runs."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return argv[0].startswith("ray::") or any(a.startswith(_ray_package()) for a in argv[:3])
 
 
 def _processes_with_open_files_in(session: str) -> list[int]:

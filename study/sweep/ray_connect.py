@@ -100,7 +100,8 @@ def private_token() -> None:
 
 
 def check_address(address: str, timeout: float = 10.0) -> None:
-    """A host:port that does not answer fails now: Ray itself retries connecting for minutes."""
+    """A host:port that does not answer, or answers but is not a Ray head, fails now: Ray itself
+    retries connecting for minutes, and waits on a listener that is not Ray's without end."""
     import socket
 
     if address == "auto":
@@ -112,14 +113,43 @@ def check_address(address: str, timeout: float = 10.0) -> None:
             "cluster's head (port 6379 by default, 10001 for ray://)"
         )
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            speaks_http2 = answers_http2(conn)
     except (OSError, ValueError) as exc:
         raise ResourceError(
             f"--address {address}: nothing answers there ({exc}); start the cluster's head "
             "(`ray up cluster.yaml`, or `ray start --head` on that machine) or fix the address "
             "(host:port of the head's GCS, 6379 by default)"
         ) from None
+    if not speaks_http2:
+        raise ResourceError(
+            f"--address {address}: something answers there, but not a Ray cluster's head (no "
+            f"gRPC handshake within {timeout:g} s): fix the address (host:port of the head's "
+            "GCS, 6379 by default; ray://host:10001 for the Ray client)"
+        )
+
+
+# HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5)
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
+
+
+def answers_http2(conn) -> bool:
+    """Whether the peer answers as an HTTP/2 server: Ray's head (its GCS, or the Ray client
+    server behind ray://) speaks gRPC, whose server's first frame is SETTINGS; any other
+    listener says something else, or nothing until the connection's timeout."""
+
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = conn.recv(9 - len(header))
+            if not chunk:
+                return False
+            header += chunk
+    except (TimeoutError, ConnectionError):
+        return False
+    return header[3] == SETTINGS_FRAME
 
 
 def check_multi_node(options: SweepOptions, folder: Path) -> None:
