@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,22 @@ def check_out_folder(out: Path, force: bool) -> None:
             f"--out {out} is not empty (holds {held}); choose an empty or new folder, or pass "
             "--force to replace what is there"
         )
+    check_writable_folder(out)
+
+
+def check_writable_folder(out: Path) -> None:
+    """Refuse, before any work, a folder that cannot be made or written (a read-only disk,
+    /proc): a folder is made, then removed, in the nearest one that exists."""
+    nearest = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not nearest.is_dir():
+        raise ConfigError(f"--out {out}: {nearest} is a file; give a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=nearest, prefix=".aestudy-probe-").cleanup()
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out} cannot be written ({exc.strerror} in {nearest}); choose a folder you "
+            "can write"
+        ) from None
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:

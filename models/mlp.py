@@ -23,6 +23,9 @@ from models.errors import ConfigError
 from models.noise import corrupt, validate_noise
 
 SEED_DAE_HIDDEN = (128, 64, 10)
+# The widest hidden layer a space may ask for: 784 x 16,384 weights is 51 MB; wider asks for
+# gigabytes on a 28x28 digit (a typo such as hidden=[1000000000] would fail in the allocator).
+MAX_WIDTH = 16_384
 
 
 @dataclass
@@ -45,8 +48,10 @@ class AEConfig(ModelConfig):
 
     def validate(self) -> None:
         super().validate()
-        if any(h < 1 for h in self.widths()):
-            raise ConfigError(f"hidden sizes must be >= 1, got {list(self.widths())}")
+        if any(not 1 <= h <= MAX_WIDTH for h in self.widths()):
+            raise ConfigError(
+                f"hidden sizes must lie in [1, {MAX_WIDTH}], got {list(self.widths())}"
+            )
         check_bottleneck(self.latent_dim, self.widths())
         if self.code_activation not in ("same", "linear"):
             raise ConfigError(

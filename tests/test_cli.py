@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import models
+from tests.harness.files import write_idx
 from tests.harness.tool import run_cli
 
 
@@ -43,6 +45,7 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
             "latent_dim must be a whole number, got 4.5",
         ),
         (["--model", "ae", "--set", "batch_size=[64]"], "batch_size must be a whole number"),
+        (["--model", "ae", "--set", "hidden=[1000000000]"], "hidden sizes must lie in [1, 16384]"),
     ],
 )
 def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path, capsys):
@@ -139,6 +142,13 @@ def space_file(folder, **changes):
     return str(path)
 
 
+def damaged_study(folder: Path) -> str:
+    """A storage folder holding study `x` whose study.json is not JSON; returns the storage."""
+    (folder / "studies" / "x").mkdir(parents=True)
+    (folder / "studies" / "x" / "study.json").write_text('{"options": {"tracking_u')
+    return str(folder / "studies")
+
+
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
@@ -163,6 +173,9 @@ def space_file(folder, **changes):
         (lambda d: ["cluster-check", str(d / "missing.yaml")], "missing.yaml: cannot be read"),
         (lambda d: ["cluster-check", PYTHON_BINARY], "not a YAML text file"),
         (lambda d: ["table", "x", "--out", space_file(d)], "is a file; give a folder"),
+        (lambda d: ["export", "x", "--out", "/proc/x"], "--out /proc/x cannot be written"),
+        (lambda d: ["ui", "--tracking-uri", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
+        (lambda d: ["status", "x", "--storage", damaged_study(d)], "study.json is damaged"),
     ],
 )  # fmt: skip
 def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message, tmp_path, capsys):
@@ -180,6 +193,55 @@ def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], lines
     assert set(tmp_path.iterdir()) == before  # no store, no study, no lock
+
+
+def truncated(folder: Path) -> None:
+    images = folder / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+
+
+def damaged_gzip(folder: Path) -> None:
+    images = folder / "train-images-idx3-ubyte.gz"
+    whole = images.read_bytes()
+    images.write_bytes(whole[:100] + b"\xff" * 50 + whole[150:])
+
+
+def labels_of(folder: Path, labels) -> None:
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.asarray(labels), compress=False)
+
+
+def claims_a_billion(folder: Path) -> None:
+    images = folder / "t10k-images-idx3-ubyte"
+    raw = bytearray(images.read_bytes())
+    raw[4:8] = (10**9).to_bytes(4, "big")
+    images.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (truncated, "t10k-images-idx3-ubyte is cut short or damaged"),
+        (damaged_gzip, "train-images-idx3-ubyte.gz cannot be read"),
+        (lambda d: labels_of(d, np.arange(49) % 10), "the two files do not belong together"),
+        (claims_a_billion, "declares 1000000000x28x28"),
+        (lambda d: labels_of(d, np.full(50, 200)), "holds label 200; digit labels are 0-9"),
+    ],
+    ids=["truncated", "damaged-gzip", "label-count", "a-billion", "label-200"],
+)
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_damaged_idx_files_are_refused_in_one_line(idx_folder, tmp_path, damage, message, command):
+    """Second walk, findings 10 and 11: damaged IDX files ended in tracebacks, or (labels of
+    200) trained and scored nonsense."""
+    damage(idx_folder)
+    space = tmp_path / "space.yaml"
+    space.write_text("dataset: mnist\nnum_samples: 1\nepochs: 1\nparams: {model: [ae]}\n")
+    args = {"train": ["train", "--model", "ae", "--out", str(tmp_path / "never")],
+            "sweep": ["sweep", str(space), "--storage", str(tmp_path / "studies")]}[command]  # fmt: skip
+    result = run_cli(*args, "--dataset", "mnist", "--data-dir", str(idx_folder),
+                     env={"AESTUDY_HOME": str(tmp_path / "home")})  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "never").exists() and not (tmp_path / "studies" / "space").exists()
 
 
 PYTHON_BINARY = __import__("sys").executable

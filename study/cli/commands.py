@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ from study.hints import study_command
 from study.tracking import DEFAULT_DB, STORE_DEFAULT
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+CLOSED_PIPE = 141  # the shell's code for a process ended by SIGPIPE (`status | head -1`)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the exit's flush
+        return CLOSED_PIPE
     except KeyboardInterrupt:  # a second Ctrl-C: Tune's saved state stands, nothing was pruned
         name = getattr(args, "name", None)
         hint = f"; continue with `{study_command(f'resume {name}')}`" if name else ""
@@ -199,15 +202,15 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
 def study_uri(args: argparse.Namespace) -> str:
     """--tracking-uri; else the store the study was launched with (its study.json); else the
     default store."""
-    from study.sweep.launch import STUDY_FILE, default_storage, study_dir
+    from study.sweep.launch import STUDY_FILE, default_storage, read_saved, study_dir
     from study.tracking import resolve_tracking_uri
 
     if args.tracking_uri:
         return resolve_tracking_uri(args.tracking_uri)
-    saved = study_dir(args.storage or default_storage(), args.name) / STUDY_FILE
-    if saved.is_file():
-        return resolve_tracking_uri(json.loads(saved.read_text())["options"]["tracking_uri"])
-    return resolve_tracking_uri(None)
+    folder = study_dir(args.storage or default_storage(), args.name)
+    if not os.path.lexists(folder / STUDY_FILE):
+        return resolve_tracking_uri(None)
+    return resolve_tracking_uri(read_saved(folder, args.name)["options"].get("tracking_uri"))
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -37,10 +37,11 @@ def check_workers(workers: int) -> None:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from study.tracking import resolve_tracking_uri
+    from study.tracking import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if not uri.startswith("sqlite:///"):
+        check_reachable(uri)  # a server that does not answer is no UI to open
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
     check_workers(args.workers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,20 +276,38 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
 def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, SweepOptions]:
     """The space and options a study was launched with."""
     folder = study_dir(storage or default_storage(), name)
-    if not (folder / STUDY_FILE).is_file():
+    record = read_saved(folder, name)
+    try:
+        options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
+        space_raw, space_path = record["space"], record["space_path"]
+    except (KeyError, TypeError) as exc:
+        raise damaged(folder, name, exc) from None
+    return parse_space(space_raw, space_path), options
+
+
+def read_saved(folder: Path, name: str) -> dict:
+    """What the launch saved in the study's `study.json`, read as a plain file (never through
+    a link, never waiting on a FIFO); ConfigError naming the file when it is missing or not
+    the tool's."""
+    path = folder / STUDY_FILE
+    if not os.path.lexists(path):
         raise ConfigError(
             f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
         )
     try:
-        record = json.loads((folder / STUDY_FILE).read_text())
-        options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
-        space_raw, space_path = record["space"], record["space_path"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"study {name!r}: {folder / STUDY_FILE} is damaged ({type(exc).__name__}: {exc}); "
-            "it records the space and options the study was launched with"
-        ) from None
-    return parse_space(space_raw, space_path), options
+        record = json.loads(plain_files.read_bytes(path))
+    except (ValueError, plain_files.TrustError) as exc:
+        raise damaged(folder, name, exc) from None
+    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
+        raise damaged(folder, name, ValueError("not a map with the launch's options"))
+    return record
+
+
+def damaged(folder: Path, name: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"study {name!r}: {folder / STUDY_FILE} is damaged ({type(exc).__name__}: {exc}); "
+        "it records the space and options the study was launched with"
+    )
 
 
 def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space):

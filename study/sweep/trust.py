@@ -1,11 +1,11 @@
 """The study folder's trust boundary: `resume` unpickles only state this tool wrote.
 
 Ray Tune saves a sweep's state as pickles (`tuner.pkl`, the searcher's state) and as JSON that
-embeds cloudpickled objects (`experiment_state-*`); restoring it runs whatever code those pickles
-name, and the tool's own `study.json` says where `resume` connects. A study folder often sits on storage others
-can write (a cluster's shared disk), so the driver signs every such file with an HMAC whose key
-lives outside the folder (`<home>/study-key`, mode 0600), and `resume` refuses a folder whose
-pickled state is unsigned or changed. Checkpoint weights are not covered: they are loaded with
+embeds cloudpickled objects (`experiment_state-*`); restoring it runs whatever code those
+pickles name, and the tool's own `study.json` says where `resume` connects. A study folder often
+sits on storage others can write (a cluster's shared disk), so the driver signs every such file
+with an HMAC whose key lives outside the folder (`<home>/study-key`, mode 0600), and `resume`
+refuses a folder whose state is unsigned or changed. Checkpoint weights are not covered: they are loaded with
 `weights_only=True` and cannot run code.
 """
 

@@ -7,8 +7,10 @@ The whole set lives on the training device and the trainer slices batches from i
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import socket
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ IDX_FILES = {
 # The held-out split is fixed by this seed, not the trial's: every trial of a study, whatever its
 # own seed, is scored on the same digits.
 SPLIT_SEED = 0
+CLASSES = 10  # the ten digits (Fashion-MNIST's ten kinds of clothing)
 # mnist-5k's test split: the 10,000 MNIST test digits, shipped beside this module (see its README).
 MNIST_TEST_DIR = Path(__file__).parents[1] / "mnist_test"  # package data of `study`
 DEFAULT_CACHE = Path(os.environ.get("AESTUDY_DATA", Path.home() / ".cache" / "aestudy" / "data"))
@@ -135,20 +138,46 @@ def _find_idx(folder: Path, name: str) -> Path | None:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (raw or gzip), as numpy's uint8 array of its declared shape."""
+    """Read one IDX file (raw or gzip), as numpy's uint8 array of its declared shape;
+    ConfigError naming the file when it is not one (cut short, a damaged .gz, another type)."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip's errors for a damaged file
+        raise ConfigError(
+            f"{path} cannot be read ({exc}): replace it with the original file"
+        ) from None
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise ConfigError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    declared = math.prod(shape)
+    if len(raw) < 4 + 4 * ndim or len(raw) - 4 - 4 * ndim != declared:
+        raise ConfigError(
+            f"{path} is cut short or damaged: its header declares {'x'.join(map(str, shape))} "
+            f"= {declared:,} bytes of data, it holds {max(0, len(raw) - 4 - 4 * ndim):,}; "
+            "replace it with the original file"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def _read_idx_pair(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images = read_idx(_find_idx(folder, IDX_FILES[f"{split}_images"]))
-    labels = read_idx(_find_idx(folder, IDX_FILES[f"{split}_labels"]))
+    """A split's images (N, 28, 28) and labels (N, digits 0-9), checked to belong together."""
+    images_file = _find_idx(folder, IDX_FILES[f"{split}_images"])
+    labels_file = _find_idx(folder, IDX_FILES[f"{split}_labels"])
+    images, labels = read_idx(images_file), read_idx(labels_file)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ConfigError(f"{images_file} holds images of shape {images.shape[1:]}, not 28x28")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ConfigError(
+            f"{labels_file} holds {labels.shape} labels for the {len(images):,} images of "
+            f"{images_file}: the two files do not belong together"
+        )
+    if len(labels) and labels.max() >= CLASSES:
+        raise ConfigError(
+            f"{labels_file} holds label {int(labels.max())}; digit labels are 0-{CLASSES - 1}"
+        )
     return _to_tensors(images, labels)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import make_config
+from models import StudyError, make_config
 from study import tracking
 from study.hints import python, study_command
 from study.sweep import leftovers
@@ -134,9 +134,10 @@ def print_best(uri: str, name: str, model: str | None = None) -> int:
     if not len(picks):
         which = f" of model {model!r}" if model else ""
         degenerate = " that is not degenerate" if len(view.ranked) else ""
-        print(f"study {name} has no finished trial{which}{degenerate} to crown (see "
-              f"`{study_command(f'status {name}')}`)")  # fmt: skip
-        return 1
+        raise StudyError(
+            f"study {name} has no finished trial{which}{degenerate} to crown (see "
+            f"`{study_command(f'status {name}')}`)"
+        )
     print(f"chosen by validation {view.objective}; test numbers reported, never chosen by")
     for _, row in picks.iterrows():
         standing = row["standing"] or f"ran all {_int(row['epoch'])} epochs"
