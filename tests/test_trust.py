@@ -6,6 +6,7 @@ appears, nothing outside the study is written, the command says which file and e
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -22,7 +23,15 @@ from study.sweep import leftovers, plain_files, trust
 from study.trial.states import read
 from tests.harness.files import Planted
 from tests.harness.studies import write_space
-from tests.harness.tool import hold_env, run_cli, run_here, start_sweep, wait_for_holds
+from tests.harness.tool import (
+    PYTHON,
+    hold_env,
+    home_env,
+    run_cli,
+    run_here,
+    start_sweep,
+    wait_for_holds,
+)
 
 
 def payload_state(marker: Path) -> str:
@@ -176,6 +185,47 @@ def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path
     finally:
         reader.kill()
         reader.wait()
+
+
+def test_a_fifo_in_a_file_s_place_is_refused_not_waited_on(signed_study, tmp_path):
+    """Second walk, finding 8: a FIFO as the key, the signatures or a state file hung `status`,
+    `resume` and `sweep` in `open` (no writer ever comes)."""
+    home = copied_home(signed_study, tmp_path)
+    folder = home / "studies" / "s"
+    # a note to check beside the folder MLflow names (the original's): `status` reads the key
+    noted = signed_study / "studies" / "s"
+    leftovers.remember(noted, "")
+    key = home / trust.KEY_FILE
+    key.unlink()
+    os.mkfifo(key, 0o600)
+    try:
+        start = time.monotonic()
+        status = run_cli("status", "s", cwd=home, timeout=60)
+    finally:
+        leftovers.session_note(noted).unlink()
+    assert time.monotonic() - start < 30
+    assert status.returncode == 2 and f"signing key {key} is not a plain file" in status.stderr
+
+    key.unlink()
+    shutil.copyfile(signed_study / trust.KEY_FILE, key)
+    signatures = folder / trust.SIGNATURES
+    signatures.unlink()
+    os.mkfifo(signatures, 0o600)
+    assert f"{signatures} is not a plain file" in one_line_error(resume(home))
+
+
+def test_a_view_piped_into_head_ends_quietly(signed_study, tmp_path):
+    """Second walk, finding 10: `status | head -1` ended in a BrokenPipeError traceback. The
+    reader here is gone before the first line, as `head -1` is after its first."""
+    for view in ("status", "list"):
+        read, write = os.pipe()
+        os.close(read)
+        args = [PYTHON, "-m", "study", view, *(["s"] if view != "list" else [])]
+        done = subprocess.run(args, cwd=signed_study, env=home_env(signed_study), stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        os.close(write)
+        assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, view
+        assert done.returncode == 141, (view, done.stderr[-2000:])
 
 
 def test_a_broken_or_lost_key_is_refused_naming_it_and_never_signs(signed_study, tmp_path):
