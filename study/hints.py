@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 
 def study_command(args: str) -> str:
@@ -12,6 +13,15 @@ def study_command(args: str) -> str:
     `python` on PATH: after `make quickstart` only `.venv/bin/python` has the package, and a
     bare `python` would fail with "No module named study"."""
     return f"{python()} -m study {args}"
+
+
+def resume_command(name: str, folder: Path) -> str:
+    """The command that resumes study `name` in `folder`: with `--storage` unless the folder
+    lies in the default storage, where a bare `resume NAME` looks."""
+    from study.sweep.launch import default_storage  # loaded already where a study runs
+
+    storage = "" if folder.parent == default_storage() else f" --storage {folder.parent}"
+    return study_command(f"resume {name}{storage}")
 
 
 def python() -> str:

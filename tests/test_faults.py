@@ -277,6 +277,7 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
         sum(line.startswith(f"no space left on {small_disk / 'full'}") for line in out.splitlines())
         == 1
     )
+    assert f"resume full --storage {small_disk}`" in out  # the command that finds it
     folder = small_disk / "full"
     monkeypatch.setenv("AESTUDY_HOME", str(small_disk))  # the driver's home holds its key
     trust.check_state_whole(folder, "full")  # the saved state is whole ...

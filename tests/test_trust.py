@@ -88,6 +88,10 @@ def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path,
     assert not marker.exists()
     runs = tracking.trial_runs(uri, "p")
     assert "orphaned" not in set(runs["tags.aestudy.state"])  # the finished trials stand
+    (study_run,) = tracking.client(uri).search_runs(
+        [tracking.experiment_id(uri, "p")], "tags.`aestudy.role` = 'study'"
+    )
+    assert study_run.info.status == "KILLED"  # not left RUNNING: resumable, as it says
     planted.unlink()  # the owner removes what they did not write: the study resumes
     again = run_here("resume", "p", "--storage", str(tmp_path), cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]

@@ -14,7 +14,7 @@ from typing import Any
 from models import StudyError
 from study.cli.servers import run_dashboard, run_server, run_ui
 from study.cli.train import add_train_command
-from study.hints import study_command
+from study.hints import resume_command, study_command
 from study.tracking import DEFAULT_DB, STORE_DEFAULT
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -33,8 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at the exit's flush
         return CLOSED_PIPE
     except KeyboardInterrupt:  # a second Ctrl-C: Tune's saved state stands, nothing was pruned
-        name = getattr(args, "name", None)
-        hint = f"; continue with `{study_command(f'resume {name}')}`" if name else ""
+        name, storage = getattr(args, "name", None), getattr(args, "storage", None)
+        where = f" --storage {storage}" if storage else ""
+        hint = f"; continue with `{study_command(f'resume {name}{where}')}`" if name else ""
         print(f"\ninterrupted{hint}", file=sys.stderr)
         return INTERRUPTED
 
@@ -275,7 +276,7 @@ def quiet_libraries(verbose: bool) -> None:
 
 def summarise(options: Any, outcome: Any, wall: float) -> int:
     """The closing summary; exit code 130 when a signal interrupted the sweep."""
-    from study.sweep.launch import default_storage, study_dir
+    from study.sweep.launch import study_dir
     from study.sweep.progress import own_seconds
     from study.views.status import print_summary
 
@@ -284,9 +285,8 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
     print_summary(options.tracking_uri, options.name, trained, wall, folder)
     if not outcome.interrupted:
         return 0
-    storage = f" --storage {folder.parent}" if folder.parent != default_storage() else ""
     print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
-          f"`{study_command(f'resume {options.name}{storage}')}`", flush=True)  # fmt: skip
+          f"`{resume_command(options.name, folder)}`", flush=True)  # fmt: skip
     return INTERRUPTED
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from models import ResourceError
-from study.hints import study_command
+from study.hints import resume_command
 
 # Free space below which the sweep stops: room for a last save of Tune's state and a trial's
 # checkpoint in flight (the largest model's, the VAE's with Adam's state, is ~10 MB).
@@ -56,7 +56,7 @@ def check_room(folder: Path) -> None:
 def stop_line(folder: Path, name: str) -> str:
     return (
         f"no space left on {folder} ({free_bytes(folder) / 2**20:.0f} MB free): the sweep stops "
-        f"with its state saved; free space there, then `{study_command(f'resume {name}')}`"
+        f"with its state saved; free space there, then `{resume_command(name, folder)}`"
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from models import ConfigError, ResourceError
-from study.hints import study_command
+from study.hints import resume_command
 
 
 def lock_path(storage: str | Path, name: str) -> Path:
@@ -32,7 +32,7 @@ def _in_use(path: Path, name: str, handle: TextIO) -> ResourceError:
     holder = handle.read().strip() or "another process"
     return ResourceError(
         f"study {name!r} is in use by {holder} (lock {path}): wait for that sweep or resume to "
-        f"end, or stop it (Ctrl-C) and then `{study_command(f'resume {name}')}`"
+        f"end, or stop it (Ctrl-C) and then `{resume_command(name, path.parent / name)}`"
     )
 
 
