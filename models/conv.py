@@ -11,6 +11,8 @@ from models.base import AutoEncoder, ModelConfig, activation, check_choice, chec
 from models.errors import ConfigError
 from models.noise import corrupt, validate_noise
 
+MAP_SIDE = 7  # two 2x2 poolings: 28 -> 14 -> 7
+
 
 @dataclass
 class CAEConfig(ModelConfig):
@@ -35,6 +37,14 @@ class CAEConfig(ModelConfig):
         check_choice("recon_loss", self.recon_loss, ("mse", "bce"))
         if len(self.channels) != 2 or any(c < 1 for c in self.channels):
             raise ConfigError(f"channels must be two widths >= 1, got {list(self.channels)}")
+        flat = self.channels[1] * MAP_SIDE * MAP_SIDE
+        if self.latent_dim is not None and self.latent_dim > flat:
+            # as the MLPs refuse a code wider than a layer before it: the map is the bottleneck
+            raise ConfigError(
+                f"latent_dim {self.latent_dim} is wider than the CAE's {flat}-number feature map "
+                f"({self.channels[1]}x{MAP_SIDE}x{MAP_SIDE}), which would be the real "
+                f"bottleneck: choose latent_dim <= {flat} or more channels"
+            )
         validate_noise(self.noise_kind, self.noise)
 
 
@@ -52,8 +62,8 @@ class ConvAutoEncoder(AutoEncoder):
             nn.Conv2d(1, c1, 3, padding=1), activation(act), nn.MaxPool2d(2),
             nn.Conv2d(c1, c2, 3, padding=1), activation(act), nn.MaxPool2d(2),
         )  # fmt: skip
-        self.map_shape = (c2, 7, 7)
-        flat = c2 * 7 * 7
+        self.map_shape = (c2, MAP_SIDE, MAP_SIDE)
+        flat = c2 * MAP_SIDE * MAP_SIDE
         if config.latent_dim is None:
             self.to_code, self.from_code = nn.Identity(), nn.Identity()
         else:

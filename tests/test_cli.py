@@ -46,6 +46,7 @@ def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
         ),
         (["--model", "ae", "--set", "batch_size=[64]"], "batch_size must be a whole number"),
         (["--model", "ae", "--set", "hidden=[1000000000]"], "hidden sizes must lie in [1, 16384]"),
+        (["--model", "cae", "--latent-dim", "500"], "wider than the CAE's 392-number feature map"),
     ],
 )
 def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_path, capsys):
@@ -174,6 +175,7 @@ def damaged_study(folder: Path) -> str:
         (lambda d: ["cluster-check", PYTHON_BINARY], "not a YAML text file"),
         (lambda d: ["table", "x", "--out", space_file(d)], "is a file; give a folder"),
         (lambda d: ["export", "x", "--out", "/proc/x"], "--out /proc/x cannot be written"),
+        (lambda d: ["export", "x", "--metric", "train_loss", "--out", str(d / "o")], "--metric 'train_loss': not a score"),
         (lambda d: ["ui", "--tracking-uri", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
         (lambda d: ["status", "x", "--storage", damaged_study(d)], "study.json is damaged"),
     ],
@@ -286,3 +288,24 @@ def test_bad_input_and_an_unready_environment_are_different_errors_both_exit_2(t
     with pytest.raises(ConfigError) as bad:
         check_port_free("127.0.0.1", 70000)
     assert not isinstance(bad.value, ResourceError)
+
+
+@pytest.mark.parametrize(
+    ("device", "accepted"),
+    [("cuda", True), ("cuda:0", True), ("cuda:1", True), ("cuda:2", False), ("cuda:x", False),
+     ("cudax", False)],
+)  # fmt: skip
+def test_the_cuda_devices_a_machine_has_are_accepted(device, accepted, monkeypatch):
+    """Issue 40, defect 3: `cuda` was always refused ("".isdigit() is False). CUDA reported
+    present with two devices (this machine has none)."""
+    import torch
+
+    from study.trial.config import check_device_here
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if accepted:
+        check_device_here(device)
+    else:
+        with pytest.raises(models.ConfigError, match="this machine has 2 CUDA devices"):
+            check_device_here(device)

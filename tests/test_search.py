@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
-from study.sweep.search import PerModelASHA
+from study.sweep.search import PerModelASHA, scheduler, stop_epochs
+from study.sweep.space_file import parse_space
 
 
 def trial(trial_id: str, model: str) -> SimpleNamespace:
@@ -46,3 +47,26 @@ def test_a_slow_starting_type_is_judged_against_its_own_kind_only():
     stop, go = TrialScheduler.STOP, TrialScheduler.CONTINUE
     assert shared == [go, stop, stop, stop]
     assert per_type == [go, stop, go, stop]
+
+
+def test_the_epochs_a_trial_checkpoints_for_are_where_ray_s_asha_decides():
+    """Issue 40, defect 2: the tool truncated the rungs' milestones (1, 1, 2, 3, 5, 7, 11, 17
+    for a factor of 1.5 over 20 epochs) where Ray decides at the first epoch at or after each
+    (1, 2, 3, 4, 6, 8, 12, 18): a trial stopped at a real rung had no checkpoint from it."""
+    space = parse_space(
+        {"epochs": 20, "params": {"model": ["ae"]},
+         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 1.5}},
+        "inline",
+    )  # fmt: skip
+    asha = scheduler(space)
+    asha.set_search_properties("val_mse", "min")
+    leader = trial("lead", "ae")
+    asha.on_trial_add(None, leader)
+    decided = []  # the epochs at which Ray's ASHA recorded the trial at a rung
+    for epoch in range(1, 21):
+        before = sum(len(recorded) for _, recorded in asha._brackets[0]._rungs)
+        asha.on_trial_result(None, leader, {"training_iteration": epoch, "val_mse": 0.1})
+        if sum(len(recorded) for _, recorded in asha._brackets[0]._rungs) > before:
+            decided.append(epoch)
+    assert stop_epochs(space) == (1, 2, 3, 4, 6, 8, 12, 18)
+    assert list(stop_epochs(space)) == [epoch for epoch in decided if epoch < 20]

@@ -113,7 +113,7 @@ def test_resuming_a_finished_study_adds_no_runs(logged_study):
     before = trial_runs(uri, "tracked")
     result = run_here("resume", "tracked", "--storage", str(folder), cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "no trial trained in this run: every trial had ended already" in result.stdout
+    assert "no trial reported a trained epoch in this run (each had ended already" in result.stdout
     after = trial_runs(uri, "tracked")
     assert sorted(after["run_id"]) == sorted(before["run_id"])
     for run_id in after["run_id"]:

@@ -20,7 +20,7 @@ from study.sweep.trainable import FAILED
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
 from study.trial.config import flat_config
 from study.trial.metrics import OWN_SECONDS, degenerate
-from study.trial.ranking import rank
+from study.trial.ranking import below_pca, rank
 from study.trial.states import FINISHED, TrialState
 
 
@@ -148,7 +148,7 @@ class TrackingCallback(Callback):
         self._queue.put((0, next(ORDER), f"close trial {trial.trial_id}'s MLflow run",
                          CLOSE_WAITS, finish_trial,
                          (uri, experiment_id, trial.trial_id, state, reason,
-                          drawn and bool(degenerate(last)))))  # fmt: skip
+                          drawn and bool(degenerate(last)), drawn and below_pca(last))))  # fmt: skip
         checkpoint = getattr(trial.checkpoint, "path", None)
         if checkpoint and drawn:
             self._queue.put((1, next(ORDER), f"log trial {trial.trial_id}'s pictures",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,14 @@ OPTUNA_DB = "optuna.db"  # the sampler's study, in the study folder
 
 
 def stop_epochs(space: Space) -> tuple[int, ...]:
-    """The epochs where ASHA may stop a trial: its rungs, grace × factor^k below the last epoch."""
-    if space.scheduler["type"] == "none":
+    """The epochs where ASHA may stop a trial, read off the scheduler itself: a rung's
+    milestone grace × factor^k is a float, and Ray records a trial there at its first result at
+    or after it (so at ceil(milestone)); epochs from the last on are a trial's natural end."""
+    asha = scheduler(space)
+    if not isinstance(asha, AsyncHyperBandScheduler):
         return ()
-    rungs, epoch = [], space.scheduler["grace_period"]
-    while epoch < space.max_epochs:
-        rungs.append(int(epoch))
-        epoch *= space.scheduler["reduction_factor"]
-    return tuple(rungs)
+    rungs = (math.ceil(milestone) for milestone, _ in asha._brackets[0]._rungs)
+    return tuple(sorted({epoch for epoch in rungs if epoch < space.max_epochs}))
 
 
 def param_space(space: Space) -> dict[str, Any]:

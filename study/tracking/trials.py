@@ -99,10 +99,12 @@ def finish_trial(
     state: str,
     reason: str | None = None,
     degenerate: bool = False,
+    below_pca: bool = False,
 ) -> None:
     """Close a trial's run with its state: done / stopped early (FINISHED), failed (FAILED) or
     interrupted (KILLED: `resume` reopens it). The state tag holds `status`'s words for it, so
-    the MLflow UI says "degenerate" where `status` does (`study.trial.states.shown`).
+    the MLflow UI says "degenerate" or "PCA better" where `status` does
+    (`study.trial.states.shown`).
 
     A failed trial's error is tagged on the run by the worker (`TrialRun.record_error`); `reason`
     (what the driver saw: a killed worker, a failed restore) is tagged when the worker could not."""
@@ -112,7 +114,7 @@ def finish_trial(
         return
     if reason and state == TrialState.FAILED and ERROR not in c.get_run(run_id).data.tags:
         c.set_tag(run_id, ERROR, reason[-4000:])
-    c.set_tag(run_id, STATE, shown(state, degenerate))
+    c.set_tag(run_id, STATE, shown(state, degenerate, below_pca))
     c.set_terminated(run_id, RUN_STATUS.get(state, "FINISHED"))
 
 

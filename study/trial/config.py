@@ -50,8 +50,10 @@ def check_device_here(device: str) -> None:
 
     if device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(device.partition(":")[2] or 0) if device.partition(":")[2].isdigit() else -1
-        if not 0 <= index < count:
+        kind, colon, number = device.partition(":")
+        # "cuda" is the current device (0); "cuda:N" device N; anything else names none
+        index = 0 if not colon else int(number) if number.isdigit() else -1
+        if kind != "cuda" or not 0 <= index < count:
             raise ConfigError(
                 f"device {device!r}: this machine has {count or 'no'} CUDA device"
                 f"{'s' if count != 1 else ''}; use --device cpu or auto"

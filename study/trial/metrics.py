@@ -16,7 +16,9 @@ from models import ConfigError
 @dataclass(frozen=True)
 class Metric:
     name: str
-    goal: str | None  # "min" or "max" for a score; None for bookkeeping (timings, sizes)
+    # "min" or "max" for a score (held out, comparable across models); None for the rest
+    # (timings, sizes, the training loss)
+    goal: str | None
     measures: str
     objective: bool = False  # may be a study's objective (held out, every model, every epoch)
     shown: bool = True  # a column of the comparison table
@@ -51,7 +53,8 @@ _ALL = (
     Metric("test_pca_mse", None, "pca_mse on the test split"),
     Metric("mean_digit_mse", None, "val_mse of predicting the training digits' mean for every "
            "held-out digit: a trial no better than this is degenerate", shown=False),
-    Metric("train_loss", "min", "the model's own training loss (on training digits)", shown=False,
+    Metric("train_loss", None, "the model's own training loss, on training digits and in its own "
+           "units (the VAE's ~100x the others'): not a score, never ranked by", shown=False,
            printed=True),
     Metric("params", None, "number of parameters"),
     Metric("epoch", None, "epochs trained (in MLflow the run's tag aestudy.epochs)"),

@@ -1,8 +1,9 @@
 """A trial's states, spelled once: what Tune's status, MLflow's state tag and every view say.
 
 A finished trial that is no better than the mean digit (`study.trial.metrics.degenerate`) keeps its
-state in the ranking, but is *shown* as degenerate: `status`, the sweep's lines and the MLflow
-state tag all use `shown`'s words, and `read` turns a tag back into the state.
+state in the ranking, but is *shown* as degenerate, and one no better than PCA as "PCA better":
+`status`, the sweep's lines and the MLflow state tag all use `shown`'s words, and `read` turns a
+tag back into the state.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ ENDED = (*FINISHED, TrialState.FAILED)  # closed for good: `resume` does not reo
 COUNTED = (*FINISHED, TrialState.FAILED, TrialState.INTERRUPTED, TrialState.RUNNING,
            TrialState.ORPHANED)  # fmt: skip
 _DEGENERATE = {TrialState.DONE: "degenerate", TrialState.STOPPED: "stopped, degenerate"}
-_READ = {words: state for state, words in _DEGENERATE.items()}
+_BELOW_PCA = {TrialState.DONE: "done, PCA better", TrialState.STOPPED: "stopped, PCA better"}
+_READ = {words: state for marks in (_DEGENERATE, _BELOW_PCA) for state, words in marks.items()}
 
 
-def shown(state: str, degenerate: bool) -> str:
-    """The words for a trial's state: a degenerate finished trial says so."""
-    return _DEGENERATE.get(state, state) if degenerate else str(state)
+def shown(state: str, degenerate: bool, below_pca: bool = False) -> str:
+    """The words for a trial's state: a degenerate finished trial says so, and so does one no
+    better than PCA with as many components as its code (`study.trial.ranking.below_pca`)."""
+    if degenerate:
+        return _DEGENERATE.get(state, state)
+    return _BELOW_PCA.get(state, state) if below_pca else str(state)
 
 
 def read(words: str) -> str:

@@ -17,7 +17,14 @@ from study.hints import python, study_command
 from study.sweep import leftovers
 from study.trial.config import TRAIN_OPTIONS, TrainSettings, allowed_keys
 from study.trial.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
-from study.trial.ranking import DEGENERATE, best_per_model, rank, uncrowned, winners
+from study.trial.ranking import (
+    DEGENERATE,
+    below_pca,
+    best_per_model,
+    rank,
+    uncrowned,
+    winners,
+)
 from study.trial.states import TrialState, shown
 from study.views.runs import state_counts, study_runs
 
@@ -80,7 +87,7 @@ def print_status(uri: str, name: str) -> None:
     print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
           f"{view.objective:>10}  parameters")  # fmt: skip
     for _, row in view.ranked.iterrows():
-        state = shown(row["state"], row["tier"] == DEGENERATE)
+        state = shown(row["state"], row["tier"] == DEGENERATE, below_pca(row))
         _status_line(view, str(row["rank"]), row, state)
     for _, row in view.unranked().iterrows():
         state = (
@@ -102,6 +109,11 @@ def print_status(uri: str, name: str) -> None:
     if (view.ranked["tier"] == DEGENERATE).any():
         print("degenerate: no better on held-out digits than predicting the mean digit "
               "(val_mse >= mean_digit_mse); ranked last and never exported")  # fmt: skip
+    if any(below_pca(row) for _, row in view.ranked.iterrows()):
+        print(
+            "PCA better: no better than PCA with as many components as the trial's code "
+            "(val_mse >= pca_mse); kept in its tier"
+        )
     planned = _int(view.info.get("num_samples"), 0)
     if view.info.get("search") != "grid" and len(view.runs) < planned:
         print(f"{planned - len(view.runs)} of {planned} trials not started yet")
@@ -214,8 +226,8 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
               f"evaluation in this run: {own_seconds / wall:.2f} trial-seconds per second (above "
               "1: trials ran side by side; below: the rest went to start-up and overhead)")  # fmt: skip
     else:
-        print(f"wall time {wall:.0f}s; no trial trained in this run: every trial had ended "
-              "already, nothing was left to run")  # fmt: skip
+        print(f"wall time {wall:.0f}s; no trial reported a trained epoch in this run (each had "
+              "ended already, or failed before its first epoch)")  # fmt: skip
     print(
         f"results: {folder}  ({study_command(f'status {name}')}; {study_command(f'best {name}')})"
     )
