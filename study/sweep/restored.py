@@ -65,13 +65,17 @@ def tune_restore_errors() -> Iterator[None]:
     try:
         yield
     finally:
+        LOGGED.clear()  # nothing of this resume reaches a later sweep in this process
         logger.removeHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
 
 
 class RestoreCheck(Callback):
-    """Stops a resumed sweep whose saved trials Tune did not restore (see the module)."""
+    """Stops a resumed sweep whose saved state Tune did not restore (see the module): at
+    `setup`, when Tune logged a failed restore (it restarts the experiment then, and may find
+    it finished at once, saving an empty state over the saved one); at the first step, when
+    the trials Tune holds are not the saved ones, whatever it logged."""
 
     def __init__(self, folder: Path, name: str) -> None:
         self.folder = folder
@@ -81,6 +85,8 @@ class RestoreCheck(Callback):
     def setup(self, **info) -> None:
         # Tune saves no state before the first step: the newest one is still the one it read
         self.expected = saved_trial_ids(self.folder)
+        if LOGGED:
+            self._stop(len(self.expected), len(self.expected))
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         if not self.expected:
@@ -88,10 +94,13 @@ class RestoreCheck(Callback):
         expected, self.expected = self.expected, set()  # the first step alone
         lost = expected - {t.trial_id for t in trials}
         if lost:
-            reason = LOGGED[-1] if LOGGED else "Tune gave no reason"
-            raise RestoreFailed(
-                f"study {self.name!r}: Tune could not restore its saved state in {self.folder} "
-                f"({reason}) and would have started the study again from nothing, losing "
-                f"{len(lost)} of its {len(expected)} saved trials; nothing was run or written. "
-                "Restore the file it names (or the folder) from a backup, then resume again"
-            )
+            self._stop(len(lost), len(expected))
+
+    def _stop(self, lost: int, saved: int) -> None:
+        reason = LOGGED[-1] if LOGGED else "Tune gave no reason"
+        raise RestoreFailed(
+            f"study {self.name!r}: Tune could not restore its saved state in {self.folder} "
+            f"({reason}) and would have started the study again from nothing, losing {lost} of "
+            f"its {saved} saved trials; nothing was run or written. Restore the file it names "
+            "(or the folder) from a backup, then resume again"
+        )
