@@ -121,6 +121,7 @@ def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
     assert line.split()[1] == "val_mse" and line.split()[3] == "(test_mse"
     command = next(line.strip() for line in best.stdout.splitlines() if "study train" in line)
     assert "--epochs 3" in command and "--latent-dim 32" in command and "--lr 0.003" in command
+    assert "--threads 1" in command  # as the trial ran: one torch thread per CPU it was given
     # pasted where it was printed, as printed: its interpreter is the one that has the package
     rerun = subprocess.run(command, shell=True, cwd=folder, env=home_env(folder),
                            capture_output=True, text=True, timeout=600)  # fmt: skip
@@ -129,6 +130,30 @@ def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
     assert round(final["val_mse"], 4) == round(value, 4)
     # the rerun scores the test split after its last epoch, as the sweep's driver did
     assert round(final["test_mse"], 4) == round(test_value, 4)
+
+
+def test_every_command_best_prints_reproduces_its_winner_s_number(stopped_study, tmp_path):
+    """Issue 40, defect 5: trials ran with one torch thread, `study train` with every core, and
+    a CAE's val_mse differed from the 4th digit. Each printed command, run as printed with
+    --out added, in a shell that does not pin the threads, gives its winner's val_mse."""
+    folder, _ = stopped_study
+    best = cli(folder, "best", "stopped")
+    assert best.returncode == 0, best.stderr
+    lines = best.stdout.splitlines()
+    trials = [line.split("trial ")[1].split()[0] for line in lines if " val_mse " in line]
+    commands = [line.strip() for line in lines if "study train" in line]
+    assert len(commands) == len(trials) == 2
+    recorded = study_runs(f"sqlite:///{folder / 'mlflow.db'}", "stopped").set_index("trial_id")
+    env = {k: v for k, v in home_env(folder).items() if k != "OMP_NUM_THREADS"}
+    for trial, command in zip(trials, commands, strict=True):
+        model, value = recorded.loc[trial, "model"], recorded.loc[trial, "val_mse"]
+        out = tmp_path / model
+        rerun = subprocess.run(f"{command} --out {out}", shell=True, cwd=folder, env=env,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        final = json.loads(rerun.stdout.strip().splitlines()[-1])
+        assert final["val_mse"] == pytest.approx(value, rel=1e-6), (model, command)
+        assert out.is_dir()
 
 
 def test_list_shows_the_study_with_its_counts_and_best(stopped_study):
@@ -282,3 +307,27 @@ def test_the_readme_s_ways_to_use_a_winner_run_as_written(exported):
         result = subprocess.run([PYTHON, "-c", code], cwd=folder, env=home_env(folder),
                                 capture_output=True, text=True, timeout=300)  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_trial_no_better_than_pca_is_marked_in_status_and_mlflow(stopped_study):
+    """Issue 40, defect 4: "no better than PCA" was marked on winners only; status showed such
+    a trial as plain `done`, and so did its MLflow state tag."""
+    folder, _ = stopped_study
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    runs = study_runs(uri, "stopped")
+    # (a degenerate trial, behind the mean digit too, is shown as degenerate: the stronger mark)
+    below = runs[(runs["val_mse"] >= runs["pca_mse"]) & (runs["val_mse"] < runs["mean_digit_mse"])]
+    assert len(below), "the fixture has no trial behind PCA: the test would show nothing"
+    status = cli(folder, "status", "stopped")
+    assert status.returncode == 0, status.stderr
+    for trial in runs["trial_id"]:
+        line = next(line for line in status.stdout.splitlines() if f" {trial} " in line)
+        assert ("PCA" in line) == (trial in set(below["trial_id"])), line
+    tags = client(uri).search_runs(
+        [client(uri).get_experiment_by_name("stopped").experiment_id],
+        "tags.`aestudy.role` = 'trial'",
+    )
+    marked = {
+        r.data.tags["aestudy.trial_id"] for r in tags if "PCA" in r.data.tags["aestudy.state"]
+    }
+    assert marked == set(below["trial_id"])

@@ -34,6 +34,13 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="any other model parameter, e.g. --set hidden=[256,64] --set pretrain_epochs=3",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch's CPU threads (default: torch's own, one per core); a sweep's trial runs "
+        "with one per CPU it is given, and `best` prints the number its winner had",
+    )
     p.add_argument("--out", default=None, help="an empty or new folder for the final checkpoint")
     p.add_argument("--force", action="store_true", help="replace a checkpoint already in --out")
     p.set_defaults(handler=run_train)
@@ -85,6 +92,12 @@ def run_train(args: argparse.Namespace) -> int:
     split_config(config)  # every bad option fails here, before any data is loaded
     if args.out:
         check_out_folder(Path(args.out), args.force)  # before any data is loaded too
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         history = train(config, on_epoch=print_epoch(), out_dir=args.out)
     except TrainingDiverged as exc:

@@ -21,7 +21,7 @@ from ray.tune.result import SHOULD_CHECKPOINT
 
 from models import ConfigError
 from study.sweep import hooks
-from study.tracking import StudyRecord, TrialRun, run_tags
+from study.tracking import THREADS, StudyRecord, TrialRun, run_tags
 from study.trial.config import flat_config
 from study.trial.metrics import METRICS, OBJECTIVES, OWN_SECONDS
 from study.trial.trainer import EpochContext, TrainingDiverged, resolve_device, train
@@ -63,7 +63,8 @@ def run_trial(
     node_id = ray.get_runtime_context().get_node_id()  # which machine ran it, for multi-node checks
     run = None
     if record:
-        tags = run_tags(record.study, trial_id, trial_config, environment_tags(trial_config))
+        environment = environment_tags(trial_config, threads)
+        tags = run_tags(record.study, trial_id, trial_config, environment)
         run = TrialRun(record, trial_id, trial_config, tags)
     last_epoch = int(trial_config.get("epochs", 10))
     costly_epochs = None if costly_every_epoch else frozenset(stop_epochs)
@@ -148,10 +149,11 @@ def log_weights(run: TrialRun, context: EpochContext) -> None:
         run.log_artifacts(weights, "checkpoint")
 
 
-def environment_tags(config: dict[str, Any]) -> dict[str, str]:
-    """What runs the trial: its device and the versions of Ray and torch."""
+def environment_tags(config: dict[str, Any], threads: int) -> dict[str, str]:
+    """What runs the trial: its device, torch's threads and the versions of Ray and torch."""
     return {
         "aestudy.device": str(resolve_device(str(config.get("device", "auto")))),
+        THREADS: str(max(1, threads)),
         "aestudy.ray_version": ray.__version__,
         "aestudy.torch_version": torch.__version__,
     }

@@ -51,7 +51,7 @@ from study.tracking.studies import (
     study_names,
     study_params,
 )
-from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, TRIAL_ID
+from study.tracking.tags import AS_TAGS, ERROR, GIVEN, PICTURES, ROLE, STATE, THREADS, TRIAL_ID
 from study.tracking.trials import (
     TrialRun,
     find_trial_run,
@@ -81,6 +81,7 @@ __all__ = [
     "ROLE",
     "STATE",
     "STORE_DEFAULT",
+    "THREADS",
     "TRIAL_ID",
     "RunData",
     "StudyRecord",

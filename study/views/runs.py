@@ -16,7 +16,7 @@ from study.trial.states import COUNTED, TrialState, read
 
 # Params that identify the settings of a trial besides its seed (repeats share all of them).
 NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")
-BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given"]
+BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given", "threads"]
 # MLflow's run status, for runs the driver never closed with a state tag (a killed worker or
 # driver): FINISHED without a tag cannot tell done from stopped, so it reads as unknown.
 UNTAGGED = {"RUNNING": TrialState.RUNNING, "SCHEDULED": TrialState.RUNNING,
@@ -40,6 +40,7 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
         "given": _column(raw, f"tags.{tracking.GIVEN}").map(
             lambda keys: keys.split(",") if isinstance(keys, str) else None
         ),
+        "threads": pd.to_numeric(_column(raw, f"tags.{tracking.THREADS}"), errors="coerce"),
     })  # fmt: skip
     params = sorted(c for c in raw.columns if c.startswith("params."))
     for column in params:

@@ -172,7 +172,8 @@ def tested(row: pd.Series, metric: str) -> str:
 
 def train_command(row: pd.Series) -> str:
     """`python -m study train …` that reruns the trial: its settings where they differ from the
-    defaults, its seed, and the epochs it actually trained (a stopped trial's fewer)."""
+    defaults, its seed, the epochs it actually trained (a stopped trial's fewer) and torch's
+    threads in it (a CAE's numbers differ in the 4th digit between 1 and 2 threads)."""
     model = row["model"]
     defaults = {**asdict(TrainSettings()), **asdict(make_config(model, {}))}
     config = {k: row[k] for k in allowed_keys(model) if k in row and _present(row[k])}
@@ -187,6 +188,8 @@ def train_command(row: pd.Series) -> str:
             if key in TRAIN_OPTIONS
             else ["--set", f"{key}={text}"]
         )
+    if _present(row.get("threads")):
+        args += ["--threads", str(_int(row["threads"]))]
     return shlex.join(args)
 
 
