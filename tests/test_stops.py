@@ -73,7 +73,10 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     # killed driver started after Tune's last save is unknown to Tune: its run is marked orphaned.
     runs = trial_runs(uri, "stopped")
     orphaned = runs["tags.aestudy.state"] == "orphaned"
-    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"])
+    assert orphaned.sum() <= 1 and "RUNNING" not in set(runs["status"]), (
+        runs[["tags.aestudy.trial_id", "tags.aestudy.state", "status", "start_time"]].to_string()
+        + output[-6000:]
+    )
     runs = runs[~orphaned]
     assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
     assert set(runs["status"]) == {"FINISHED"} and set(runs["tags.aestudy.state"].map(read)) == {
@@ -102,9 +105,15 @@ def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None
     run KILLED (a second Ctrl-C cuts that closing short; the resume closes those runs)."""
     if how == "SIGINT-twice":
         driver.send_signal(signal.SIGINT)
-        time.sleep(0.5)  # the second one lands while the first is being handled
-        driver.send_signal(signal.SIGINT)
-        output, _ = driver.communicate(timeout=120)
+        seen = []
+        for line in driver.stdout:  # the first is being handled: the driver says so
+            seen.append(line)
+            if line.startswith("stopping: "):
+                break
+        assert seen and seen[-1].startswith("stopping: "), "".join(seen)[-3000:]
+        driver.send_signal(signal.SIGINT)  # lands while the state is being saved
+        rest, _ = driver.communicate(timeout=120)
+        output = "".join(seen) + rest
     else:
         output = stop_once(driver, how)
     assert driver.returncode == 130, (how, output[-3000:])

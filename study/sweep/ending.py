@@ -3,9 +3,7 @@ study's runs closed accordingly, and checkpoints pruned only where that is safe.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +12,7 @@ from ray import tune
 
 from models import StudyError
 from study import tracking
-from study.sweep import pictures, pruning, trust
+from study.sweep import pictures, pruning, stopping, trust
 from study.sweep.progress import trial_state
 from study.trial.states import TrialState
 
@@ -43,7 +41,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     start_ms = int(time.time() * 1000)
     try:
-        with sigterm_as_sigint():
+        with stopping.stop_signals():
             results = tuner.fit()
         trials = saved_trials(folder, record.study)  # the state Tune saved: what resume reads
     except StudyError:  # a refused state, a failed restore: the study stays resumable
@@ -87,14 +85,3 @@ def saved_trials(folder: Path, name: str) -> list:
         storage.experiment_dir_name = folder.name
         trial.set_storage(storage)
     return trials
-
-
-@contextlib.contextmanager
-def sigterm_as_sigint():
-    """SIGTERM (a scheduler's or `kill`'s stop) ends the sweep the way Ctrl-C does: Tune saves
-    its state and returns, and `resume` continues. Tune itself handles only SIGINT and SIGUSR1."""
-    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune import Callback
 
 from study.hints import study_command
-from study.sweep import pictures
+from study.sweep import pictures, stopping
 from study.sweep.space import Space
 from study.sweep.trainable import FAILED
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
@@ -173,7 +173,9 @@ class TrackingCallback(Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (bounded) for the closes and pictures still queued, so the summary reads final
-        states."""
+        states; unless a second stop signal came while Tune saved its state, which ends the
+        sweep here (`study.sweep.stopping`)."""
+        stopping.raise_if_pressed_again()
         if self._queue is None:
             return
         deadline = time.monotonic() + self.drain_seconds

@@ -21,7 +21,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from models import StudyError
-from study.sweep import plain_files
+from study.sweep import plain_files, tune_logs
 
 # What Tune logged while restoring in this process (`tune_restore_errors`), newest last.
 LOGGED: list[str] = []
@@ -45,30 +45,22 @@ def saved_trial_ids(folder: Path) -> set[str]:
         return set()  # a damaged state is refused before Tune starts (trust.check_state_whole)
 
 
-class _Collect(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None:
-            LOGGED.append(f"{type(error).__name__}: {error}")
+def _collect(record: logging.LogRecord) -> None:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is not None:
+        LOGGED.append(f"{type(error).__name__}: {error}")
 
 
 @contextlib.contextmanager
 def tune_restore_errors() -> Iterator[None]:
-    """Collect into `LOGGED` the errors Tune's controller logs meanwhile, however quiet the tool
-    keeps Ray's loggers otherwise (nothing of it reaches the terminal)."""
-    logger = logging.getLogger(CONTROLLER_LOGGER)
-    handler, level, propagate = _Collect(logging.ERROR), logger.level, logger.propagate
+    """Collect into `LOGGED` the errors Tune's controller logs meanwhile (nothing of it reaches
+    the terminal the tool keeps quiet)."""
     LOGGED.clear()
-    logger.addHandler(handler)
-    logger.setLevel(logging.ERROR)
-    logger.propagate = False
     try:
-        yield
+        with tune_logs.listening(CONTROLLER_LOGGER, logging.ERROR, _collect):
+            yield
     finally:
         LOGGED.clear()  # nothing of this resume reaches a later sweep in this process
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 class RestoreCheck(Callback):
