@@ -6,7 +6,8 @@
 #   bash ../shared/tools/gpu-bundle.sh                      # here, once: .gpu/site.tar.xz
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".gpu"], timeout_s=540)
 #
-# 1. the trainer's tests on the card (the trainer picks CUDA when there is one);
+# 1. the trainer's tests on the card (the trainer picks CUDA when there is one; the seed and
+#    resume tests check determinism there, `study.trial.trainer.arrange_determinism`);
 # 2. the loader benchmark on the card: digits/s of the seed AE and CAE at batch 64;
 # 3. quick.yaml with 8 trials packed on the GPU: lanes busy and evaluation's share per model type.
 # Each step's output goes to $OUT (the device tool's folder that comes back) or ./gpu-check.

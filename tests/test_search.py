@@ -70,3 +70,37 @@ def test_the_epochs_a_trial_checkpoints_for_are_where_ray_s_asha_decides():
             decided.append(epoch)
     assert stop_epochs(space) == (1, 2, 3, 4, 6, 8, 12, 18)
     assert list(stop_epochs(space)) == [epoch for epoch in decided if epoch < 20]
+
+
+def test_a_resumed_sweep_stops_what_an_uninterrupted_one_would(tmp_path):
+    """Issue 40, defect 1: Tune saves no scheduler state, so after `resume` every rung was
+    empty and trials that would have been stopped ran on. A restored trial (one with results)
+    is replayed into its rungs from its result file, as Tune hands it to the scheduler."""
+    import json
+
+    import pyarrow.fs
+
+    kwargs = {"time_attr": "training_iteration", "max_t": 4, "grace_period": 1,
+              "reduction_factor": 2}  # fmt: skip
+    before = [(trial(f"a{i}", "ae"), 1, value) for i, value in enumerate((0.05, 0.04, 0.03))]
+    after = [(trial("a3", "ae"), 1, 0.06), (trial("a4", "ae"), 1, 0.035)]
+    uninterrupted = decisions(PerModelASHA(**kwargs), before + after)[len(before) :]
+    assert uninterrupted == [TrialScheduler.STOP, TrialScheduler.CONTINUE]
+
+    restored = []  # what Tune restores: each trial with its last result and its result file
+    for t, epoch, value in before:
+        folder = tmp_path / t.trial_id
+        folder.mkdir()
+        result = {"training_iteration": epoch, "val_mse": value}
+        (folder / "result.json").write_text(json.dumps(result) + "\n")
+        t.last_result = result
+        t.storage = SimpleNamespace(trial_fs_path=str(folder),
+                                    storage_filesystem=pyarrow.fs.LocalFileSystem())  # fmt: skip
+        restored.append(t)
+    resumed = PerModelASHA(**kwargs)
+    resumed.set_search_properties("val_mse", "min")
+    for t in restored:
+        resumed.on_trial_add(None, t)
+    assert decisions(resumed, after) == uninterrupted
+    forgetful = decisions(PerModelASHA(**kwargs), after)  # rungs empty, as before the fix
+    assert forgetful != uninterrupted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -266,3 +267,26 @@ def test_every_report_to_tune_has_the_same_keys_in_the_same_order(tiny_config):
     assert "probe_acc" not in history[0] and "probe_acc" in history[-1]  # they differ
     assert list(first) == list(last)
     assert math.isnan(first["probe_acc"]) and last["probe_acc"] == history[-1]["probe_acc"]
+
+
+def test_a_trial_on_a_gpu_asks_torch_for_deterministic_kernels(monkeypatch):
+    """Issue 40, defect 8: "a seed reproduces its numbers, a resumed run matches" held on the
+    CPU, but nothing asked CUDA for deterministic kernels. No GPU here: the cause is checked,
+    the flags a CUDA trial sets (restored afterwards); `make bench-gpu` runs it on a GPU."""
+    import torch
+
+    from study.trial.trainer import arrange_determinism
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)  # fmt: skip
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        arrange_determinism(torch.device("cpu"))
+        assert torch.are_deterministic_algorithms_enabled() == before[0]
+        arrange_determinism(torch.device("cuda"))
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import warnings
 from pathlib import Path
@@ -145,7 +146,7 @@ def scheduler(space: Space):
 
     if space.scheduler["type"] == "none":
         return FIFOScheduler()
-    asha = PerModelASHA if space.scheduler.get("by_model", True) else AsyncHyperBandScheduler
+    asha = PerModelASHA if space.scheduler.get("by_model", True) else ResumableASHA
     return asha(
         time_attr="training_iteration",
         max_t=space.max_epochs,
@@ -154,7 +155,43 @@ def scheduler(space: Space):
     )
 
 
-class PerModelASHA(AsyncHyperBandScheduler):
+class ResumableASHA(AsyncHyperBandScheduler):
+    """ASHA whose rungs survive `resume`.
+
+    Tune (2.60) saves the searcher's state but not the scheduler's: a resumed sweep's ASHA
+    started with empty rungs, and let run on what an uninterrupted sweep would have stopped.
+    Tune hands the scheduler every trial it restores (`on_trial_add`, finished ones too); one
+    that has results is replayed into its rungs from its own result file in the study folder,
+    so the rungs hold what they held before the stop. Its decisions then are ignored: they
+    were taken, and acted on, before.
+    """
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_add(tune_controller, trial)
+        for result in recorded_results(trial):
+            super().on_trial_result(tune_controller, trial, result)
+
+
+def recorded_results(trial: Any) -> list[dict]:
+    """The results a restored trial reported before the stop (its `result.json` in the study
+    folder, read through the study's filesystem, as Tune reads it); none for a new trial."""
+    if not getattr(trial, "last_result", None):
+        return []
+    storage = trial.storage
+    path = f"{storage.trial_fs_path}/result.json"
+    try:
+        with storage.storage_filesystem.open_input_stream(path) as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:  # none written yet
+        return []
+    results = []
+    for line in lines:
+        with contextlib.suppress(ValueError):  # a line cut short: the rungs as far as they go
+            results.append(json.loads(line))
+    return results
+
+
+class PerModelASHA(ResumableASHA):
     """ASHA whose rungs compare a trial only with trials of its own model type.
 
     ASHA stops a trial whose value at a rung is behind the others' there, which presumes that

@@ -8,6 +8,7 @@ a checkpoint writer to `on_epoch`, so a caller can report, checkpoint or stop.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -57,6 +58,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def arrange_determinism(device: torch.device) -> None:
+    """On a GPU, ask torch for the deterministic kernels that make a seed (and a resumed run)
+    reproduce its numbers, as they do on the CPU: cuDNN's deterministic convolutions without
+    autotuning, cuBLAS's fixed workspace (read when CUDA starts, so set before), and
+    `use_deterministic_algorithms` (warn-only: an op with no deterministic kernel warns rather
+    than fails the trial). Their cost on a GPU is not measured here (no GPU was lent)."""
+    if device.type != "cuda":
+        return  # the CPU kernels used here are deterministic already
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,7 @@ def train(
     settings, model_config = split_config(config)
     record = {**asdict(settings), **asdict(model_config)}  # what the checkpoint records
     device = resolve_device(settings.device)
+    arrange_determinism(device)
     torch.manual_seed(settings.seed)
     cached = trial_data(settings.dataset, settings.data_dir, str(device))
     data = cached.splits
