@@ -175,8 +175,8 @@ class ResumableASHA(AsyncHyperBandScheduler):
 def recorded_results(trial: Any) -> list[dict]:
     """The results a restored trial reported before the stop (its `result.json` in the study
     folder, read through the study's filesystem, as Tune reads it); none for a new trial."""
-    if not getattr(trial, "last_result", None):
-        return []
+    if not (getattr(trial, "last_result", None) or {}).get("training_iteration"):
+        return []  # a new trial (Tune gives it a last result of bookkeeping only)
     storage = trial.storage
     path = f"{storage.trial_fs_path}/result.json"
     try:
