@@ -128,5 +128,5 @@ bench-servers: setup ## print what starting an MLflow server costs: MLflow's def
 bench-gpu: ## on a GPU machine: the trainer's tests on the card, loader throughput, a packed quick.yaml sweep
 	bash benchmarks/gpu_check.sh
 
-clean: ## remove the virtual environment and caches (keeps runs/ and studies/)
+clean: ## remove the virtual environment and caches (studies and the MLflow store live in ~/.aestudy: untouched)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -290,13 +290,14 @@ def test_a_refused_export_leaves_no_files_and_registers_nothing(stopped_study):
     assert len(client(uri).search_model_versions("name = 'stopped'")) == before
 
 
-def test_the_readme_s_ways_to_use_a_winner_run_as_written(exported):
-    """The README's snippets, run in fresh processes on a study exported as the README does
+def test_the_documented_ways_to_use_a_winner_run_as_written(exported):
+    """docs/usage.md's snippets, run in fresh processes on a study exported as the README does
     (only the study's name and the home folder are put in)."""
     import re
 
     folder, _, _ = exported  # written to exports/first, as the README's snippet reads it
-    section = (ROOT / "README.md").read_text().split("### Using a winner")[1].split("\n## ")[0]
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    section = usage.split("## Using a winner")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     checks = ["assert x_hat.shape == (8, 784) and codes.shape == (8, 32)",
               "assert x_hat.shape == (8, 1, 28, 28) and z.shape == (8, 32)"]  # fmt: skip

@@ -47,9 +47,12 @@ def run_ui(args: argparse.Namespace) -> int:
     check_workers(args.workers)
     check_port_free("127.0.0.1", args.port)
     print(f"starting the MLflow UI for {uri} on 127.0.0.1:{args.port} …", flush=True)
+    # The Host headers a browser on this machine sends; named, MLflow's security middleware
+    # also stops suggesting `--host 0.0.0.0`, an option `study ui` does not have (`server` has)
+    local = ",".join(f"{host}:{args.port}" for host in ("127.0.0.1", "localhost"))
     cmd = mlflow_command(
         "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port),
-        "--workers", str(args.workers),
+        "--workers", str(args.workers), "--allowed-hosts", local,
     )  # fmt: skip
 
     def ready() -> None:

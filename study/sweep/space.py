@@ -1,6 +1,6 @@
 """Search spaces: a validated space, its parameters, and sampling trial configs from it.
 
-The format is shown in the README and in `search_spaces/*.yaml`: top-level keys (dataset,
+The format is shown in docs/usage.md and in `search_spaces/*.yaml`: top-level keys (dataset,
 objective, search, num_samples, epochs, scheduler, fixed, params) and, per parameter, a list
 (categorical) or one of `values`/`int`/`float` with optional `log`, `step` and `when` (a condition
 on parameters declared above it). `study.sweep.space_file` reads and validates a file: every problem

@@ -1,7 +1,7 @@
 """The one list of metrics: each name, its direction and what it measures.
 
 Space validation (which metrics may be an objective), the trainer's printed line, the tidy runs
-table, the comparison table, export's `--metric` and the README's "What is measured" all read
+table, the comparison table, export's `--metric` and docs/measuring.md's "What is measured" all read
 this list, so a metric added here shows up everywhere and one left out is missing everywhere.
 """
 
@@ -66,7 +66,7 @@ _ALL = (
 
 # Ranks trials across model types: defined for every model's output (images in [0, 1]) with no
 # tuning constant. val_bce needs a clamp for outputs of exactly 0 or 1, which only non-sigmoid
-# output layers produce, and its value for them depends on that clamp (see README).
+# output layers produce, and its value for them depends on that clamp (see docs/measuring.md).
 DEFAULT_OBJECTIVE = "val_mse"
 # Scored once per trial, on the test split, from its final checkpoint: reported, never ranked by.
 TEST_METRICS: tuple[str, ...] = tuple(m.name for m in _ALL if m.name.startswith("test_"))

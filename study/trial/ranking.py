@@ -13,7 +13,7 @@ The sweep's summary and progress lines, `status`, `best`, `list`, `table`, the p
 Degenerate trials are ranked (and shown) but never crowned: `winners` leaves them out. A trial
 no better than PCA with as many components as its code (`pca_mse`) is marked so in its standing,
 but keeps its tier: PCA is the bar a good autoencoder clears, the mean digit the bar below which
-a trial has learnt nothing (see README, "Which trial is best").
+a trial has learnt nothing (see docs/measuring.md, "The ranking rule").
 
 Only held-out validation numbers rank; the test split's are reported beside them, never ranked by.
 """
