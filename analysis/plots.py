@@ -48,8 +48,11 @@ def left_out(runs: pd.DataFrame, done: pd.DataFrame) -> str:
     reasons = [
         f"{m} ({', '.join(sorted(set(runs.loc[runs['model'] == m, 'state'])))})" for m in missing
     ]
-    return ("not shown, no trial of theirs ran its full budget: " + "; ".join(reasons)
-            + " — see the table and learning_curves.png")  # fmt: skip
+    return (
+        "not shown, no trial of theirs ran its full budget: "
+        + "; ".join(reasons)
+        + " — see the table and learning_curves.png"
+    )
 
 
 def objective_vs_latent(
@@ -145,8 +148,9 @@ def parallel_coordinates(
     for i, c in enumerate(columns):
         ax.axvline(i, color="0.6", linewidth=0.8)
         for y, text in zip(*axes[c][1:], strict=True):
-            ax.annotate(text, (i, y), xytext=(3, 0), textcoords="offset points", fontsize=7,
-                        va="center")  # fmt: skip
+            ax.annotate(
+                text, (i, y), xytext=(3, 0), textcoords="offset points", fontsize=7, va="center"
+            )
     ax.set_xticks(range(len(columns)), columns, rotation=20)
     ax.set_yticks([])
     ax.set_ylim(-0.2, 1.08)
@@ -195,15 +199,27 @@ def _parallel_html(
     import plotly.graph_objects as go
 
     dims = [
-        {"label": c, "values": scaled[c].tolist(), "range": [ABSENT, 1.0],
-         "tickvals": axes[c][1], "ticktext": axes[c][2]}
+        {
+            "label": c,
+            "values": scaled[c].tolist(),
+            "range": [ABSENT, 1.0],
+            "tickvals": axes[c][1],
+            "ticktext": axes[c][2],
+        }
         for c in columns
-    ]  # fmt: skip
-    line = {"color": objective.tolist(), "colorscale": "Viridis", "showscale": True,
-            "colorbar": {"title": {"text": objective.name}}}  # fmt: skip
+    ]
+    line = {
+        "color": objective.tolist(),
+        "colorscale": "Viridis",
+        "showscale": True,
+        "colorbar": {"title": {"text": objective.name}},
+    }
     fig = go.Figure(go.Parcoords(line=line, dimensions=dims))
-    fig.update_layout(title={"text": "one line per full-budget trial" + (f"<br><sub>{note}</sub>"
-                                                                        if note else "")})  # fmt: skip
+    fig.update_layout(
+        title={
+            "text": "one line per full-budget trial" + (f"<br><sub>{note}</sub>" if note else "")
+        }
+    )
     path = out / "parallel_coordinates.html"
     # plotly.js (4.7 MB) goes inside the file: the page then opens offline, on a cluster with
     # no internet and in MLflow's artifact viewer, which shows one file and not its neighbours
@@ -239,9 +255,11 @@ def importances(study: str, storage: Path | None, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(scores)[::-1]
     ax.barh(names, [scores[n] for n in names])
-    ax.set(xlabel=f"importance (PED-ANOVA, as optuna-dashboard) over {len(complete)} COMPLETE "
-           "trials\n(trials ASHA stopped are PRUNED in Optuna and left out)",
-           title="parameter importances (Optuna)")  # fmt: skip
+    ax.set(
+        xlabel=f"importance (PED-ANOVA, as optuna-dashboard) over {len(complete)} COMPLETE "
+        "trials\n(trials ASHA stopped are PRUNED in Optuna and left out)",
+        title="parameter importances (Optuna)",
+    )
     return _save(fig, out / "importances.png")
 
 

@@ -93,14 +93,19 @@ def reported(ranked: pd.DataFrame) -> str:
     """Each model type's winner's test numbers, labelled: the numbers to report."""
     parts = []
     for _, row in best_per_model(ranked).iterrows():
-        shown = [f"`{m}` {row[m]:.4f}" for m in ("test_mse", "test_probe_acc")
-                 if m in row and pd.notna(row[m])]  # fmt: skip
+        shown = [
+            f"`{m}` {row[m]:.4f}"
+            for m in ("test_mse", "test_probe_acc")
+            if m in row and pd.notna(row[m])
+        ]
         if shown:
             parts.append(f"{row['model']} {', '.join(shown)}")
     if not parts:
         return "This study's data set has no test split: every number below is validation."
-    return ("Selected on the validation digits; reported on the test split, which nothing "
-            f"selected on: {'; '.join(parts)}.")  # fmt: skip
+    return (
+        "Selected on the validation digits; reported on the test split, which nothing "
+        f"selected on: {'; '.join(parts)}."
+    )
 
 
 def _against_mean(tanh: float | None, relu: float | None, mean_digit: float) -> str:
@@ -152,8 +157,12 @@ def write_results(uri: str, study: str, out: Path) -> Path:
         target = pictures / f"{model}_reconstructions.png"
         with tracking_download(uri, best["run_id"], "reconstructions.png") as local:
             shutil.copyfile(local, target)
-        lines += [f"**{model}** (trial {best['trial_id']}): held-out digits over their reconstructions",
-                  "", f"![{model}](results/{target.name})", ""]  # fmt: skip
+        lines += [
+            f"**{model}** (trial {best['trial_id']}): held-out digits over their reconstructions",
+            "",
+            f"![{model}](results/{target.name})",
+            "",
+        ]
     out.write_text("\n".join(lines))
     return out
 

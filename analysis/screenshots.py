@@ -31,10 +31,17 @@ from study.trial.ranking import winners
 from study.views.status import StudyView
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--window-size=1400,900", "--virtual-time-budget=20000",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+    "--virtual-time-budget=20000",
+]
 UI_START_S = 300  # a busy 2-core machine takes over a minute to start the MLflow UI
 
 
@@ -45,8 +52,10 @@ def chromium(url: str, profile: Path, *args: str) -> str:
         raise ResourceError("Chromium is missing: run `make browser` (apt-get install chromium)")
     out = subprocess.run(
         [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, url],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return out.stdout
 
 
@@ -110,8 +119,11 @@ def take(uri: str, name: str, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.screenshots", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.screenshots",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("name", help="the study")
     parser.add_argument("--out", default="docs", help="folder for the PNGs (default: docs)")
     parser.add_argument(

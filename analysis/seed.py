@@ -24,23 +24,79 @@ class SeedNumber:
 
 
 SEED_NUMBERS = (
-    SeedNumber("ae", "tanh, latent 2, 100 epochs", "0.0685", "seed: MSE on training data (60k), converged loss",
-               "val_mse", "per-pixel MSE, held-out digits", (("activation", "tanh"), ("latent_dim", 2))),
-    SeedNumber("ae", "relu, latent 2", "worse than tanh (no number)", "seed: training curve, codes stuck on the axes",
-               "val_mse", "per-pixel MSE, held-out digits", (("activation", "relu"), ("latent_dim", 2))),
-    SeedNumber("sdae", "784-128-64-10-2, 20 epochs", "0.09-0.096", "seed: MSE against the *noisy* image, training data",
-               "denoise_mse", "MSE of the denoised held-out digit against the clean one", (("latent_dim", 2),)),
-    SeedNumber("sdae", "supervised phase", "0.95", "seed: accuracy read off the training curve",
-               "finetune_acc", "accuracy on held-out digits after fine-tuning", (("latent_dim", 2),)),
-    SeedNumber("cae", "Conv16-Conv8, 20 epochs", "0.07", "seed: BCE on training data",
-               "val_bce", "per-pixel BCE, held-out digits", (("latent_dim", None),)),
-    SeedNumber("cae", "supervised phase", "0.99", "seed: accuracy read off the training curve (head on the reconstruction)",
-               "finetune_acc", "accuracy on held-out digits, head on the code", (("latent_dim", None),)),
-    SeedNumber("vae", "BCE + KL, latent 2, 50 epochs", "145", "seed: BCE summed over pixels + KL, training data",
-               "recon_kl", "BCE summed over pixels + KL per held-out digit (−ELBO)", (("recon_loss", "bce"), ("latent_dim", 2))),
-    SeedNumber("vae", "MSE + KL, latent 2, 50 epochs", "36.7", "seed: MSE summed over pixels + KL, training data",
-               "recon_kl", "MSE summed over pixels + KL per held-out digit (not an ELBO)", (("recon_loss", "mse"), ("latent_dim", 2))),
-)  # fmt: skip
+    SeedNumber(
+        "ae",
+        "tanh, latent 2, 100 epochs",
+        "0.0685",
+        "seed: MSE on training data (60k), converged loss",
+        "val_mse",
+        "per-pixel MSE, held-out digits",
+        (("activation", "tanh"), ("latent_dim", 2)),
+    ),
+    SeedNumber(
+        "ae",
+        "relu, latent 2",
+        "worse than tanh (no number)",
+        "seed: training curve, codes stuck on the axes",
+        "val_mse",
+        "per-pixel MSE, held-out digits",
+        (("activation", "relu"), ("latent_dim", 2)),
+    ),
+    SeedNumber(
+        "sdae",
+        "784-128-64-10-2, 20 epochs",
+        "0.09-0.096",
+        "seed: MSE against the *noisy* image, training data",
+        "denoise_mse",
+        "MSE of the denoised held-out digit against the clean one",
+        (("latent_dim", 2),),
+    ),
+    SeedNumber(
+        "sdae",
+        "supervised phase",
+        "0.95",
+        "seed: accuracy read off the training curve",
+        "finetune_acc",
+        "accuracy on held-out digits after fine-tuning",
+        (("latent_dim", 2),),
+    ),
+    SeedNumber(
+        "cae",
+        "Conv16-Conv8, 20 epochs",
+        "0.07",
+        "seed: BCE on training data",
+        "val_bce",
+        "per-pixel BCE, held-out digits",
+        (("latent_dim", None),),
+    ),
+    SeedNumber(
+        "cae",
+        "supervised phase",
+        "0.99",
+        "seed: accuracy read off the training curve (head on the reconstruction)",
+        "finetune_acc",
+        "accuracy on held-out digits, head on the code",
+        (("latent_dim", None),),
+    ),
+    SeedNumber(
+        "vae",
+        "BCE + KL, latent 2, 50 epochs",
+        "145",
+        "seed: BCE summed over pixels + KL, training data",
+        "recon_kl",
+        "BCE summed over pixels + KL per held-out digit (−ELBO)",
+        (("recon_loss", "bce"), ("latent_dim", 2)),
+    ),
+    SeedNumber(
+        "vae",
+        "MSE + KL, latent 2, 50 epochs",
+        "36.7",
+        "seed: MSE summed over pixels + KL, training data",
+        "recon_kl",
+        "MSE summed over pixels + KL per held-out digit (not an ELBO)",
+        (("recon_loss", "mse"), ("latent_dim", 2)),
+    ),
+)
 
 
 def seed_comparison(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +105,17 @@ def seed_comparison(ranked: pd.DataFrame) -> pd.DataFrame:
     for s in SEED_NUMBERS:
         value, why = seed_match(ranked, s)
         ours = f"{value:.4g}" if value is not None else f"– ({why})"
-        rows.append({"model": s.model, "seed setting": s.setting, "seed": s.value, "seed measured": s.measured,
-                     "ours": ours, "our metric": s.ours, "ours measures": s.ours_measures})  # fmt: skip
+        rows.append(
+            {
+                "model": s.model,
+                "seed setting": s.setting,
+                "seed": s.value,
+                "seed measured": s.measured,
+                "ours": ours,
+                "our metric": s.ours,
+                "ours measures": s.ours_measures,
+            }
+        )
     return pd.DataFrame(rows)
 
 

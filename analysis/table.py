@@ -63,8 +63,11 @@ def build_table(
         )
         row["n"] = len(repeats)
         given = top.get("given")  # the keys the trial was given: not another model's defaults
-        row["settings"] = ", ".join(f"{c}={_fmt(top[c])}" for c in searched if c not in keys
-                                    and _present(top[c]) and (given is None or c in given))  # fmt: skip
+        row["settings"] = ", ".join(
+            f"{c}={_fmt(top[c])}"
+            for c in searched
+            if c not in keys and _present(top[c]) and (given is None or c in given)
+        )
         row["standing"] = top["standing"] or None
         for metric in SHOWN:
             values = repeats[metric].dropna() if metric in repeats else pd.Series(dtype=float)
@@ -135,8 +138,15 @@ def markdown(
                 text += f" ± {std:.2g}"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Beside the seed report", "", SEED_NOTE, "",
-              "| " + " | ".join(seed.columns) + " |", "|" + "---|" * len(seed.columns)]  # fmt: skip
+    lines += [
+        "",
+        "## Beside the seed report",
+        "",
+        SEED_NOTE,
+        "",
+        "| " + " | ".join(seed.columns) + " |",
+        "|" + "---|" * len(seed.columns),
+    ]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in seed.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
@@ -216,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.table", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.table",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -101,8 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     train_x = load_splits("mnist-5k").train_x
-    print(f"device={device}  torch threads={torch.get_num_threads()}  digits={len(train_x)}  "
-          f"medians of {args.rounds} rounds")  # fmt: skip
+    print(
+        f"device={device}  torch threads={torch.get_num_threads()}  digits={len(train_x)}  "
+        f"medians of {args.rounds} rounds"
+    )
     print(f"{'model':<6} {'project loop':>16} {'DataLoader':>16} {'speed-up':>9}")
     for name in ("ae", "cae"):
         rounds = [one_round(name, train_x, args, device, r % 2 == 0) for r in range(args.rounds)]

@@ -52,13 +52,25 @@ def start_once(workers: int, jobs: str, folder: Path) -> tuple[float, float]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "study", "server", "--port", str(port),
-           "--workers", str(workers), "--backend-store-uri", f"sqlite:///{folder / 's.db'}",
-           "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "study",
+        "server",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--backend-store-uri",
+        f"sqlite:///{folder / 's.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+    ]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": jobs}
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         while True:
             try:

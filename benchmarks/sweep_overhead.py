@@ -75,8 +75,17 @@ def space_files(home: Path, args: argparse.Namespace) -> dict[str, Path]:
 def run_sweep(home: Path, name: str, space_file: Path, lanes: int, gpus_per_trial: float) -> float:
     env = {**os.environ, "AESTUDY_HOME": str(home), "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "study", "sweep", str(space_file), "--name", name,
-               "--max-concurrent", str(lanes)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "study",
+        "sweep",
+        str(space_file),
+        "--name",
+        name,
+        "--max-concurrent",
+        str(lanes),
+    ]
     if gpus_per_trial:
         command += ["--gpus-per-trial", str(gpus_per_trial)]
     start = time.perf_counter()
@@ -95,8 +104,12 @@ def measure(home: Path, name: str, lanes: int, wall: float) -> dict[str, float]:
     own_total, durations = 0.0, []
     evals: dict[str, float] = defaultdict(float)  # per model type, over its trials
     owns: dict[str, float] = defaultdict(float)
-    parts = {"mlflow_seconds": 0.0, "weights_seconds": 0.0, "checkpoint_seconds": 0.0,
-             "report_seconds": 0.0}  # fmt: skip
+    parts = {
+        "mlflow_seconds": 0.0,
+        "weights_seconds": 0.0,
+        "checkpoint_seconds": 0.0,
+        "report_seconds": 0.0,
+    }
     for _, run in runs.iterrows():
         sums = {
             key: sum(m.value for m in c.get_metric_history(run["run_id"], key))
@@ -131,8 +144,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=6, help="the grid's epochs")
     parser.add_argument("--lanes", type=int, default=2)
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0,
-                        help="e.g. 0.125 with --lanes 8: eight trials packed on one GPU")  # fmt: skip
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="e.g. 0.125 with --lanes 8: eight trials packed on one GPU",
+    )
     parser.add_argument("--space", type=Path, help="measure this space file instead of the grid")
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = defaultdict(list)
@@ -150,13 +167,17 @@ def main() -> None:
     # a searched space may draw other model types in other rounds: every figure any round had
     rows = list(dict.fromkeys(row for v in variants for f in results[v] for row in f))
     grid = "" if args.space else f"{args.epochs} epochs, "
-    print(f"\nmedians (and ranges) over {args.rounds} round(s); {grid}{args.lanes} lanes, "
-          f"{args.gpus_per_trial:g} GPU per trial, {os.cpu_count()} CPUs\n")  # fmt: skip
+    print(
+        f"\nmedians (and ranges) over {args.rounds} round(s); {grid}{args.lanes} lanes, "
+        f"{args.gpus_per_trial:g} GPU per trial, {os.cpu_count()} CPUs\n"
+    )
     print(f"| measure | {' | '.join(variants)} |")
     print(f"|---|{'---|' * len(variants)}")
     for row in rows:
-        shown = [spread([f[row] for f in results[v] if row in f], "share" in row or "busy" in row)
-                 for v in variants]  # fmt: skip
+        shown = [
+            spread([f[row] for f in results[v] if row in f], "share" in row or "busy" in row)
+            for v in variants
+        ]
         print(f"| {row} | {' | '.join(shown)} |")
 
 

@@ -59,9 +59,13 @@ class ConvAutoEncoder(AutoEncoder):
         c1, c2 = config.channels
         act = config.activation
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), activation(act), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1), activation(act), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, c1, 3, padding=1),
+            activation(act),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            activation(act),
+            nn.MaxPool2d(2),
+        )
         self.map_shape = (c2, MAP_SIDE, MAP_SIDE)
         flat = c2 * MAP_SIDE * MAP_SIDE
         if config.latent_dim is None:
@@ -71,10 +75,15 @@ class ConvAutoEncoder(AutoEncoder):
             self.to_code = nn.Linear(flat, config.latent_dim)
             self.from_code = nn.Sequential(nn.Linear(config.latent_dim, flat), activation(act))
         self.image = nn.Sequential(
-            nn.Conv2d(c2, c2, 3, padding=1), activation(act), nn.Upsample(scale_factor=2),
-            nn.Conv2d(c2, c1, 3, padding=1), activation(act), nn.Upsample(scale_factor=2),
-            nn.Conv2d(c1, 1, 3, padding=1), nn.Identity(),  # the sigmoid: `output_activation`
-        )  # fmt: skip
+            nn.Conv2d(c2, c2, 3, padding=1),
+            activation(act),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(c2, c1, 3, padding=1),
+            activation(act),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(c1, 1, 3, padding=1),
+            nn.Identity(),  # the sigmoid: `output_activation`
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_code(self.features(x).flatten(1))

@@ -107,10 +107,16 @@ class VariationalAutoEncoder(AutoEncoder):
         mu, logvar = _batched_posterior(self, x)
         eps = torch.randn(mu.shape, generator=noise).to(mu.device)
         kl = kl_divergence(mu, logvar)
-        recon = torch.cat([
-            summed_recon_loss(self.decode_logits(m + torch.exp(0.5 * lv) * e), xb, self.config.recon_loss)
-            for m, lv, e, xb in zip(*(t.split(EVAL_BATCH) for t in (mu, logvar, eps, x)), strict=True)
-        ])  # fmt: skip
+        recon = torch.cat(
+            [
+                summed_recon_loss(
+                    self.decode_logits(m + torch.exp(0.5 * lv) * e), xb, self.config.recon_loss
+                )
+                for m, lv, e, xb in zip(
+                    *(t.split(EVAL_BATCH) for t in (mu, logvar, eps, x)), strict=True
+                )
+            ]
+        )
         return {"kl": kl.mean().item(), "recon_kl": (recon + kl).mean().item()}
 
     @torch.no_grad()

@@ -15,16 +15,43 @@ import sys
 # (tuner.pkl, the searcher's) pickles the trainable, callbacks and searcher by module path: a
 # study launched before the move resumes because the old paths still import.
 MOVED = {
-    **{m: f"study.trial.{m}" for m in ("config", "data", "trainer", "evaluate", "figures",
-                                       "metrics", "states", "ranking")},
-    **{m: f"study.sweep.{m}" for m in ("search", "space", "space_file", "trainable", "ending",
-                                       "progress", "pictures", "ray_connect", "cluster",
-                                       "pruning", "leftovers", "lock", "trust",
-                                       "verified_storage", "disk")},
+    **{
+        m: f"study.trial.{m}"
+        for m in (
+            "config",
+            "data",
+            "trainer",
+            "evaluate",
+            "figures",
+            "metrics",
+            "states",
+            "ranking",
+        )
+    },
+    **{
+        m: f"study.sweep.{m}"
+        for m in (
+            "search",
+            "space",
+            "space_file",
+            "trainable",
+            "ending",
+            "progress",
+            "pictures",
+            "ray_connect",
+            "cluster",
+            "pruning",
+            "leftovers",
+            "lock",
+            "trust",
+            "verified_storage",
+            "disk",
+        )
+    },
     **{m: f"study.views.{m}" for m in ("runs", "status", "export")},
     "cli_train": "study.cli.train",
     "cli_servers": "study.cli.servers",
-}  # fmt: skip
+}
 
 
 class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):

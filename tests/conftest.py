@@ -44,9 +44,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # out in this order (the Makefile turns off xdist's own reordering by test count): longest
 # first, the two workers end within seconds of each other; a long file handed out late leaves
 # the other worker idle at the end (a minute, with the stop test tenth).
-LONGEST_FIRST = ("test_best.py", "test_servers.py", "test_sweep.py", "test_faults.py",
-                 "test_stops.py", "test_cluster.py", "test_tracking.py", "test_trust.py",
-                 "test_trainer.py", "test_browser.py", "test_analysis.py")  # fmt: skip
+LONGEST_FIRST = (
+    "test_best.py",
+    "test_servers.py",
+    "test_sweep.py",
+    "test_faults.py",
+    "test_stops.py",
+    "test_cluster.py",
+    "test_tracking.py",
+    "test_trust.py",
+    "test_trainer.py",
+    "test_browser.py",
+    "test_analysis.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -127,8 +137,14 @@ def local_ray() -> Iterator[str]:
     `python -m study` (`run_cli`), the ones that stop, kill or time their driver."""
     import ray
 
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False,
-             configure_logging=False, log_to_driver=False)  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -141,10 +157,14 @@ def stopped_study(tmp_path_factory, local_ray):
 
     folder = tmp_path_factory.mktemp("stopped")
     space = write_space(
-        folder, search={"algorithm": "grid"}, num_samples=1, epochs=3,
+        folder,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=3,
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2, "by_model": False},
-        fixed={"lr": 0.003}, params={"model": ["vae", "ae"], "latent_dim": [32]},
-    )  # fmt: skip
+        fixed={"lr": 0.003},
+        params={"model": ["vae", "ae"], "latent_dim": [32]},
+    )
     result = run_here("sweep", str(space), "--name", "stopped", "--max-concurrent", "1", cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     (folder / "sweep.out").write_text(result.stdout)
@@ -160,8 +180,14 @@ def exported(stopped_study):
     # run from another folder than the store's, as from the repository after `make quickstart`
     elsewhere = folder / "elsewhere"
     elsewhere.mkdir()
-    result = subprocess.run([PYTHON, "-m", "study", "export", "stopped", "--out", str(out), "--per-model"],
-                            cwd=elsewhere, env=home_env(folder), capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [PYTHON, "-m", "study", "export", "stopped", "--out", str(out), "--per-model"],
+        cwd=elsewhere,
+        env=home_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(elsewhere.iterdir()) == []  # no store of MLflow's default made there
     return folder, out, result

@@ -17,12 +17,31 @@ def study(tmp_path_factory, local_ray):
     """ae twice (seeds 0 and 1: a repeat) and a vae whose lr makes it diverge (a failed trial)."""
     folder = tmp_path_factory.mktemp("analysed")
     space = write_space(
-        folder, search={"algorithm": "grid"}, num_samples=1, epochs=2, scheduler={"type": "none"},
-        params={"model": ["ae", "vae"], "latent_dim": [3],
-                "lr": {"values": [10000.0], "when": {"model": "vae"}}, "seed": [0, 1]},
-    )  # fmt: skip
-    result = run_here("sweep", str(space), "--name", "analysed", "--storage", str(folder),
-                      "--max-failures", "0", "--max-concurrent", "1", cwd=folder)  # fmt: skip
+        folder,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=2,
+        scheduler={"type": "none"},
+        params={
+            "model": ["ae", "vae"],
+            "latent_dim": [3],
+            "lr": {"values": [10000.0], "when": {"model": "vae"}},
+            "seed": [0, 1],
+        },
+    )
+    result = run_here(
+        "sweep",
+        str(space),
+        "--name",
+        "analysed",
+        "--storage",
+        str(folder),
+        "--max-failures",
+        "0",
+        "--max-concurrent",
+        "1",
+        cwd=folder,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, f"sqlite:///{folder / 'mlflow.db'}"
 
@@ -31,8 +50,12 @@ def make_table(folder, out, *extra, via_study=False):
     command = ["study", "table"] if via_study else ["analysis.table"]
     result = subprocess.run(
         [PYTHON, "-m", *command, "analysed", "--out", str(out), "--storage", str(folder), *extra],
-        cwd=folder, env=home_env(folder), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=folder,
+        env=home_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return pd.read_csv(out / "table.csv")
 
@@ -119,12 +142,14 @@ def test_a_plot_of_full_budget_trials_names_the_model_types_it_leaves_out(tmp_pa
     each says so under the picture, with the states of that type's trials."""
     from analysis.plots import left_out, objective_vs_latent
 
-    runs = pd.DataFrame({
-        "model": ["ae"] * 5 + ["cae", "cae"],
-        "state": ["done"] * 5 + ["stopped early", "failed"],
-        "latent_dim": [2, 4, 8, 16, 32, 8, 8],
-        "val_mse": [0.05, 0.04, 0.03, 0.02, 0.02, 0.06, None],
-    })  # fmt: skip
+    runs = pd.DataFrame(
+        {
+            "model": ["ae"] * 5 + ["cae", "cae"],
+            "state": ["done"] * 5 + ["stopped early", "failed"],
+            "latent_dim": [2, 4, 8, 16, 32, 8, 8],
+            "val_mse": [0.05, 0.04, 0.03, 0.02, 0.02, 0.06, None],
+        }
+    )
     done = runs[runs["state"] == "done"]
     note = left_out(runs, done)
     assert note.startswith(

@@ -27,8 +27,9 @@ def test_a_model_type_stopped_early_everywhere_is_shown_and_exported_marked(
     folder, summary = stopped_study
     runs = study_runs(f"sqlite:///{folder / 'mlflow.db'}", "stopped")
     assert dict(zip(runs["model"], runs["state"], strict=True)) == {
-        "vae": "done", "ae": "stopped early"
-    }  # fmt: skip
+        "vae": "done",
+        "ae": "stopped early",
+    }
     ae_line = next(line for line in summary.splitlines() if line.strip().startswith("ae "))
     assert "[stopped early at epoch 1" in ae_line
 
@@ -103,10 +104,18 @@ def test_load_model_from_another_folder_finds_the_store_and_leaves_nothing(expor
     folder, _, _ = exported
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("from study.views.export import load_model; m = load_model('models:/stopped@champion-vae'); "
-            "print(type(m).__name__, m.config.latent_dim)")  # fmt: skip
-    result = subprocess.run([PYTHON, "-c", code], cwd=elsewhere, env=home_env(folder),
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    code = (
+        "from study.views.export import load_model; m = load_model('models:/stopped@champion-vae'); "
+        "print(type(m).__name__, m.config.latent_dim)"
+    )
+    result = subprocess.run(
+        [PYTHON, "-c", code],
+        cwd=elsewhere,
+        env=home_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["VariationalAutoEncoder", "32"]
     assert list(elsewhere.iterdir()) == []  # no stray mlflow.db
@@ -123,8 +132,15 @@ def test_best_prints_a_command_that_reproduces_the_trial(stopped_study):
     assert "--epochs 3" in command and "--latent-dim 32" in command and "--lr 0.003" in command
     assert "--threads 1" in command  # as the trial ran: one torch thread per CPU it was given
     # pasted where it was printed, as printed: its interpreter is the one that has the package
-    rerun = subprocess.run(command, shell=True, cwd=folder, env=home_env(folder),
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    rerun = subprocess.run(
+        command,
+        shell=True,
+        cwd=folder,
+        env=home_env(folder),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert round(final["val_mse"], 4) == round(value, 4)
@@ -148,8 +164,15 @@ def test_every_command_best_prints_reproduces_its_winner_s_number(stopped_study,
     for trial, command in zip(trials, commands, strict=True):
         model, value = recorded.loc[trial, "model"], recorded.loc[trial, "val_mse"]
         out = tmp_path / model
-        rerun = subprocess.run(f"{command} --out {out}", shell=True, cwd=folder, env=env,
-                               capture_output=True, text=True, timeout=600)  # fmt: skip
+        rerun = subprocess.run(
+            f"{command} --out {out}",
+            shell=True,
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         final = json.loads(rerun.stdout.strip().splitlines()[-1])
         assert final["val_mse"] == pytest.approx(value, rel=1e-6), (model, command)
@@ -179,10 +202,15 @@ def test_a_name_taken_in_the_store_under_another_storage_is_refused(stopped_stud
 
 def test_a_maximised_objective_is_maximised_by_every_view(tmp_path, cli_here, local_ray):
     space = write_space(
-        tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2, objective="probe_acc",
-        scheduler={"type": "none"}, fixed={"lr": 0.003},
+        tmp_path,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=2,
+        objective="probe_acc",
+        scheduler={"type": "none"},
+        fixed={"lr": 0.003},
         params={"model": ["ae"], "latent_dim": [16, 32]},
-    )  # fmt: skip
+    )
     sweep = run_here("sweep", str(space), "--name", "acc", "--max-concurrent", "1", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     runs = study_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "acc")
@@ -227,8 +255,9 @@ def test_a_champion_loads_with_mlflow_alone_and_reconstructs_as_the_project_does
     champion = c.get_model_version_by_alias("stopped", "champion")
     assert champion.version == c.get_model_version_by_alias("stopped", "champion-vae").version
 
-    found = load_with_mlflow_alone(uri, ["models:/stopped@champion", "models:/stopped@champion-ae"],
-                                   tmp_path / "empty")  # fmt: skip
+    found = load_with_mlflow_alone(
+        uri, ["models:/stopped@champion", "models:/stopped@champion-ae"], tmp_path / "empty"
+    )
     x = mnist_test_digits()[:100]
     for alias, label in (("champion", "vae"), ("champion-ae", "ae")):
         loaded = found[f"models:/stopped@{alias}"]
@@ -299,14 +328,22 @@ def test_the_documented_ways_to_use_a_winner_run_as_written(exported):
     usage = (ROOT / "docs" / "usage.md").read_text()
     section = usage.split("## Using a winner")[1].split("\n## ")[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-    checks = ["assert x_hat.shape == (8, 784) and codes.shape == (8, 32)",
-              "assert x_hat.shape == (8, 1, 28, 28) and z.shape == (8, 32)"]  # fmt: skip
+    checks = [
+        "assert x_hat.shape == (8, 784) and codes.shape == (8, 32)",
+        "assert x_hat.shape == (8, 1, 28, 28) and z.shape == (8, 32)",
+    ]
     assert len(blocks) == len(checks)
     for block, check in zip(blocks, checks, strict=True):
         code = block.replace('"first"', '"stopped"').replace("models:/first@", "models:/stopped@")
         code = code.replace("~/.aestudy", str(folder)) + check
-        result = subprocess.run([PYTHON, "-c", code], cwd=folder, env=home_env(folder),
-                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        result = subprocess.run(
+            [PYTHON, "-c", code],
+            cwd=folder,
+            env=home_env(folder),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
 
 

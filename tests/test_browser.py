@@ -25,10 +25,25 @@ pytestmark = pytest.mark.slow
 def ui(tmp_path, local_ray, monkeypatch):
     """A two-trial study in ./mlflow.db, served by `python -m study ui` on 127.0.0.1 (started
     as `make screenshots` starts it: `analysis.screenshots.served`)."""
-    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=2,
-                        scheduler={"type": "none"}, params={"model": ["ae", "vae"], "latent_dim": [2]})  # fmt: skip
-    result = run_here("sweep", str(space), "--name", "browsed", "--storage", str(tmp_path),
-                      "--max-concurrent", "1", cwd=tmp_path)  # fmt: skip
+    space = write_space(
+        tmp_path,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=2,
+        scheduler={"type": "none"},
+        params={"model": ["ae", "vae"], "latent_dim": [2]},
+    )
+    result = run_here(
+        "sweep",
+        str(space),
+        "--name",
+        "browsed",
+        "--storage",
+        str(tmp_path),
+        "--max-concurrent",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     printed = [line for line in result.stdout.splitlines() if "trials in the MLflow UI: " in line]
     assert len(printed) == 2  # at the start and in the summary
@@ -50,8 +65,13 @@ def test_mlflow_ui_lists_the_runs_and_shows_a_reconstruction(ui, tmp_path, capsy
         assert name in dom, f"run {name} is not listed in the UI"
     assert "study browsed" not in dom  # the study's own run is filtered out
     # columns: the model, the searched parameter, the objective (sorted by), state and epochs
-    for column in ("params.`model`", "params.`latent_dim`", "metrics.`val_mse`",
-                   "tags.`aestudy.state`", "tags.`aestudy.epochs`"):  # fmt: skip
+    for column in (
+        "params.`model`",
+        "params.`latent_dim`",
+        "metrics.`val_mse`",
+        "tags.`aestudy.state`",
+        "tags.`aestudy.epochs`",
+    ):
         assert f'col-id="{column}"' in dom, column
     vae = runs[runs["tags.aestudy.model"] == "vae"]["run_id"].iloc[0]
     port = int(url.rsplit(":", 1)[1])

@@ -16,9 +16,20 @@ from tests.harness.tool import run_cli
 def test_train_prints_epochs_writes_a_checkpoint_and_ends_with_json(tmp_path):
     out = tmp_path / "vae1"
     result = run_cli(
-        "train", "--model", "vae", "--latent-dim", "2", "--recon-loss", "bce",
-        "--epochs", "2", "--batch-size", "128", "--out", str(out),
-    )  # fmt: skip
+        "train",
+        "--model",
+        "vae",
+        "--latent-dim",
+        "2",
+        "--recon-loss",
+        "bce",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "128",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("epoch   1") and lines[1].startswith("epoch   2")
@@ -65,9 +76,21 @@ def test_bad_options_fail_before_training_with_exit_code_2(args, message, tmp_pa
 
 @pytest.mark.parametrize(
     "command",
-    ["train", "sweep", "resume", "status", "best", "list", "ui", "server", "export", "table",
-     "cluster-check", "dashboard"],
-)  # fmt: skip
+    [
+        "train",
+        "sweep",
+        "resume",
+        "status",
+        "best",
+        "list",
+        "ui",
+        "server",
+        "export",
+        "table",
+        "cluster-check",
+        "dashboard",
+    ],
+)
 def test_every_subcommand_has_help(command, capsys):
     from study.cli.commands import main
 
@@ -106,10 +129,13 @@ def test_train_help_lists_allowed_values_and_defaults(capsys):
     ("args", "message"),
     [
         (["--model", "vea"], "unknown model 'vea' (did you mean vae?)"),
-        (["--model", "ae", "--set", "latnet_dim=4"], "no parameter latnet_dim (did you mean latent_dim?)"),
+        (
+            ["--model", "ae", "--set", "latnet_dim=4"],
+            "no parameter latnet_dim (did you mean latent_dim?)",
+        ),
         (["--model", "ae", "--activation", "tahn"], "got 'tahn' (did you mean tanh?)"),
     ],
-)  # fmt: skip
+)
 def test_a_misspelling_gets_a_suggestion(args, message, capsys):
     from study.cli.commands import main
 
@@ -125,8 +151,9 @@ def test_train_refuses_to_write_over_a_checkpoint_unless_forced(tmp_path, cli_he
     again = cli_here("train", "--model", "vae", "--epochs", "1", "--out", str(out), cwd=tmp_path)
     assert again.returncode == 2 and "is not empty" in again.stderr and "--force" in again.stderr
     assert (out / "config.json").read_text() == written
-    forced = cli_here("train", "--model", "vae", "--epochs", "1", "--out", str(out), "--force",
-                      cwd=tmp_path)  # fmt: skip
+    forced = cli_here(
+        "train", "--model", "vae", "--epochs", "1", "--out", str(out), "--force", cwd=tmp_path
+    )
     assert forced.returncode == 0, forced.stderr
     assert '"model": "vae"' in (out / "config.json").read_text()
 
@@ -153,20 +180,59 @@ def damaged_study(folder: Path) -> str:
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
-        (lambda d: ["sweep", space_file(d, params={"latent_dim": {"int": "28"}})], "params.latent_dim.int: expected [low, high] of two finite numbers, got '28'"),
-        (lambda d: ["sweep", space_file(d, params={"latent_dim": 1000000})], "latent_dim must lie in [1, 783]"),
-        (lambda d: ["sweep", space_file(d, scheduler={"type": "asha", "reduction_factor": float("nan")})], "scheduler.reduction_factor: must be > 1"),
-        (lambda d: ["sweep", space_file(d, text="a: " + "[" * 5000 + "]" * 5000)], "nested too deeply"),
+        (
+            lambda d: ["sweep", space_file(d, params={"latent_dim": {"int": "28"}})],
+            "params.latent_dim.int: expected [low, high] of two finite numbers, got '28'",
+        ),
+        (
+            lambda d: ["sweep", space_file(d, params={"latent_dim": 1000000})],
+            "latent_dim must lie in [1, 783]",
+        ),
+        (
+            lambda d: [
+                "sweep",
+                space_file(d, scheduler={"type": "asha", "reduction_factor": float("nan")}),
+            ],
+            "scheduler.reduction_factor: must be > 1",
+        ),
+        (
+            lambda d: ["sweep", space_file(d, text="a: " + "[" * 5000 + "]" * 5000)],
+            "nested too deeply",
+        ),
         (lambda d: ["sweep", space_file(d, num_samples=100000)], "this sweep may run for about"),
         (lambda d: ["sweep", space_file(d, epochs=1000000)], "or pass --long to go ahead"),
-        (lambda d: ["sweep", space_file(d), "--cpus-per-trial", "nan"], "--cpus-per-trial must be > 0"),
-        (lambda d: ["sweep", space_file(d), "--checkpoint-every", "nan"], "--checkpoint-every must be >= 0"),
-        (lambda d: ["sweep", space_file(d), "--storage", "/proc/studies"], "is not writable by this user"),
-        (lambda d: ["sweep", space_file(d), "--storage", space_file(d) + "/under"], "is a file, not a folder"),
-        (lambda d: ["sweep", space_file(d), "--tracking-uri", "databricks"], "--tracking-uri 'databricks': use sqlite:///"),
-        (lambda d: ["sweep", space_file(d), "--tracking-uri", f"sqlite:///{space_file(d)}"], "is not an SQLite database"),
-        (lambda d: ["sweep", space_file(d), "--address", "garbage"], "--address garbage: expected 'auto', host:port"),
-        (lambda d: ["sweep", space_file(d), "--address", "ray://127.0.0.1:1"], "nothing answers there"),
+        (
+            lambda d: ["sweep", space_file(d), "--cpus-per-trial", "nan"],
+            "--cpus-per-trial must be > 0",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--checkpoint-every", "nan"],
+            "--checkpoint-every must be >= 0",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--storage", "/proc/studies"],
+            "is not writable by this user",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--storage", space_file(d) + "/under"],
+            "is a file, not a folder",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--tracking-uri", "databricks"],
+            "--tracking-uri 'databricks': use sqlite:///",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--tracking-uri", f"sqlite:///{space_file(d)}"],
+            "is not an SQLite database",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--address", "garbage"],
+            "--address garbage: expected 'auto', host:port",
+        ),
+        (
+            lambda d: ["sweep", space_file(d), "--address", "ray://127.0.0.1:1"],
+            "nothing answers there",
+        ),
         (lambda d: ["server", "--port", "-1"], "--port -1: a port is a number in 1-65535"),
         (lambda d: ["server", "--host", "999.1.1.1"], "--host 999.1.1.1: not an IP address"),
         (lambda d: ["server", "--workers", "0"], "--workers must be at least 1, got 0"),
@@ -175,11 +241,14 @@ def damaged_study(folder: Path) -> str:
         (lambda d: ["cluster-check", PYTHON_BINARY], "not a YAML text file"),
         (lambda d: ["table", "x", "--out", space_file(d)], "is a file; give a folder"),
         (lambda d: ["export", "x", "--out", "/proc/x"], "--out /proc/x cannot be written"),
-        (lambda d: ["export", "x", "--metric", "train_loss", "--out", str(d / "o")], "--metric 'train_loss': not a score"),
+        (
+            lambda d: ["export", "x", "--metric", "train_loss", "--out", str(d / "o")],
+            "--metric 'train_loss': not a score",
+        ),
         (lambda d: ["ui", "--tracking-uri", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
         (lambda d: ["status", "x", "--storage", damaged_study(d)], "study.json is damaged"),
     ],
-)  # fmt: skip
+)
 def test_hostile_input_is_refused_in_one_line_before_any_work(make_args, message, tmp_path, capsys):
     """The issue's inputs that ended in tracebacks or started work: exit 2, one line, and no
     store, study folder or lock written."""
@@ -237,10 +306,18 @@ def test_damaged_idx_files_are_refused_in_one_line(idx_folder, tmp_path, damage,
     damage(idx_folder)
     space = tmp_path / "space.yaml"
     space.write_text("dataset: mnist\nnum_samples: 1\nepochs: 1\nparams: {model: [ae]}\n")
-    args = {"train": ["train", "--model", "ae", "--out", str(tmp_path / "never")],
-            "sweep": ["sweep", str(space), "--storage", str(tmp_path / "studies")]}[command]  # fmt: skip
-    result = run_cli(*args, "--dataset", "mnist", "--data-dir", str(idx_folder),
-                     env={"AESTUDY_HOME": str(tmp_path / "home")})  # fmt: skip
+    args = {
+        "train": ["train", "--model", "ae", "--out", str(tmp_path / "never")],
+        "sweep": ["sweep", str(space), "--storage", str(tmp_path / "studies")],
+    }[command]
+    result = run_cli(
+        *args,
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(idx_folder),
+        env={"AESTUDY_HOME": str(tmp_path / "home")},
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "never").exists() and not (tmp_path / "studies" / "space").exists()
@@ -292,9 +369,15 @@ def test_bad_input_and_an_unready_environment_are_different_errors_both_exit_2(t
 
 @pytest.mark.parametrize(
     ("device", "accepted"),
-    [("cuda", True), ("cuda:0", True), ("cuda:1", True), ("cuda:2", False), ("cuda:x", False),
-     ("cudax", False)],
-)  # fmt: skip
+    [
+        ("cuda", True),
+        ("cuda:0", True),
+        ("cuda:1", True),
+        ("cuda:2", False),
+        ("cuda:x", False),
+        ("cudax", False),
+    ],
+)
 def test_the_cuda_devices_a_machine_has_are_accepted(device, accepted, monkeypatch):
     """Issue 40, defect 3: `cuda` was always refused ("".isdigit() is False). CUDA reported
     present with two devices (this machine has none)."""

@@ -115,18 +115,40 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
 ):
     address, _ = two_nodes
     shared = tmp_path / "shared"
-    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-                        scheduler={"type": "none"},
-                        params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]})  # fmt: skip
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "multi", "--storage", str(shared),
-           "--address", address, "--tracking-uri", mlflow_server]  # fmt: skip
+    space = write_space(
+        tmp_path,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=3,
+        scheduler={"type": "none"},
+        params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]},
+    )
+    cmd = [
+        PYTHON,
+        "-m",
+        "study",
+        "sweep",
+        str(space),
+        "--name",
+        "multi",
+        "--storage",
+        str(shared),
+        "--address",
+        address,
+        "--tracking-uri",
+        mlflow_server,
+    ]
     # every trial waits once after its first epoch: two waiting at once, one on each node of
     # one CPU, is the moment to kill the driver
     holds = tmp_path / "holds"
     driver = subprocess.Popen(  # the home (and its signing key) that `resume` below uses
-        cmd, cwd=tmp_path, env=home_env(tmp_path, {**TOKEN_ENV, **hold_env(holds)}),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        cmd,
+        cwd=tmp_path,
+        env=home_env(tmp_path, {**TOKEN_ENV, **hold_env(holds)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     wait_for_holds(holds, 2, driver)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
@@ -160,15 +182,25 @@ def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
         script = f"mount -t tmpfs none {hide} && exec {' '.join(command)}"
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
     env = {**os.environ, **TOKEN_ENV}  # what `ray start` does by default since Ray 2.59
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def alive_nodes(address: str) -> int:
     """How many nodes the cluster at `address` has alive, as `ray status` reports them."""
     ray = str(Path(PYTHON).parent / "ray")
-    status = subprocess.run([ray, "status", f"--address={address}"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, **TOKEN_ENV})  # fmt: skip
+    status = subprocess.run(
+        [ray, "status", f"--address={address}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **TOKEN_ENV},
+    )
     active = status.stdout.partition("Active:")[2].partition("Pending:")[0]
     return active.count("node_")
 
@@ -194,8 +226,18 @@ def can_mount_privately() -> bool:
     if shutil.which("unshare") is None:
         return False
     with tempfile.TemporaryDirectory() as folder:
-        probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                f"mount -t tmpfs none {folder}"], capture_output=True)  # fmt: skip
+        probe = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount -t tmpfs none {folder}",
+            ],
+            capture_output=True,
+        )
     return probe.returncode == 0
 
 
@@ -208,12 +250,21 @@ def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_nod
     if storage is None:
         pytest.skip("needs to mount a tmpfs in a mount namespace of its own (CAP_SYS_ADMIN)")
     space = write_space(tmp_path)
-    common = ["sweep", str(space), "--name", "local", "--storage", str(storage),
-              "--address", address]  # fmt: skip
+    common = [
+        "sweep",
+        str(space),
+        "--name",
+        "local",
+        "--storage",
+        str(storage),
+        "--address",
+        address,
+    ]
     no_server = run_cli(*common, cwd=tmp_path, env={**os.environ, **TOKEN_ENV})
     assert no_server.returncode == 2, no_server.stderr[-2000:]
     assert "on a multi-node cluster every trial must log to a tracking server" in no_server.stderr
-    local = run_cli(*common, "--tracking-uri", mlflow_server, cwd=tmp_path,
-                    env={**os.environ, **TOKEN_ENV})  # fmt: skip
+    local = run_cli(
+        *common, "--tracking-uri", mlflow_server, cwd=tmp_path, env={**os.environ, **TOKEN_ENV}
+    )
     assert local.returncode == 2, local.stderr[-2000:]
     assert f"--storage {storage} is not shared" in local.stderr

@@ -31,16 +31,18 @@ from tests.harness.tool import hold_env, run_here, start_sweep, wait_for_holds
 def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_path, local_ray):
     # the first driver, a process of its own (on this process's Ray), holds the lock for its
     # whole sweep; the second, refused before any work, runs in this process within a second
-    space = write_space(tmp_path, num_samples=2, epochs=1, scheduler={"type": "none"},
-                        params={"model": ["ae"]})  # fmt: skip
+    space = write_space(
+        tmp_path, num_samples=2, epochs=1, scheduler={"type": "none"}, params={"model": ["ae"]}
+    )
     first = start_sweep(space, "twice", tmp_path, "--max-concurrent", "1", "--address", local_ray)
     lock = tmp_path / ".twice.lock"
     deadline = time.monotonic() + 180
     while not (lock.exists() and lock.read_text()):  # the first driver holds it
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    second = run_here("sweep", str(space), "--name", "twice", "--storage", str(tmp_path),
-                      cwd=tmp_path)  # fmt: skip
+    second = run_here(
+        "sweep", str(space), "--name", "twice", "--storage", str(tmp_path), cwd=tmp_path
+    )
     assert second.returncode == 2
     assert f"study 'twice' is in use by pid {first.pid}" in second.stderr
     assert "Traceback" not in second.stderr
@@ -48,8 +50,12 @@ def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_pat
     assert first.returncode == 0, out[-3000:]
     assert_only_the_tool_speaks(out)
     assert counts(tmp_path, "twice") == {
-        "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0, "lost": 0
-    }  # fmt: skip
+        "tune": 2,
+        "mlflow": {"FINISHED": 2},
+        "optuna": {"COMPLETE": 2},
+        "duplicates": 0,
+        "lost": 0,
+    }
     resume = run_here("resume", "twice", "--storage", str(tmp_path), cwd=tmp_path)
     assert resume.returncode == 0, resume.stderr[-2000:]  # the lock is free again
 
@@ -82,8 +88,17 @@ def test_bad_search_seed_is_refused_before_anything_is_written(tmp_path, cli_her
 def test_an_unreachable_address_fails_within_seconds(tmp_path, cli_here):
     space = write_space(tmp_path)
     start = time.monotonic()
-    result = cli_here("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
-                      "--address", f"127.0.0.1:{free_port()}", cwd=tmp_path)  # fmt: skip
+    result = cli_here(
+        "sweep",
+        str(space),
+        "--name",
+        "far",
+        "--storage",
+        str(tmp_path),
+        "--address",
+        f"127.0.0.1:{free_port()}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "nothing answers there" in result.stderr
     assert time.monotonic() - start < 60
@@ -98,8 +113,17 @@ def test_an_address_that_answers_but_is_not_ray_fails_within_seconds(tmp_path, c
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         start = time.monotonic()
-        result = cli_here("sweep", str(space), "--name", "far", "--storage", str(tmp_path),
-                          "--address", f"127.0.0.1:{listener.getsockname()[1]}", cwd=tmp_path)  # fmt: skip
+        result = cli_here(
+            "sweep",
+            str(space),
+            "--name",
+            "far",
+            "--storage",
+            str(tmp_path),
+            "--address",
+            f"127.0.0.1:{listener.getsockname()[1]}",
+            cwd=tmp_path,
+        )
     assert time.monotonic() - start < 30
     assert result.returncode == 2 and "not a Ray cluster's head" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -130,12 +154,29 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
     tmp_path, cli_here, local_ray
 ):
     # lr 1000: the VAE's loss becomes NaN in epoch 1; the AE's stays finite but learns nothing
-    space = write_space(tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"},
-                        search={"algorithm": "grid"}, fixed={"batch_size": 256, "lr": 1000.0},
-                        params={"model": ["vae", "ae"]})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        num_samples=1,
+        epochs=3,
+        scheduler={"type": "none"},
+        search={"algorithm": "grid"},
+        fixed={"batch_size": 256, "lr": 1000.0},
+        params={"model": ["vae", "ae"]},
+    )
     start = time.monotonic()
-    result = run_here("sweep", str(space), "--name", "wild", "--storage", str(tmp_path),
-                      "--max-failures", "2", "--max-concurrent", "1", cwd=tmp_path)  # fmt: skip
+    result = run_here(
+        "sweep",
+        str(space),
+        "--name",
+        "wild",
+        "--storage",
+        str(tmp_path),
+        "--max-failures",
+        "2",
+        "--max-concurrent",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "raised; retrying" not in result.stdout
     runs = tracking.trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "wild")
@@ -144,9 +185,12 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
     vae_dir = next((tmp_path / "wild").glob("vae_*"))
     assert not (vae_dir / "error.txt").exists()  # Tune saw no failure: nothing was retried
     assert counts(tmp_path, "wild") == {
-        "tune": 2, "mlflow": {"FAILED": 1, "FINISHED": 1}, "optuna": {}, "duplicates": 0,
+        "tune": 2,
+        "mlflow": {"FAILED": 1, "FINISHED": 1},
+        "optuna": {},
+        "duplicates": 0,
         "lost": 0,
-    }  # fmt: skip
+    }
     # the AE learnt nothing: MLflow's state tag says so in status's words; every view reads it
     # back as a finished trial, ranked last
     ae = runs[runs["params.model"] == "ae"].iloc[0]
@@ -160,19 +204,24 @@ def test_a_diverging_trial_fails_once_without_retries_and_a_degenerate_one_is_ne
 
 @pytest.mark.slow
 def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path, cli_here):
-    space = write_space(tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"},
-                        params={"model": ["ae"]})  # fmt: skip
+    space = write_space(
+        tmp_path, num_samples=1, epochs=3, scheduler={"type": "none"}, params={"model": ["ae"]}
+    )
     holds = tmp_path / "holds"
-    driver = start_sweep(space, "killed-worker", tmp_path, "--max-failures", "0",
-                         env=hold_env(holds))  # fmt: skip
+    driver = start_sweep(
+        space, "killed-worker", tmp_path, "--max-failures", "0", env=hold_env(holds)
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wait_for_holds(holds, 1, driver)  # its worker is mid-trial
     # this driver's own trial workers: processes of the Ray session its note names, never
     # another sweep's on the same machine
     note = json.loads(json.loads((tmp_path / ".killed-worker.ray").read_text())["note"])
     session = note["session_dir"]
-    pids = [pid for pid in leftovers._processes_with_open_files_in(session)
-            if leftovers._name(pid).startswith("ray::ImplicitFunc")]  # fmt: skip
+    pids = [
+        pid
+        for pid in leftovers._processes_with_open_files_in(session)
+        if leftovers._name(pid).startswith("ray::ImplicitFunc")
+    ]
     assert pids, "no trial worker found"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -189,15 +238,20 @@ def test_a_killed_worker_fails_its_trial_with_a_reason(tmp_path, cli_here):
     status = cli_here("status", "killed-worker", "--storage", str(tmp_path), cwd=tmp_path)
     assert "no reason recorded" not in status.stdout
     assert counts(tmp_path, "killed-worker") == {
-        "tune": 1, "mlflow": {"FAILED": 1}, "optuna": {"FAIL": 1}, "duplicates": 0, "lost": 0
-    }  # fmt: skip
+        "tune": 1,
+        "mlflow": {"FAILED": 1},
+        "optuna": {"FAIL": 1},
+        "duplicates": 0,
+        "lost": 0,
+    }
 
 
 def test_a_storage_that_is_a_file_is_refused_in_one_line(tmp_path, cli_here):
     (tmp_path / "afile").write_text("")
     space = write_space(tmp_path)
-    result = cli_here("sweep", str(space), "--name", "x", "--storage", str(tmp_path / "afile"),
-                      cwd=tmp_path)  # fmt: skip
+    result = cli_here(
+        "sweep", str(space), "--name", "x", "--storage", str(tmp_path / "afile"), cwd=tmp_path
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "is a file; give the folder that holds studies" in result.stderr
 
@@ -206,8 +260,11 @@ def mounted_tmpfs(folder, size: str):
     """Mount a tmpfs of `size` at `folder` (made here); skips the test where this process may
     not mount one (it needs CAP_SYS_ADMIN, which a root CI container has)."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                             capture_output=True, text=True)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     return folder
@@ -259,11 +316,25 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     whole and signed; with space freed, `resume` finishes every sample once."""
     from study.sweep import disk, trust
 
-    space = write_space(tmp_path, num_samples=3, epochs=6, scheduler={"type": "none"},
-                        fixed={"batch_size": 256}, params={"model": ["ae", "vae"]})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        num_samples=3,
+        epochs=6,
+        scheduler={"type": "none"},
+        fixed={"batch_size": 256},
+        params={"model": ["ae", "vae"]},
+    )
     holds = tmp_path / "holds"
-    driver = start_sweep(space, "full", small_disk, "--max-concurrent", "1",
-                         "--address", local_ray, env=hold_env(holds))  # fmt: skip
+    driver = start_sweep(
+        space,
+        "full",
+        small_disk,
+        "--max-concurrent",
+        "1",
+        "--address",
+        local_ray,
+        env=hold_env(holds),
+    )
     wait_for_holds(holds, 1, driver)  # the first trial, mid-run, waits while the disk fills
     filler = small_disk / "filler"
     free = disk.free_bytes(small_disk)
@@ -287,8 +358,12 @@ def test_a_disk_filling_up_stops_the_sweep_whole_and_resume_finishes_it(
     result = run_here("resume", "full", "--storage", str(small_disk), cwd=small_disk)
     assert result.returncode == 0, result.stderr[-3000:]
     assert counts(small_disk, "full") == {
-        "tune": 3, "mlflow": {"FINISHED": 3}, "optuna": {"COMPLETE": 3}, "duplicates": 0, "lost": 0
-    }  # fmt: skip
+        "tune": 3,
+        "mlflow": {"FINISHED": 3},
+        "optuna": {"COMPLETE": 3},
+        "duplicates": 0,
+        "lost": 0,
+    }
 
 
 def test_a_trial_failing_for_want_of_space_stops_the_sweep_once_and_other_errors_do_not(

@@ -59,13 +59,20 @@ def test_the_tracking_package_needs_neither_ray_nor_the_trainer():
 # trial -> models), and for the trial, the stack it must run without.
 FORBIDDEN = {
     "models": ("study", "analysis", "ray", "mlflow", "optuna"),
-    "study/trial": ("study.tracking", "study.sweep", "study.views", "study.cli", "ray", "mlflow",
-                    "optuna"),
+    "study/trial": (
+        "study.tracking",
+        "study.sweep",
+        "study.views",
+        "study.cli",
+        "ray",
+        "mlflow",
+        "optuna",
+    ),
     "study/tracking": ("study.sweep", "study.views", "study.cli"),
     "study/sweep": ("study.views", "study.cli"),
     "study/views": ("study.cli",),
     "analysis": ("study.cli",),
-}  # fmt: skip
+}
 
 
 def test_imports_run_down_the_layers_only():
@@ -86,8 +93,10 @@ def test_a_study_saved_before_the_layers_still_unpickles():
 
     from study.sweep import launch, progress, trainable
 
-    old = {b"study.progress": (b"TrackingCallback", progress.TrackingCallback),
-           b"study.trainable": (b"run_trial", trainable.run_trial),
-           b"study.sweep": (b"undone_on_failure", launch.undone_on_failure)}  # fmt: skip
+    old = {
+        b"study.progress": (b"TrackingCallback", progress.TrackingCallback),
+        b"study.trainable": (b"run_trial", trainable.run_trial),
+        b"study.sweep": (b"undone_on_failure", launch.undone_on_failure),
+    }
     for module, (name, now) in old.items():
         assert pickle.loads(b"c" + module + b"\n" + name + b"\n.") is now, module

@@ -91,10 +91,14 @@ def test_noise_kinds_change_about_the_requested_share(kind):
         ("vae", {"beta": float("inf")}, "beta must be a finite number"),
         ("ae", {"activation": 3}, "activation must be a string, got 3"),
         ("ae", {"hidden": [64, "x"]}, "hidden[1] must be a whole number"),
-        ("dae", {"latent_dim": 32, "hidden": [128, 16]}, "latent_dim 32 is wider than the hidden layer of 16"),
+        (
+            "dae",
+            {"latent_dim": 32, "hidden": [128, 16]},
+            "latent_dim 32 is wider than the hidden layer of 16",
+        ),
         ("vae", {"latent_dim": 600}, "latent_dim 600 is wider than the hidden layer of 512"),
     ],
-)  # fmt: skip
+)
 def test_bad_model_config_is_rejected(name, params, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         models.build_model(name, params)

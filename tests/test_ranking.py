@@ -10,20 +10,30 @@ MEAN_DIGIT = 0.067
 
 
 def trial(trial_id, model, state, value, epoch=8, epochs=8, val_mse=0.03, metric="val_bce"):
-    return {"trial_id": trial_id, "model": model, "state": state, metric: value, "epoch": epoch,
-            "epochs": epochs, "val_mse": val_mse, "mean_digit_mse": MEAN_DIGIT}  # fmt: skip
+    return {
+        "trial_id": trial_id,
+        "model": model,
+        "state": state,
+        metric: value,
+        "epoch": epoch,
+        "epochs": epochs,
+        "val_mse": val_mse,
+        "mean_digit_mse": MEAN_DIGIT,
+    }
 
 
 def test_full_budget_outranks_stopped_early_and_degenerate_comes_last():
-    runs = pd.DataFrame([
-        trial("t1", "ae", "done", 0.30),
-        trial("t2", "ae", "stopped early", 0.10, epoch=2),  # better value, fewer epochs
-        trial("t3", "cae", "stopped early", 0.05, epoch=2),  # cae has only a stopped trial
-        trial("t4", "vae", "done", 0.01, val_mse=0.07),  # no better than the mean digit
-        trial("t5", "dae", "failed", 0.001, epoch=1),
-        trial("t6", "dae", "running", 0.002, epoch=3),
-        trial("t7", "vae", "done", 0.20),
-    ])  # fmt: skip
+    runs = pd.DataFrame(
+        [
+            trial("t1", "ae", "done", 0.30),
+            trial("t2", "ae", "stopped early", 0.10, epoch=2),  # better value, fewer epochs
+            trial("t3", "cae", "stopped early", 0.05, epoch=2),  # cae has only a stopped trial
+            trial("t4", "vae", "done", 0.01, val_mse=0.07),  # no better than the mean digit
+            trial("t5", "dae", "failed", 0.001, epoch=1),
+            trial("t6", "dae", "running", 0.002, epoch=3),
+            trial("t7", "vae", "done", 0.20),
+        ]
+    )
     ranked = rank(runs, "val_bce")
     assert list(ranked["trial_id"]) == ["t7", "t1", "t3", "t2", "t4"]
     assert list(ranked["tier"]) == [FULL, FULL, STOPPED, STOPPED, DEGENERATE]
@@ -31,8 +41,10 @@ def test_full_budget_outranks_stopped_early_and_degenerate_comes_last():
     assert ranked.loc[ranked["trial_id"] == "t4", "standing"].item().startswith("degenerate")
     per_model = best_per_model(ranked)
     assert dict(zip(per_model["model"], per_model["trial_id"], strict=True)) == {
-        "vae": "t7", "ae": "t1", "cae": "t3"
-    }  # fmt: skip
+        "vae": "t7",
+        "ae": "t1",
+        "cae": "t3",
+    }
     assert list(winners(ranked, per_model=False)["trial_id"]) == ["t7"]
 
 
@@ -51,11 +63,13 @@ def test_a_model_type_with_only_degenerate_trials_is_ranked_but_never_crowned():
 
 
 def test_direction_comes_from_the_metric():
-    runs = pd.DataFrame([
-        trial("t1", "ae", "done", 0.80, metric="probe_acc"),
-        trial("t2", "ae", "done", 0.90, metric="probe_acc"),
-        trial("t3", "ae", "done", 0.85, metric="probe_acc"),
-    ])  # fmt: skip
+    runs = pd.DataFrame(
+        [
+            trial("t1", "ae", "done", 0.80, metric="probe_acc"),
+            trial("t2", "ae", "done", 0.90, metric="probe_acc"),
+            trial("t3", "ae", "done", 0.85, metric="probe_acc"),
+        ]
+    )
     assert list(rank(runs, "probe_acc")["trial_id"]) == ["t2", "t3", "t1"]
 
 
@@ -95,9 +109,13 @@ def test_the_default_objective_ranks_hard_zero_outputs_the_same_whatever_the_cla
 
     def ranked(eps: float, metric: str) -> tuple[list[str], list[float]]:
         monkeypatch.setattr(evaluate, "BCE_EPS", eps)
-        rows = [{**trial(name, "ae", "done", 0.0, metric="unused"),
-                 **evaluate.reconstruction_metrics(Fixed(out), x, None)}
-                for name, out in outputs.items()]  # fmt: skip
+        rows = [
+            {
+                **trial(name, "ae", "done", 0.0, metric="unused"),
+                **evaluate.reconstruction_metrics(Fixed(out), x, None),
+            }
+            for name, out in outputs.items()
+        ]
         top = rank(pd.DataFrame(rows), metric)
         return list(top["trial_id"]), list(top[metric])
 
@@ -114,10 +132,12 @@ def test_views_rank_by_validation_and_test_numbers_never_choose():
     from models import ConfigError
     from study.views.export import export_best
 
-    runs = pd.DataFrame([
-        {**trial("t1", "ae", "done", 0.0, metric="unused", val_mse=0.020), "test_mse": 0.030},
-        {**trial("t2", "ae", "done", 0.0, metric="unused", val_mse=0.025), "test_mse": 0.021},
-    ])  # fmt: skip
+    runs = pd.DataFrame(
+        [
+            {**trial("t1", "ae", "done", 0.0, metric="unused", val_mse=0.020), "test_mse": 0.030},
+            {**trial("t2", "ae", "done", 0.0, metric="unused", val_mse=0.025), "test_mse": 0.021},
+        ]
+    )
     assert list(rank(runs, "val_mse")["trial_id"]) == ["t1", "t2"]
     with pytest.raises(
         ConfigError, match=r"--metric test_mse: test numbers report a winner.*val_mse"

@@ -54,10 +54,13 @@ def test_the_epochs_a_trial_checkpoints_for_are_where_ray_s_asha_decides():
     for a factor of 1.5 over 20 epochs) where Ray decides at the first epoch at or after each
     (1, 2, 3, 4, 6, 8, 12, 18): a trial stopped at a real rung had no checkpoint from it."""
     space = parse_space(
-        {"epochs": 20, "params": {"model": ["ae"]},
-         "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 1.5}},
+        {
+            "epochs": 20,
+            "params": {"model": ["ae"]},
+            "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 1.5},
+        },
         "inline",
-    )  # fmt: skip
+    )
     asha = scheduler(space)
     asha.set_search_properties("val_mse", "min")
     leader = trial("lead", "ae")
@@ -80,8 +83,12 @@ def test_a_resumed_sweep_stops_what_an_uninterrupted_one_would(tmp_path):
 
     import pyarrow.fs
 
-    kwargs = {"time_attr": "training_iteration", "max_t": 4, "grace_period": 1,
-              "reduction_factor": 2}  # fmt: skip
+    kwargs = {
+        "time_attr": "training_iteration",
+        "max_t": 4,
+        "grace_period": 1,
+        "reduction_factor": 2,
+    }
     before = [(trial(f"a{i}", "ae"), 1, value) for i, value in enumerate((0.05, 0.04, 0.03))]
     after = [(trial("a3", "ae"), 1, 0.06), (trial("a4", "ae"), 1, 0.035)]
     uninterrupted = decisions(PerModelASHA(**kwargs), before + after)[len(before) :]
@@ -94,8 +101,9 @@ def test_a_resumed_sweep_stops_what_an_uninterrupted_one_would(tmp_path):
         result = {"training_iteration": epoch, "val_mse": value}
         (folder / "result.json").write_text(json.dumps(result) + "\n")
         t.last_result = result
-        t.storage = SimpleNamespace(trial_fs_path=str(folder),
-                                    storage_filesystem=pyarrow.fs.LocalFileSystem())  # fmt: skip
+        t.storage = SimpleNamespace(
+            trial_fs_path=str(folder), storage_filesystem=pyarrow.fs.LocalFileSystem()
+        )
         restored.append(t)
     resumed = PerModelASHA(**kwargs)
     resumed.set_search_properties("val_mse", "min")

@@ -55,8 +55,9 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(
     args = [PYTHON, "-m", "study", command, "--port", str(port), flag, store]
     if command == "server":  # two workers (four by default): each of them must stop too
         args += ["--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "2"]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     address = f"http://127.0.0.1:{port}"
     ready = f"MLflow UI at {address}" if command == "ui" else f"--tracking-uri {address}"
     seen = []
@@ -92,8 +93,13 @@ def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
 
     dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
     callback = TrackingCallback(dead, drain_seconds=3)
-    trial = SimpleNamespace(trial_id="t1", last_result={"training_iteration": 2},
-                            config={"epochs": 2}, error_file=None, checkpoint=None)  # fmt: skip
+    trial = SimpleNamespace(
+        trial_id="t1",
+        last_result={"training_iteration": 2},
+        config={"epochs": 2},
+        error_file=None,
+        checkpoint=None,
+    )
     start = time.monotonic()
     callback.on_trial_complete(0, [trial], trial)  # Tune's loop thread: must return at once
     callback.on_trial_error(0, [trial], trial)
@@ -108,11 +114,26 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
-    space = write_space(tmp_path, num_samples=2, epochs=6, scheduler={"type": "none"},
-                        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        num_samples=2,
+        epochs=6,
+        scheduler={"type": "none"},
+        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
+    )
     holds = tmp_path / "holds"
-    driver = start_sweep(space, "outage", tmp_path, "--max-concurrent", "1", "--tracking-uri", uri,
-                         "--address", local_ray, env=hold_env(holds))  # fmt: skip
+    driver = start_sweep(
+        space,
+        "outage",
+        tmp_path,
+        "--max-concurrent",
+        "1",
+        "--tracking-uri",
+        uri,
+        "--address",
+        local_ray,
+        env=hold_env(holds),
+    )
     wait_for_holds(holds, 1, driver)  # the first trial has logged an epoch, and waits
     kill_server(server)
     deadline = time.monotonic() + 15
@@ -127,9 +148,12 @@ def test_a_tracking_server_killed_mid_sweep_loses_nothing_once_it_returns(tmp_pa
         assert driver.returncode == 0, out[-3000:]
         assert_only_the_tool_speaks(out)  # it joined a running Ray (--address)
         assert counts(tmp_path, "outage", uri) == {
-            "tune": 2, "mlflow": {"FINISHED": 2}, "optuna": {"COMPLETE": 2}, "duplicates": 0,
+            "tune": 2,
+            "mlflow": {"FINISHED": 2},
+            "optuna": {"COMPLETE": 2},
+            "duplicates": 0,
             "lost": 0,
-        }  # fmt: skip
+        }
         for run_id in tracking.trial_runs(uri, "outage")["run_id"]:  # every epoch, once
             steps = [m.step for m in tracking.client(uri).get_metric_history(run_id, "val_bce")]
             assert sorted(steps) == [1, 2, 3, 4, 5, 6], (run_id, steps)

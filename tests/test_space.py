@@ -35,9 +35,13 @@ def test_seed_grid_repeats_the_seed_experiments():
     points = load_space(ROOT / "search_spaces/seed.yaml").grid()
     labels = {(p["model"], p.get("activation"), p.get("recon_loss")) for p in points}
     assert labels == {
-        ("ae", "relu", None), ("ae", "tanh", None), ("sdae", None, None),
-        ("cae", None, None), ("vae", None, "mse"), ("vae", None, "bce"),
-    }  # fmt: skip
+        ("ae", "relu", None),
+        ("ae", "tanh", None),
+        ("sdae", None, None),
+        ("cae", None, None),
+        ("vae", None, "mse"),
+        ("vae", None, "bce"),
+    }
     space = load_space(ROOT / "search_spaces/seed.yaml")
     assert space.trial_config({"model": "ae"})["epochs"] == 100
     assert space.trial_config({"model": "cae"})["epochs"] == 20
@@ -64,43 +68,123 @@ def test_sampled_configs_carry_exactly_the_parameters_their_model_uses():
     ("key_path", "value", "message"),
     [
         ("colour", "blue", "colour: unknown key; allowed: description, dataset"),
-        ("params.model", ["ae", "gan"], "params.model: unknown model 'gan'; allowed: ae, dae, sdae, cae, vae"),
+        (
+            "params.model",
+            ["ae", "gan"],
+            "params.model: unknown model 'gan'; allowed: ae, dae, sdae, cae, vae",
+        ),
         ("objective", "accuracy", "objective: unknown metric 'accuracy'; allowed: val_mse"),
-        ("params.latent_dim", {"int": [8, 2]}, "params.latent_dim.int: empty or inverted range [8, 2]"),
-        ("params.latent_dim", {"int": [4, 4]}, "params.latent_dim.int: empty or inverted range [4, 4]"),
-        ("params.noise", {"float": [0.1, 0.5], "when": {"modle": "dae"}}, "params.noise.when.modle: condition on a parameter that does not exist"),
-        ("params.noise", {"float": [0.1, 0.5]}, "params.noise: applies to model 'ae', which has no such parameter"),
-        ("params.noise", {"float": [0.1, 5.0], "when": {"model": "dae"}}, "params.noise: for model 'dae': noise for gaussian must lie in"),
-        ("params.latent_dim", {"int": [2, 8], "colour": 1}, "params.latent_dim.colour: unknown key"),
-        ("params.latent_dim", {"float": [1e-3, 1], "log": True, "int": [1, 2]}, "give exactly one of"),
+        (
+            "params.latent_dim",
+            {"int": [8, 2]},
+            "params.latent_dim.int: empty or inverted range [8, 2]",
+        ),
+        (
+            "params.latent_dim",
+            {"int": [4, 4]},
+            "params.latent_dim.int: empty or inverted range [4, 4]",
+        ),
+        (
+            "params.noise",
+            {"float": [0.1, 0.5], "when": {"modle": "dae"}},
+            "params.noise.when.modle: condition on a parameter that does not exist",
+        ),
+        (
+            "params.noise",
+            {"float": [0.1, 0.5]},
+            "params.noise: applies to model 'ae', which has no such parameter",
+        ),
+        (
+            "params.noise",
+            {"float": [0.1, 5.0], "when": {"model": "dae"}},
+            "params.noise: for model 'dae': noise for gaussian must lie in",
+        ),
+        (
+            "params.latent_dim",
+            {"int": [2, 8], "colour": 1},
+            "params.latent_dim.colour: unknown key",
+        ),
+        (
+            "params.latent_dim",
+            {"float": [1e-3, 1], "log": True, "int": [1, 2]},
+            "give exactly one of",
+        ),
         ("params.lr", {"float": [0, 0.1], "log": True}, "params.lr.log: a log range needs low > 0"),
         ("search", {"algorithm": "bayes"}, "search.algorithm: 'bayes'; allowed: tpe, random, grid"),
         ("search", {"algorithm": "grid"}, "params.latent_dim: grid search needs a list of values"),
-        ("scheduler", {"type": "asha", "grace_period": 9}, "scheduler.grace_period: must be a whole number in [1, epochs (3)]"),
+        (
+            "scheduler",
+            {"type": "asha", "grace_period": 9},
+            "scheduler.grace_period: must be a whole number in [1, epochs (3)]",
+        ),
         ("num_samples", 0, "num_samples: must be a whole number >= 1"),
         ("params.epochs", [1, 2], "params.epochs: set by the sweep itself"),
-        ("params.recon_loss", {"values": ["mse", "bce"]}, "params.recon_loss: for model 'ae': recon_loss 'bce' needs outputs in [0, 1]"),
-        ("params.latent_dim", [4, "x"], "params.latent_dim: for model 'ae': latent_dim must be a whole number, got 'x'"),
-        ("params.lr", {"float": [1e-4, 0.1], "step": "often"}, "params.lr.step: must be a number > 0"),
-        ("params.latnet_dim", {"int": [2, 8]}, "params.latnet_dim: no model has a parameter 'latnet_dim' (did you mean latent_dim?)"),
+        (
+            "params.recon_loss",
+            {"values": ["mse", "bce"]},
+            "params.recon_loss: for model 'ae': recon_loss 'bce' needs outputs in [0, 1]",
+        ),
+        (
+            "params.latent_dim",
+            [4, "x"],
+            "params.latent_dim: for model 'ae': latent_dim must be a whole number, got 'x'",
+        ),
+        (
+            "params.lr",
+            {"float": [1e-4, 0.1], "step": "often"},
+            "params.lr.step: must be a number > 0",
+        ),
+        (
+            "params.latnet_dim",
+            {"int": [2, 8]},
+            "params.latnet_dim: no model has a parameter 'latnet_dim' (did you mean latent_dim?)",
+        ),
         ("params.model", ["ae", "vea"], "unknown model 'vea' (did you mean vae?)"),
         ("objectve", "val_mse", "objectve: unknown key (did you mean objective?)"),
-        ("params.noise", {"float": [0.1, 0.5], "when": {"model": ["dea"]}}, "params.noise.when.model: 'dea' is not among the study's models (did you mean dae?)"),
-        ("fixed", {"batch_size": 6.5}, "fixed: for model 'ae': batch_size must be a whole number, got 6.5"),
+        (
+            "params.noise",
+            {"float": [0.1, 0.5], "when": {"model": ["dea"]}},
+            "params.noise.when.model: 'dea' is not among the study's models (did you mean dae?)",
+        ),
+        (
+            "fixed",
+            {"batch_size": 6.5},
+            "fixed: for model 'ae': batch_size must be a whole number, got 6.5",
+        ),
         # keys the sweep owns, under fixed: (they would override the top-level ones silently)
-        ("fixed", {"epochs": 50}, "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'"),
-        ("fixed", {"dataset": "mnist"}, "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'"),
+        (
+            "fixed",
+            {"epochs": 50},
+            "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'",
+        ),
+        (
+            "fixed",
+            {"dataset": "mnist"},
+            "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'",
+        ),
         ("fixed", {"data_dir": "/tmp"}, "fixed.data_dir: set by the sweep itself"),
-        ("fixed", {"device": "cuda:0"}, "fixed.device: set by the sweep itself; use --gpus-per-trial"),
+        (
+            "fixed",
+            {"device": "cuda:0"},
+            "fixed.device: set by the sweep itself; use --gpus-per-trial",
+        ),
         ("fixed", {"vae": {"epochs": 9}}, "fixed.vae.epochs: set by the sweep itself"),
         ("fixed", {"cae": {"beta": 1.0}}, "fixed.cae: 'cae' is not among the study's models"),
         ("fixed", {"ae": {"beta": 1.0}}, "fixed.ae.beta: model 'ae' has no parameter 'beta'"),
         ("fixed", {"ae": 3}, "fixed.ae: expected a mapping of model 'ae''s parameters"),
-        ("fixed", {"vae": {"recon_loss": "bce"}}, "params.recon_loss: is also in fixed.vae; keep one"),
+        (
+            "fixed",
+            {"vae": {"recon_loss": "bce"}},
+            "params.recon_loss: is also in fixed.vae; keep one",
+        ),
         # BCE ranks only models whose outputs come from a sigmoid
-        ("objective", "val_bce", "objective: val_bce is comparable only between models whose output is a sigmoid, but model 'ae' ends in 'relu'"),
+        (
+            "objective",
+            "val_bce",
+            "objective: val_bce is comparable only between models whose output is a sigmoid, but model 'ae' ends in 'relu'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_space_names_the_key_and_what_is_allowed(key_path, value, message):
     with pytest.raises(SpaceError) as err:
         parse_space(with_change(key_path, value), "bad.yaml")
@@ -219,11 +303,20 @@ def test_bad_names_and_retries_are_refused_before_ray_starts(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"fixed": {"epochs": 50}}, "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'"),
-        ({"fixed": {"dataset": "mnist"}}, "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'"),
-        ({"objective": "finetune_acc", "fixed": {"finetune_epochs": 1}}, "objective: finetune_acc is measured after a trial's last epoch only"),
+        (
+            {"fixed": {"epochs": 50}},
+            "fixed.epochs: set by the sweep itself; use the top-level key 'epochs'",
+        ),
+        (
+            {"fixed": {"dataset": "mnist"}},
+            "fixed.dataset: set by the sweep itself; use the top-level key 'dataset'",
+        ),
+        (
+            {"objective": "finetune_acc", "fixed": {"finetune_epochs": 1}},
+            "objective: finetune_acc is measured after a trial's last epoch only",
+        ),
     ],
-)  # fmt: skip
+)
 def test_sweep_owned_settings_and_a_final_only_objective_exit_2_writing_nothing(
     tmp_path: Path, capsys, change, message
 ):
@@ -234,8 +327,16 @@ def test_sweep_owned_settings_and_a_final_only_objective_exit_2_writing_nothing(
     space = tmp_path / "bad.yaml"
     space.write_text(yaml.safe_dump(raw))
     store = tmp_path / "mlflow.db"
-    code = main(["sweep", str(space), "--storage", str(tmp_path / "studies"),
-                 "--tracking-uri", f"sqlite:///{store}"])  # fmt: skip
+    code = main(
+        [
+            "sweep",
+            str(space),
+            "--storage",
+            str(tmp_path / "studies"),
+            "--tracking-uri",
+            f"sqlite:///{store}",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     lines = err.strip().splitlines()

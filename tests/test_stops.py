@@ -41,8 +41,13 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     # one trial at a time, each held once after its first epoch: stop k lands while trial k is
     # mid-run; restarted by the resume, it goes on and trial k + 1 runs up to its own hold
     trials, epochs = len(STOPS) + 1, 3
-    space = write_space(tmp_path, num_samples=trials, epochs=epochs, scheduler={"type": "none"},
-                        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        num_samples=trials,
+        epochs=epochs,
+        scheduler={"type": "none"},
+        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     holds = tmp_path / "holds"
     driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped", env=hold_env(holds))
@@ -95,8 +100,15 @@ def start_driver(folder: Path, *args: str, env: dict | None = None) -> subproces
     seed_sweep_store(args, folder)
     extra = ["--max-concurrent", "1"] if args[0] == "sweep" else []
     cmd = [PYTHON, "-m", "study", *args, "--storage", str(folder), *extra]
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        cwd=folder,
+        env=home_env(folder, env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None:

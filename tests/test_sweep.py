@@ -90,8 +90,10 @@ def assert_optuna_saw_what_happened(folder: Path, name: str) -> None:
         tune = tune_states[t.user_attrs["tune_trial_id"]]
         assert t.user_attrs["mlflow_run_id"] == runs.loc[tune["trial_id"], "run_id"]
         assert sorted(t.intermediate_values) == list(range(1, tune["epochs"] + 1))
-        expected = {"done": optuna.trial.TrialState.COMPLETE,
-                    "stopped early": optuna.trial.TrialState.PRUNED}[tune["state"]]  # fmt: skip
+        expected = {
+            "done": optuna.trial.TrialState.COMPLETE,
+            "stopped early": optuna.trial.TrialState.PRUNED,
+        }[tune["state"]]
         assert t.state == expected, (t.number, tune)
         if expected == optuna.trial.TrialState.COMPLETE:
             assert t.value == t.intermediate_values[tune["epochs"]]
@@ -106,16 +108,28 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every, mod
     # retry from scratch must re-draw the same numbers, its sampling noise included
     import pandas as pd
 
-    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=1, epochs=3,
-                        scheduler={"type": "none"},
-                        params={"model": [model], "latent_dim": [4]})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        search={"algorithm": "grid"},
+        num_samples=1,
+        epochs=3,
+        scheduler={"type": "none"},
+        params={"model": [model], "latent_dim": [4]},
+    )
     markers = tmp_path / "markers"
     env = {"AESTUDY_FAIL_ONCE_AT_EPOCH": "2", "AESTUDY_FAIL_MARKERS": str(markers)}
     cadence = [] if every is None else ["--checkpoint-every", every]
     result = run_here(
-        "sweep", str(space), "--name", "retry", "--storage", str(tmp_path), *cadence,
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "sweep",
+        str(space),
+        "--name",
+        "retry",
+        "--storage",
+        str(tmp_path),
+        *cadence,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "retrying from its last checkpoint" in result.stdout
     assert len(list(markers.iterdir())) == 1  # the trial really failed once
@@ -145,15 +159,39 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
 
     epochs, held = 20, 15  # the trial waits after epoch 15 until the driver is killed
     pruned_past = "checkpoint_000010"  # the first 10 checkpoints are gone while it runs
-    space = write_space(tmp_path, search={"algorithm": "grid"}, num_samples=None, epochs=epochs,
-                        scheduler={"type": "none"}, fixed={"batch_size": 256},
-                        params={"model": ["ae"]})  # fmt: skip
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "pruned", "--storage",
-           str(tmp_path), "--checkpoint-every", "0", "--address", local_ray]  # fmt: skip
+    space = write_space(
+        tmp_path,
+        search={"algorithm": "grid"},
+        num_samples=None,
+        epochs=epochs,
+        scheduler={"type": "none"},
+        fixed={"batch_size": 256},
+        params={"model": ["ae"]},
+    )
+    cmd = [
+        PYTHON,
+        "-m",
+        "study",
+        "sweep",
+        str(space),
+        "--name",
+        "pruned",
+        "--storage",
+        str(tmp_path),
+        "--checkpoint-every",
+        "0",
+        "--address",
+        local_ray,
+    ]
     holds = tmp_path / "holds"
     seed_store(tmp_path / "mlflow.db")
-    driver = subprocess.Popen(cmd, cwd=tmp_path, env=home_env(tmp_path, hold_env(holds, held)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    driver = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=home_env(tmp_path, hold_env(holds, held)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     folder = tmp_path / "pruned"
     wait_for_holds(holds, 1, driver)
     # The worker writes each epoch's checkpoint folder as it reports (progress.csv is written
@@ -234,9 +272,16 @@ def test_asking_for_a_gpu_the_cluster_lacks_fails_fast(tmp_path):
     space = write_space(tmp_path)
     start = time.monotonic()
     result = run_cli(
-        "sweep", str(space), "--name", "gpu", "--storage", str(tmp_path), "--gpus-per-trial", "1",
+        "sweep",
+        str(space),
+        "--name",
+        "gpu",
+        "--storage",
+        str(tmp_path),
+        "--gpus-per-trial",
+        "1",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 2
     assert "--gpus-per-trial 1 but no node of the Ray cluster has that many GPUs" in result.stderr
     assert time.monotonic() - start < 120

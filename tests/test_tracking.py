@@ -32,13 +32,30 @@ def logged_study(mlflow_server, tmp_path_factory, local_ray):
     """A small sweep (ae + vae, ASHA on) logged to the server; returns (uri, folder)."""
     folder = tmp_path_factory.mktemp("tracked")
     space = write_space(
-        folder, num_samples=5, epochs=3, search={"algorithm": "tpe", "seed": 3},
+        folder,
+        num_samples=5,
+        epochs=3,
+        search={"algorithm": "tpe", "seed": 3},
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
-        params={"model": ["ae", "vae"], "latent_dim": {"int": [2, 6]},
-                "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}}},
-    )  # fmt: skip
-    result = run_here("sweep", str(space), "--name", "tracked", "--storage", str(folder),
-                      "--tracking-uri", mlflow_server, "--max-concurrent", "1", cwd=folder)  # fmt: skip
+        params={
+            "model": ["ae", "vae"],
+            "latent_dim": {"int": [2, 6]},
+            "recon_loss": {"values": ["mse", "bce"], "when": {"model": "vae"}},
+        },
+    )
+    result = run_here(
+        "sweep",
+        str(space),
+        "--name",
+        "tracked",
+        "--storage",
+        str(folder),
+        "--tracking-uri",
+        mlflow_server,
+        "--max-concurrent",
+        "1",
+        cwd=folder,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (folder / "mlflow.db").exists()  # nothing went to a local store
     assert "View run" not in result.stdout + result.stderr  # MLflow's line per run, over HTTP
@@ -59,8 +76,16 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
         tags, params = run.data.tags, run.data.params
         assert read(tags["aestudy.state"]) in ("done", "stopped early")
         assert run.info.status == "FINISHED"
-        for key in ("aestudy.study", "aestudy.trial_id", "aestudy.seed", "aestudy.device", "aestudy.host",
-                    "aestudy.git_commit", "aestudy.ray_version", "aestudy.torch_version"):  # fmt: skip
+        for key in (
+            "aestudy.study",
+            "aestudy.trial_id",
+            "aestudy.seed",
+            "aestudy.device",
+            "aestudy.host",
+            "aestudy.git_commit",
+            "aestudy.ray_version",
+            "aestudy.torch_version",
+        ):
             assert tags[key], key
         assert params["model"] == tags["aestudy.model"]
         assert ("recon_loss" in params) and ("beta" in params) == (params["model"] == "vae")
@@ -84,7 +109,9 @@ def test_every_trial_run_has_params_metrics_per_epoch_tags_and_pictures(logged_s
             assert ("latent_grid.png" in artifacts) == (params["latent_dim"] == "2")
             assert "kl" in run.data.metrics and "recon_kl" in run.data.metrics
         assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
-            "checkpoint/config.json", "checkpoint/model.pt"}  # fmt: skip
+            "checkpoint/config.json",
+            "checkpoint/model.pt",
+        }
 
 
 def test_pictures_a_killed_driver_did_not_draw_are_drawn_by_the_next_fit(logged_study):
@@ -159,8 +186,11 @@ def test_export_writes_loadable_checkpoints_equal_to_the_trials_and_registers_th
         assert version.run_id == record["run_id"]
     # over HTTP, in a process that cannot import this project, MLflow alone loads the champion
     champion = client(uri).get_model_version_by_alias("tracked", "champion")
-    label = next(m for m in crowned
-                 if json.loads((out / m / "metrics.json").read_text())["run_id"] == champion.run_id)  # fmt: skip
+    label = next(
+        m
+        for m in crowned
+        if json.loads((out / m / "metrics.json").read_text())["run_id"] == champion.run_id
+    )
     found = load_with_mlflow_alone(uri, ["models:/tracked@champion"], tmp_path / "clean" / "empty")
     x = torch.from_numpy(found["digits"])
     own = models.load(out / label / "checkpoint").reconstruct(x.reshape(-1, 1, 28, 28))
@@ -211,8 +241,17 @@ def test_trials_closed_since_names_runs_closed_as_ended_after_the_moment(tmp_pat
 def test_unreachable_tracking_server_fails_before_launch(tmp_path):
     space = write_space(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}"
-    result = run_cli("sweep", str(space), "--name", "x", "--storage", str(tmp_path),
-                     "--tracking-uri", dead, cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        "sweep",
+        str(space),
+        "--name",
+        "x",
+        "--storage",
+        str(tmp_path),
+        "--tracking-uri",
+        dead,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert f"tracking server {dead} cannot be reached" in result.stderr
     assert not (tmp_path / "x").exists()
@@ -226,9 +265,22 @@ def test_dashboard_serves_the_study_s_optuna_search_and_stops_on_sigterm(logged_
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"} | {"HOME": str(home)}
     proc = subprocess.Popen(
-        [PYTHON, "-m", "study", "dashboard", "tracked", "--storage", str(folder), "--port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env,
-    )  # fmt: skip
+        [
+            PYTHON,
+            "-m",
+            "study",
+            "dashboard",
+            "tracked",
+            "--storage",
+            str(folder),
+            "--port",
+            str(port),
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -274,13 +326,22 @@ def test_processes_opening_one_new_store_at_once_all_succeed(tmp_path):
     at once: MLflow makes the tables with no lock of its own, and all but one of them died in its
     migrations ("duplicate column name"). Three processes, released together once all are ready."""
     uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
-    code = ("import pathlib, sys, time; import mlflow.tracking; from study import tracking\n"
-            "pathlib.Path(sys.argv[3]).touch()\n"
-            "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.005)\n"
-            "print(tracking.study_names(sys.argv[2]))")  # fmt: skip
+    code = (
+        "import pathlib, sys, time; import mlflow.tracking; from study import tracking\n"
+        "pathlib.Path(sys.argv[3]).touch()\n"
+        "while not pathlib.Path(sys.argv[1]).exists(): time.sleep(0.005)\n"
+        "print(tracking.study_names(sys.argv[2]))"
+    )
     ready = [tmp_path / f"ready-{i}" for i in range(3)]
-    procs = [subprocess.Popen([PYTHON, "-c", code, str(go), uri, str(r)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for r in ready]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", code, str(go), uri, str(r)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ready
+    ]
     try:
         deadline = time.monotonic() + 120
         while not all(r.exists() for r in ready):

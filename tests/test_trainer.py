@@ -132,8 +132,14 @@ def test_training_draws_nothing_from_the_global_rng(tiny_config, model):
     gen = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(net.parameters())
     before = torch.get_rng_state()
-    run_epoch(lambda idx: net(net.corrupt(x[idx], gen), x[idx], gen).loss, optimizer, len(x),
-              config["batch_size"], gen, "test")  # fmt: skip
+    run_epoch(
+        lambda idx: net(net.corrupt(x[idx], gen), x[idx], gen).loss,
+        optimizer,
+        len(x),
+        config["batch_size"],
+        gen,
+        "test",
+    )
     for stage in net.pretrain_stages():
         h = stage.inputs(x)
         stage(stage.corrupt(h, gen), h)
@@ -241,8 +247,15 @@ def test_a_test_split_is_scored_after_the_last_epoch_by_the_probe_fitted_for_pro
 ):
     from study.trial.evaluate import fit_probe
 
-    config = {"model": "ae", "latent_dim": 4, "epochs": 2, "batch_size": 32, "seed": 0,
-              "dataset": "mnist", "data_dir": str(idx_folder)}  # fmt: skip
+    config = {
+        "model": "ae",
+        "latent_dim": 4,
+        "epochs": 2,
+        "batch_size": 32,
+        "seed": 0,
+        "dataset": "mnist",
+        "data_dir": str(idx_folder),
+    }
     final = {}
     history = train(config, on_epoch=lambda m, context: final.update(context=context))
     assert not any(key.startswith("test_") for key in history[0])  # not before the last epoch
@@ -277,8 +290,11 @@ def test_a_trial_on_a_gpu_asks_torch_for_deterministic_kernels(monkeypatch):
 
     from study.trial.trainer import arrange_determinism
 
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)  # fmt: skip
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
         arrange_determinism(torch.device("cpu"))

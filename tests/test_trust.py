@@ -71,13 +71,20 @@ def one_line_error(result) -> str:
 @pytest.mark.slow
 def test_a_state_planted_while_a_sweep_runs_is_never_loaded_at_its_end(tmp_path, local_ray):
     """Hole 1: the end of a sweep read the newest experiment state unverified."""
-    space = write_space(tmp_path, num_samples=2, epochs=3, scheduler={"type": "none"},
-                        fixed={"batch_size": 256}, params={"model": ["ae"]})  # fmt: skip
+    space = write_space(
+        tmp_path,
+        num_samples=2,
+        epochs=3,
+        scheduler={"type": "none"},
+        fixed={"batch_size": 256},
+        params={"model": ["ae"]},
+    )
     marker = tmp_path / "code-ran"
     planted = tmp_path / "p" / "experiment_state-9999-12-31_23-59-59.json"
     holds = tmp_path / "holds"
-    sweep = start_sweep(space, "p", tmp_path, "--address", local_ray, "--max-concurrent", "1",
-                        env=hold_env(holds))  # fmt: skip
+    sweep = start_sweep(
+        space, "p", tmp_path, "--address", local_ray, "--max-concurrent", "1", env=hold_env(holds)
+    )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     wait_for_holds(holds, 1, sweep)  # mid-sweep: a trial waits after its first epoch
     planted.write_text(payload_state(marker))
@@ -136,8 +143,14 @@ def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
     fake_session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
     fake_session.mkdir()
     # a process that holds a file in the forged folder open until this test kills it
-    holder = subprocess.Popen([sys.executable, "-c", "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
-                               str(fake_session / "held")])  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
+            str(fake_session / "held"),
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         while not (fake_session / "held").exists():
@@ -164,8 +177,14 @@ def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path
     session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
     session.mkdir()
     # not Ray's: a reader of the session's log, as `tail -f` would be
-    reader = subprocess.Popen([sys.executable, "-c", "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
-                               str(session / "held")])  # fmt: skip
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
+            str(session / "held"),
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         while not leftovers._processes_with_open_files_in(str(session)):
@@ -176,8 +195,14 @@ def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path
         (studies / "other").mkdir()
 
         def note_for(folder: Path) -> str:  # as the tool writes it, its driver dead since
-            body = json.dumps({"host": socket.gethostname(), "pid": 999999,
-                               "session_dir": str(session), "study": str(folder)})  # fmt: skip
+            body = json.dumps(
+                {
+                    "host": socket.gethostname(),
+                    "pid": 999999,
+                    "session_dir": str(session),
+                    "study": str(folder),
+                }
+            )
             return json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
 
         (studies / ".s.ray").write_text(note_for(studies / "other"))  # another study's
@@ -225,8 +250,15 @@ def test_a_view_piped_into_head_ends_quietly(signed_study, tmp_path):
         read, write = os.pipe()
         os.close(read)
         args = [PYTHON, "-m", "study", view, *(["s"] if view != "list" else [])]
-        done = subprocess.run(args, cwd=signed_study, env=home_env(signed_study), stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            args,
+            cwd=signed_study,
+            env=home_env(signed_study),
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
         os.close(write)
         assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, view
         assert done.returncode == 141, (view, done.stderr[-2000:])
@@ -355,8 +387,14 @@ def test_links_planted_in_trial_folders_are_never_written_through(tmp_path):
     folder = tmp_path / "s"
     (folder / "ae_1" / "checkpoint_000001").mkdir(parents=True)
     victims = {}
-    for name in ("params.json", "params.pkl", "progress.csv", "result.json",
-                 "events.out.tfevents.1", "checkpoint_000001/model.pt"):  # fmt: skip
+    for name in (
+        "params.json",
+        "params.pkl",
+        "progress.csv",
+        "result.json",
+        "events.out.tfevents.1",
+        "checkpoint_000001/model.pt",
+    ):
         victim = tmp_path / f"victim-{name.replace('/', '-')}"
         victim.write_text("precious")
         (folder / "ae_1" / name).symlink_to(victim)

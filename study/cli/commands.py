@@ -285,8 +285,11 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
     print_summary(options.tracking_uri, options.name, trained, wall, folder)
     if not outcome.interrupted:
         return 0
-    print(f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
-          f"`{resume_command(options.name, folder)}`", flush=True)  # fmt: skip
+    print(
+        f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
+        f"`{resume_command(options.name, folder)}`",
+        flush=True,
+    )
     return INTERRUPTED
 
 
@@ -315,8 +318,12 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("ui", help="browse the studies in the MLflow UI (127.0.0.1)")
     p.add_argument("--port", type=int, default=5000, help="the port on 127.0.0.1 (default 5000)")
     p.add_argument("--tracking-uri", help=TRACKING_HELP)
-    p.add_argument("--workers", type=int, default=1,
-                   help="MLflow's server processes (default 1: one browser on a local file)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="MLflow's server processes (default 1: one browser on a local file)",
+    )
     p.set_defaults(handler=run_ui)
 
     p = commands.add_parser("server", help="start an MLflow tracking server for a cluster")
@@ -326,8 +333,12 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--artifacts-destination", default="mlartifacts", help="where it stores artifacts"
     )
-    p.add_argument("--workers", type=int, default=4,
-                   help="server processes answering the trials (default 4, MLflow's)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="server processes answering the trials (default 4, MLflow's)",
+    )
     p.set_defaults(handler=run_server)
 
     p = commands.add_parser(

@@ -51,9 +51,18 @@ def run_ui(args: argparse.Namespace) -> int:
     # also stops suggesting `--host 0.0.0.0`, an option `study ui` does not have (`server` has)
     local = ",".join(f"{host}:{args.port}" for host in ("127.0.0.1", "localhost"))
     cmd = mlflow_command(
-        "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(args.port),
-        "--workers", str(args.workers), "--allowed-hosts", local,
-    )  # fmt: skip
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+        "--allowed-hosts",
+        local,
+    )
 
     def ready() -> None:
         print(f"MLflow UI at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)
@@ -86,17 +95,31 @@ def run_server(args: argparse.Namespace) -> int:
     store = resolve_tracking_uri(args.backend_store_uri)
     artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
     shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
-    print(f"starting a tracking server on {args.host}:{args.port} (store {store}, artifacts "
-          f"{artifacts}) …", flush=True)  # fmt: skip
+    print(
+        f"starting a tracking server on {args.host}:{args.port} (store {store}, artifacts "
+        f"{artifacts}) …",
+        flush=True,
+    )
     cmd = mlflow_command(
-        "server", "--backend-store-uri", store, "--artifacts-destination", artifacts,
-        "--serve-artifacts", "--host", args.host, "--port", str(args.port),
-        "--workers", str(args.workers),
-    )  # fmt: skip
+        "server",
+        "--backend-store-uri",
+        store,
+        "--artifacts-destination",
+        artifacts,
+        "--serve-artifacts",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+    )
 
     def ready() -> None:
-        print(f"tracking server: --tracking-uri http://{shown}:{args.port}  (Ctrl-C stops it)",
-              flush=True)  # fmt: skip
+        print(
+            f"tracking server: --tracking-uri http://{shown}:{args.port}  (Ctrl-C stops it)",
+            flush=True,
+        )
 
     probe = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     return serve(cmd, probe, args.port, ready, mlflow_env())
@@ -115,8 +138,10 @@ def check_port_free(host: str, port: int) -> None:
         ipaddress.ip_address(host)
     except ValueError:
         if host != "localhost":
-            raise ConfigError(f"--host {host}: not an IP address of this machine (e.g. "
-                              "127.0.0.1, or 0.0.0.0 for every interface)") from None  # fmt: skip
+            raise ConfigError(
+                f"--host {host}: not an IP address of this machine (e.g. "
+                "127.0.0.1, or 0.0.0.0 for every interface)"
+            ) from None
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not busy

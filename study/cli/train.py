@@ -23,9 +23,12 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     )
     for key, kind in TRAIN_OPTIONS.items():
         p.add_argument(
-            f"--{key.replace('_', '-')}", dest=key, type=kind, default=None,
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            type=kind,
+            default=None,
             help=train_option_help(key),
-        )  # fmt: skip
+        )
     p.add_argument(
         "--set",
         dest="extra",
@@ -57,8 +60,13 @@ def train_option_help(key: str) -> str:
     from study.trial.config import TrainSettings
     from study.trial.data import DATASETS
 
-    choices = {"model": list(MODELS), "activation": list(ACTIVATIONS), "recon_loss": list(RECON_LOSSES),
-               "noise_kind": list(NOISE_RANGES), "dataset": list(DATASETS)}.get(key)  # fmt: skip
+    choices = {
+        "model": list(MODELS),
+        "activation": list(ACTIVATIONS),
+        "recon_loss": list(RECON_LOSSES),
+        "noise_kind": list(NOISE_RANGES),
+        "dataset": list(DATASETS),
+    }.get(key)
     allowed = f"one of {', '.join(choices)}; " if choices else ""
     settings = {f.name: f.default for f in fields(TrainSettings)}
     if key in settings:

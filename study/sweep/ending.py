@@ -61,8 +61,11 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
         tracking.finish_trial(record.uri, record.experiment_id, trial_id, TrialState.INTERRUPTED)
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})
     # pictures of trials that a killed driver saw end but did not draw
-    drawn = [t for t in trials if trial_state(t.status, t.last_result or {}, t.config)
-             in pictures.DRAWN_STATES]  # fmt: skip
+    drawn = [
+        t
+        for t in trials
+        if trial_state(t.status, t.last_result or {}, t.config) in pictures.DRAWN_STATES
+    ]
     pictures.catch_up(record, drawn)
     status = "KILLED" if unfinished else "FINISHED"
     tracking.set_study_status(record, status)

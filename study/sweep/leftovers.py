@@ -39,8 +39,12 @@ def remember(folder: Path, session_dir: str) -> None:
     is replaced, never written through."""
     from study.sweep import plain_files, trust
 
-    note = {"host": socket.gethostname(), "pid": os.getpid(), "session_dir": session_dir,
-            "study": str(folder)}  # fmt: skip
+    note = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "session_dir": session_dir,
+        "study": str(folder),
+    }
     body = json.dumps(note, sort_keys=True)
     plain_files.write_whole(
         session_note(folder), json.dumps({"note": body, "mac": trust.mac_of(body.encode())})
@@ -64,8 +68,12 @@ def _read_note(folder: Path) -> dict | None:
     session = Path(str(note.get("session_dir", "")))
     if note.get("study") != str(folder):
         return None  # another study's note, copied in
-    if not (session.name.startswith("session_") and session.is_dir()
-            and not session.is_symlink() and session.stat().st_uid == os.getuid()):  # fmt: skip
+    if not (
+        session.name.startswith("session_")
+        and session.is_dir()
+        and not session.is_symlink()
+        and session.stat().st_uid == os.getuid()
+    ):
         return None
     return note
 

@@ -34,8 +34,11 @@ def trial_state(status: str, last_result: dict[str, Any], config: dict[str, Any]
         epochs = flat_config(config).get("epochs", 0)
         stopped = last_result.get("training_iteration", 0) < epochs
         return TrialState.STOPPED if stopped else TrialState.DONE
-    return {"ERROR": TrialState.FAILED, "RUNNING": TrialState.RUNNING,
-            "PAUSED": TrialState.PAUSED}.get(status, TrialState.PENDING)  # fmt: skip
+    return {
+        "ERROR": TrialState.FAILED,
+        "RUNNING": TrialState.RUNNING,
+        "PAUSED": TrialState.PAUSED,
+    }.get(status, TrialState.PENDING)
 
 
 def print_where_to_watch(record: StudyRecord, space: Space) -> None:
@@ -52,14 +55,16 @@ def live_runs(trials: list, objective: str, ended: dict[str, str] | None = None)
     for t in trials:
         last, config = t.last_result or {}, flat_config(t.config)
         state = (ended or {}).get(t.trial_id) or trial_state(t.status, last, t.config)
-        rows.append({
-            "trial_id": t.trial_id,
-            "model": config.get("model", "ae"),
-            "state": state,
-            "epoch": last.get("training_iteration", 0),
-            "epochs": config.get("epochs"),
-            **{k: last.get(k, float("nan")) for k in {objective, "val_mse", "mean_digit_mse"}},
-        })  # fmt: skip
+        rows.append(
+            {
+                "trial_id": t.trial_id,
+                "model": config.get("model", "ae"),
+                "state": state,
+                "epoch": last.get("training_iteration", 0),
+                "epochs": config.get("epochs"),
+                **{k: last.get(k, float("nan")) for k in {objective, "val_mse", "mean_digit_mse"}},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -145,14 +150,36 @@ class TrackingCallback(Callback):
             _QUEUES.append(self._queue)
             threading.Thread(target=self._work, daemon=True, name="mlflow-closer").start()
         uri, experiment_id = self.record.uri, self.record.experiment_id
-        self._queue.put((0, next(ORDER), f"close trial {trial.trial_id}'s MLflow run",
-                         CLOSE_WAITS, finish_trial,
-                         (uri, experiment_id, trial.trial_id, state, reason,
-                          drawn and bool(degenerate(last)), drawn and below_pca(last))))  # fmt: skip
+        self._queue.put(
+            (
+                0,
+                next(ORDER),
+                f"close trial {trial.trial_id}'s MLflow run",
+                CLOSE_WAITS,
+                finish_trial,
+                (
+                    uri,
+                    experiment_id,
+                    trial.trial_id,
+                    state,
+                    reason,
+                    drawn and bool(degenerate(last)),
+                    drawn and below_pca(last),
+                ),
+            )
+        )
         checkpoint = getattr(trial.checkpoint, "path", None)
         if checkpoint and drawn:
-            self._queue.put((1, next(ORDER), f"log trial {trial.trial_id}'s pictures",
-                             PICTURE_WAITS, self._pictures, (trial.trial_id, Path(checkpoint))))  # fmt: skip
+            self._queue.put(
+                (
+                    1,
+                    next(ORDER),
+                    f"log trial {trial.trial_id}'s pictures",
+                    PICTURE_WAITS,
+                    self._pictures,
+                    (trial.trial_id, Path(checkpoint)),
+                )
+            )
 
     def _work(self) -> None:
         while True:

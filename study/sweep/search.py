@@ -214,5 +214,7 @@ class PerModelASHA(ResumableASHA):
         super().on_trial_add(tune_controller, trial)
 
     def debug_string(self) -> str:
-        return "\n".join(f"{model}: " + " ".join(b.debug_str() for b in brackets)
-                         for model, brackets in self._by_model.items())  # fmt: skip
+        return "\n".join(
+            f"{model}: " + " ".join(b.debug_str() for b in brackets)
+            for model, brackets in self._by_model.items()
+        )

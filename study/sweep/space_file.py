@@ -19,8 +19,18 @@ from study.trial.config import allowed_keys, split_config
 from study.trial.metrics import DEFAULT_OBJECTIVE, OBJECTIVES
 
 ALGORITHMS = ("tpe", "random", "grid")
-TOP_KEYS = ("description", "dataset", "data_dir", "objective", "search", "num_samples", "epochs",
-            "scheduler", "fixed", "params")  # fmt: skip
+TOP_KEYS = (
+    "description",
+    "dataset",
+    "data_dir",
+    "objective",
+    "search",
+    "num_samples",
+    "epochs",
+    "scheduler",
+    "fixed",
+    "params",
+)
 PARAM_KINDS = ("values", "int", "float")
 PARAM_KEYS = (*PARAM_KINDS, "log", "step", "when")
 # Keys the sweep sets itself, and where a user sets them instead: a space may neither sample
@@ -321,8 +331,10 @@ def _check_against_models(space: Space, fail) -> None:
             )
     for m in space.fixed:
         if m in MODELS and m not in models_:
-            raise fail(f"fixed.{m}", f"{m!r} is not among the study's models; they are "
-                       f"{', '.join(map(str, models_))}")  # fmt: skip
+            raise fail(
+                f"fixed.{m}",
+                f"{m!r} is not among the study's models; they are {', '.join(map(str, models_))}",
+            )
     for m in models_:
         accepted = set(allowed_keys(m))
         base = space.trial_config({"model": m})

@@ -28,16 +28,20 @@ _PRESSED_AGAIN = threading.Event()  # and a second one came
 def _heard(record: logging.LogRecord) -> None:
     if record.getMessage().startswith("Stop signal received"):
         _TUNE_STOPPING.set()
-        print("stopping: saving the sweep's state to resume from (Ctrl-C again: skip the rest)",
-              flush=True)  # fmt: skip
+        print(
+            "stopping: saving the sweep's state to resume from (Ctrl-C again: skip the rest)",
+            flush=True,
+        )
 
 
 def _pressed_again(signum, frame) -> None:
     if not _TUNE_STOPPING.is_set() or _PRESSED_AGAIN.is_set():
         raise KeyboardInterrupt  # before Tune listens, or a third time: at once
     _PRESSED_AGAIN.set()
-    print("stopping once the state is saved (Ctrl-C again: at once, the save may be cut short)",
-          flush=True)  # fmt: skip
+    print(
+        "stopping once the state is saved (Ctrl-C again: at once, the save may be cut short)",
+        flush=True,
+    )
 
 
 def raise_if_pressed_again() -> None:

@@ -110,8 +110,13 @@ def run_trial(
             train(trial_config, on_epoch=report, costly_epochs=costly_epochs, score_test=False)
             return
         with checkpoint.as_directory() as resume_dir:
-            train(trial_config, on_epoch=report, resume_from=resume_dir,
-                  costly_epochs=costly_epochs, score_test=False)  # fmt: skip
+            train(
+                trial_config,
+                on_epoch=report,
+                resume_from=resume_dir,
+                costly_epochs=costly_epochs,
+                score_test=False,
+            )
     except DETERMINISTIC as exc:
         # Trained again from its checkpoint, the same config fails the same way: end the trial
         # now, failed, rather than let Tune retry it --max-failures times.

@@ -170,8 +170,10 @@ def signatures(folder: Path, name: str) -> dict[str, str]:
     try:
         signed = json.loads(read_bytes(path))
     except ValueError:
-        raise TrustError(f"study {name!r}: {path} is damaged (not JSON); pass --trust-state "
-                         "only if you know where the folder's state came from") from None  # fmt: skip
+        raise TrustError(
+            f"study {name!r}: {path} is damaged (not JSON); pass --trust-state "
+            "only if you know where the folder's state came from"
+        ) from None
     if not isinstance(signed, dict) or not all(isinstance(v, str) for v in signed.values()):
         raise TrustError(f"study {name!r}: {path} is damaged (not a map of signatures)")
     return signed

@@ -44,9 +44,12 @@ def publish(
         with _tracking_uri(uri):  # logging and the SQL registry's lookup both use it
             uris = _log_served(c, run_id, served, example)
             version = c.create_model_version(
-                name, uris[RECONSTRUCT], run_id=run_id, tags={**tags, ENCODER_TAG: uris[ENCODE]},
+                name,
+                uris[RECONSTRUCT],
+                run_id=run_id,
+                tags={**tags, ENCODER_TAG: uris[ENCODE]},
                 model_id=uris[RECONSTRUCT].removeprefix("models:/"),
-            )  # fmt: skip
+            )
     else:
         for key, value in tags.items():
             c.set_model_version_tag(name, version.version, key, value)
@@ -86,9 +89,14 @@ def _log_served(
     for name, module in served.items():
         logged = c.create_logged_model(experiment, name=name, source_run_id=run_id)
         info = mlflow.pytorch.log_model(
-            module.eval(), name=name, model_id=logged.model_id, run_id=run_id,
-            input_example=example, serialization_format="pt2", pip_requirements=requirements,
-        )  # fmt: skip
+            module.eval(),
+            name=name,
+            model_id=logged.model_id,
+            run_id=run_id,
+            input_example=example,
+            serialization_format="pt2",
+            pip_requirements=requirements,
+        )
         uris[name] = info.model_uri
     return uris
 

@@ -35,9 +35,11 @@ def ensure_study(uri: str, study: str, description: str, params: dict[str, Any])
             study,
             artifact_location=location,
             # the experiment's description in the UI: the space's own, and how it was launched
-            tags={"mlflow.experimentKind": "custom_model_development",
-                  "mlflow.note.content": _description(description, params)},
-        )  # fmt: skip
+            tags={
+                "mlflow.experimentKind": "custom_model_development",
+                "mlflow.note.content": _description(description, params),
+            },
+        )
     else:
         experiment_id = experiment.experiment_id
     objective = str(params.get("objective", DEFAULT_OBJECTIVE))

@@ -166,8 +166,12 @@ def mark_orphans(uri: str, experiment_id: str, known: set[str]) -> list[str]:
         if trial_id in known or run.data.tags.get(STATE) == TrialState.ORPHANED:
             continue
         c.set_tag(run.info.run_id, STATE, str(TrialState.ORPHANED))
-        c.set_tag(run.info.run_id, ERROR, "started by a driver killed before Tune saved this "
-                  "trial: not part of the study (Tune ran the sample again as another trial)")  # fmt: skip
+        c.set_tag(
+            run.info.run_id,
+            ERROR,
+            "started by a driver killed before Tune saved this "
+            "trial: not part of the study (Tune ran the sample again as another trial)",
+        )
         if run.info.status == "RUNNING":
             c.set_terminated(run.info.run_id, "KILLED")
         orphans.append(trial_id)

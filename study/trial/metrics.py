@@ -29,40 +29,98 @@ class Metric:
 
 
 _ALL = (
-    Metric("val_mse", "min", "per-pixel MSE between clean held-out digits and their reconstructions "
-           "(in the image range [0, 1]): the default objective", objective=True, printed=True),
-    Metric("val_bce", "min", "per-pixel BCE of clean held-out digits (outputs clamped into (0, 1)); "
-           "an objective only where every model ends in a sigmoid", objective=True, printed=True),
-    Metric("denoise_mse", "min", "per-pixel MSE between clean held-out digits and the reconstruction "
-           "of their noisy copies (x + 0.5·N(0,1), clipped)", objective=True, printed=True,
-           costly=True),
-    Metric("probe_acc", "max", "held-out accuracy of a logistic (softmax) regression on frozen codes "
-           "of 2,000 training digits", objective=True, printed=True, costly=True),
-    Metric("finetune_acc", "max", "held-out accuracy after the seed's supervised phase (softmax head "
-           "on the code, encoder fine-tuned)", objective=True),
-    Metric("kl", "min", "VAE: KL divergence of the posterior q(z∣x) from N(0, I) per held-out digit", printed=True),
-    Metric("recon_kl", "min", "VAE: reconstruction loss summed over pixels + KL per held-out digit "
-           "(the negative ELBO only when the reconstruction loss is BCE)", printed=True),
-    Metric("pca_mse", None, "val_mse of PCA with as many components as the trial's code, fitted on "
-           "the same training digits: the linear baseline an autoencoder should beat"),
-    Metric("test_mse", "min", "val_mse on the data set's test split (never used to select), from "
-           "the trial's final checkpoint"),
+    Metric(
+        "val_mse",
+        "min",
+        "per-pixel MSE between clean held-out digits and their reconstructions "
+        "(in the image range [0, 1]): the default objective",
+        objective=True,
+        printed=True,
+    ),
+    Metric(
+        "val_bce",
+        "min",
+        "per-pixel BCE of clean held-out digits (outputs clamped into (0, 1)); "
+        "an objective only where every model ends in a sigmoid",
+        objective=True,
+        printed=True,
+    ),
+    Metric(
+        "denoise_mse",
+        "min",
+        "per-pixel MSE between clean held-out digits and the reconstruction "
+        "of their noisy copies (x + 0.5·N(0,1), clipped)",
+        objective=True,
+        printed=True,
+        costly=True,
+    ),
+    Metric(
+        "probe_acc",
+        "max",
+        "held-out accuracy of a logistic (softmax) regression on frozen codes "
+        "of 2,000 training digits",
+        objective=True,
+        printed=True,
+        costly=True,
+    ),
+    Metric(
+        "finetune_acc",
+        "max",
+        "held-out accuracy after the seed's supervised phase (softmax head "
+        "on the code, encoder fine-tuned)",
+        objective=True,
+    ),
+    Metric(
+        "kl",
+        "min",
+        "VAE: KL divergence of the posterior q(z∣x) from N(0, I) per held-out digit",
+        printed=True,
+    ),
+    Metric(
+        "recon_kl",
+        "min",
+        "VAE: reconstruction loss summed over pixels + KL per held-out digit "
+        "(the negative ELBO only when the reconstruction loss is BCE)",
+        printed=True,
+    ),
+    Metric(
+        "pca_mse",
+        None,
+        "val_mse of PCA with as many components as the trial's code, fitted on "
+        "the same training digits: the linear baseline an autoencoder should beat",
+    ),
+    Metric(
+        "test_mse",
+        "min",
+        "val_mse on the data set's test split (never used to select), from "
+        "the trial's final checkpoint",
+    ),
     Metric("test_bce", "min", "val_bce on the test split"),
     Metric("test_denoise_mse", "min", "denoise_mse on the test split", shown=False),
     Metric("test_probe_acc", "max", "probe_acc on the test split", shown=False),
     Metric("test_pca_mse", None, "pca_mse on the test split"),
-    Metric("mean_digit_mse", None, "val_mse of predicting the training digits' mean for every "
-           "held-out digit: a trial no better than this is degenerate", shown=False),
-    Metric("train_loss", None, "the model's own training loss, on training digits and in its own "
-           "units (the VAE's ~100x the others'): not a score, never ranked by", shown=False,
-           printed=True),
+    Metric(
+        "mean_digit_mse",
+        None,
+        "val_mse of predicting the training digits' mean for every "
+        "held-out digit: a trial no better than this is degenerate",
+        shown=False,
+    ),
+    Metric(
+        "train_loss",
+        None,
+        "the model's own training loss, on training digits and in its own "
+        "units (the VAE's ~100x the others'): not a score, never ranked by",
+        shown=False,
+        printed=True,
+    ),
     Metric("params", None, "number of parameters"),
     Metric("epoch", None, "epochs trained (in MLflow the run's tag aestudy.epochs)"),
     Metric("train_seconds", None, "training time, pretraining included, evaluation not"),
     Metric("epoch_seconds", None, "one epoch's training time", shown=False),
     Metric("eval_seconds", None, "one epoch's evaluation time", shown=False),
     Metric("pretrain_seconds", None, "SDAE: layer-wise pretraining time", shown=False),
-)  # fmt: skip
+)
 
 # Ranks trials across model types: defined for every model's output (images in [0, 1]) with no
 # tuning constant. val_bce needs a clamp for outputs of exactly 0 or 1, which only non-sigmoid

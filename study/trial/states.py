@@ -25,8 +25,13 @@ class TrialState(StrEnum):
 FINISHED = (TrialState.DONE, TrialState.STOPPED)  # ranked, pictured
 ENDED = (*FINISHED, TrialState.FAILED)  # closed for good: `resume` does not reopen them
 # What a study's trials can be in, as `status` and the sweep's summary count them.
-COUNTED = (*FINISHED, TrialState.FAILED, TrialState.INTERRUPTED, TrialState.RUNNING,
-           TrialState.ORPHANED)  # fmt: skip
+COUNTED = (
+    *FINISHED,
+    TrialState.FAILED,
+    TrialState.INTERRUPTED,
+    TrialState.RUNNING,
+    TrialState.ORPHANED,
+)
 _DEGENERATE = {TrialState.DONE: "degenerate", TrialState.STOPPED: "stopped, degenerate"}
 _BELOW_PCA = {TrialState.DONE: "done, PCA better", TrialState.STOPPED: "stopped, PCA better"}
 _READ = {words: state for marks in (_DEGENERATE, _BELOW_PCA) for state, words in marks.items()}

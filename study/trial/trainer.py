@@ -144,8 +144,11 @@ def train(
     def save(path: str | Path, training: bool = True) -> Path:
         if not training:
             return models.save(path, model, trial_config=record)
-        rng = {"optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-               "torch_rng": torch.get_rng_state()}  # fmt: skip
+        rng = {
+            "optimizer": optimizer.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
         state = {"epoch": len(history), "history": history}
         return models.save(path, model, trial_config=record, training=rng, state=state)
 
@@ -162,8 +165,9 @@ def train(
     for epoch in range(len(history) + 1, settings.epochs + 1):
         model.train()
         start = time.perf_counter()
-        train_loss = run_epoch(batch_loss, optimizer, len(data.train_x), settings.batch_size, gen,
-                               f"epoch {epoch}")  # fmt: skip
+        train_loss = run_epoch(
+            batch_loss, optimizer, len(data.train_x), settings.batch_size, gen, f"epoch {epoch}"
+        )
         metrics: dict[str, float] = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -241,8 +245,12 @@ def finetune(
     for e in range(settings.finetune_epochs):
         run_epoch(
             lambda idx: F.cross_entropy(clf(data.train_x[idx]), data.train_y[idx]),
-            optimizer, len(data.train_x), settings.batch_size, gen, f"fine-tuning epoch {e + 1}",
-        )  # fmt: skip
+            optimizer,
+            len(data.train_x),
+            settings.batch_size,
+            gen,
+            f"fine-tuning epoch {e + 1}",
+        )
     clf.eval()
     with torch.no_grad():
         return (clf(data.val_x).argmax(1) == data.val_y).float().mean().item()
@@ -259,8 +267,12 @@ def pretrain_layerwise(
         for e in range(stage.epochs):
             run_epoch(
                 lambda idx, h=h, stage=stage: stage(stage.corrupt(h[idx], gen), h[idx]).loss,
-                optimizer, len(h), settings.batch_size, gen, f"pretraining layer {i + 1} epoch {e + 1}",
-            )  # fmt: skip
+                optimizer,
+                len(h),
+                settings.batch_size,
+                gen,
+                f"pretraining layer {i + 1} epoch {e + 1}",
+            )
     return time.perf_counter() - start
 
 

@@ -138,8 +138,17 @@ def _stage(uri: str, study: str, row: Any, metric: str, folder: Path) -> Exporte
         "params": dict(sorted(run.params.items())),
     }
     (folder / "metrics.json").write_text(json.dumps(record, indent=2))
-    return Exported(folder.name, run_id, str(row["trial_id"]), metric,
-                    float(row[metric]), row["standing"], folder, [], record["test"])  # fmt: skip
+    return Exported(
+        folder.name,
+        run_id,
+        str(row["trial_id"]),
+        metric,
+        float(row[metric]),
+        row["standing"],
+        folder,
+        [],
+        record["test"],
+    )
 
 
 def _register(uri: str, study: str, item: Exported, prefix: str, overall: str) -> Exported:
@@ -151,9 +160,13 @@ def _register(uri: str, study: str, item: Exported, prefix: str, overall: str) -
     aliases = [prefix if item.label == "best" else f"{prefix}-{item.label}"]
     if item.label != "best" and item.run_id == overall:
         aliases.append(prefix)
-    tags = {"trial_id": item.trial_id, "standing": record["standing"],
-            item.metric: f"{item.value:.6g}", "epochs_trained": str(record["epochs_trained"]),
-            **{k: f"{v:.6g}" for k, v in item.test.items()}}  # fmt: skip
+    tags = {
+        "trial_id": item.trial_id,
+        "standing": record["standing"],
+        item.metric: f"{item.value:.6g}",
+        "epochs_trained": str(record["epochs_trained"]),
+        **{k: f"{v:.6g}" for k, v in item.test.items()},
+    }
     model = models.load(folder / CHECKPOINT)
     served = {RECONSTRUCT: Reconstructor(model), ENCODE: Encoder(model)}
     version, encoder = tracking.publish(

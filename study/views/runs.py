@@ -19,8 +19,12 @@ NOT_SETTINGS = ("seed", "device", "data_dir", "dataset")
 BASE_COLUMNS = ["run_id", "trial_id", "model", "state", "error", "given", "threads"]
 # MLflow's run status, for runs the driver never closed with a state tag (a killed worker or
 # driver): FINISHED without a tag cannot tell done from stopped, so it reads as unknown.
-UNTAGGED = {"RUNNING": TrialState.RUNNING, "SCHEDULED": TrialState.RUNNING,
-            "FAILED": TrialState.FAILED, "KILLED": TrialState.FAILED}  # fmt: skip
+UNTAGGED = {
+    "RUNNING": TrialState.RUNNING,
+    "SCHEDULED": TrialState.RUNNING,
+    "FAILED": TrialState.FAILED,
+    "KILLED": TrialState.FAILED,
+}
 
 
 def study_runs(uri: str, study: str) -> pd.DataFrame:
@@ -31,17 +35,19 @@ def study_runs(uri: str, study: str) -> pd.DataFrame:
         return pd.DataFrame(columns=BASE_COLUMNS)
     tagged = _column(raw, f"tags.{tracking.STATE}").map(read, na_action="ignore")
     untagged = raw["status"].map(UNTAGGED).fillna("unknown")
-    out = pd.DataFrame({
-        "run_id": raw["run_id"],
-        "trial_id": raw[f"tags.{tracking.TRIAL_ID}"],
-        "model": raw["tags.aestudy.model"],
-        "state": tagged.where(tagged.notna(), untagged),
-        "error": _column(raw, f"tags.{tracking.ERROR}"),
-        "given": _column(raw, f"tags.{tracking.GIVEN}").map(
-            lambda keys: keys.split(",") if isinstance(keys, str) else None
-        ),
-        "threads": pd.to_numeric(_column(raw, f"tags.{tracking.THREADS}"), errors="coerce"),
-    })  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "run_id": raw["run_id"],
+            "trial_id": raw[f"tags.{tracking.TRIAL_ID}"],
+            "model": raw["tags.aestudy.model"],
+            "state": tagged.where(tagged.notna(), untagged),
+            "error": _column(raw, f"tags.{tracking.ERROR}"),
+            "given": _column(raw, f"tags.{tracking.GIVEN}").map(
+                lambda keys: keys.split(",") if isinstance(keys, str) else None
+            ),
+            "threads": pd.to_numeric(_column(raw, f"tags.{tracking.THREADS}"), errors="coerce"),
+        }
+    )
     params = sorted(c for c in raw.columns if c.startswith("params."))
     for column in params:
         out[column.removeprefix("params.")] = raw[column].map(typed)

@@ -28,8 +28,13 @@ from study.trial.ranking import (
 from study.trial.states import TrialState, shown
 from study.views.runs import state_counts, study_runs
 
-STATE_ORDER = {TrialState.RUNNING: 0, TrialState.INTERRUPTED: 1, "unknown": 2,
-               TrialState.FAILED: 3, TrialState.ORPHANED: 4}  # fmt: skip
+STATE_ORDER = {
+    TrialState.RUNNING: 0,
+    TrialState.INTERRUPTED: 1,
+    "unknown": 2,
+    TrialState.FAILED: 3,
+    TrialState.ORPHANED: 4,
+}
 
 
 class StudyView:
@@ -67,8 +72,11 @@ class StudyView:
     def parameters(self, row: pd.Series) -> str:
         """The searched parameters this trial was given (not another model's, nor defaults)."""
         given = row.get("given")
-        shown = [f"{p}={_fmt(row[p])}" for p in self.searched
-                 if p in row and _present(row[p]) and (given is None or p in given)]  # fmt: skip
+        shown = [
+            f"{p}={_fmt(row[p])}"
+            for p in self.searched
+            if p in row and _present(row[p]) and (given is None or p in given)
+        ]
         return " ".join(shown)
 
     def error_file(self, trial_id: str) -> Path | None:
@@ -82,10 +90,14 @@ def print_status(uri: str, name: str) -> None:
     """Every trial, ranked by the objective: state, epochs, objective and searched parameters."""
     view = StudyView(uri, name)
     counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n)
-    print(f"study {name}: {len(view.runs)} trials ({counts or 'none yet'}); "
-          f"objective {view.objective} ({goal(view.objective)})")  # fmt: skip
-    print(f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
-          f"{view.objective:>10}  parameters")  # fmt: skip
+    print(
+        f"study {name}: {len(view.runs)} trials ({counts or 'none yet'}); "
+        f"objective {view.objective} ({goal(view.objective)})"
+    )
+    print(
+        f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
+        f"{view.objective:>10}  parameters"
+    )
     for _, row in view.ranked.iterrows():
         state = shown(row["state"], row["tier"] == DEGENERATE, below_pca(row))
         _status_line(view, str(row["rank"]), row, state)
@@ -107,8 +119,10 @@ def print_status(uri: str, name: str) -> None:
             if where:  # a deterministic failure ends the trial without an error file
                 print(f"{'':6}full error: {where}")
     if (view.ranked["tier"] == DEGENERATE).any():
-        print("degenerate: no better on held-out digits than predicting the mean digit "
-              "(val_mse >= mean_digit_mse); ranked last and never exported")  # fmt: skip
+        print(
+            "degenerate: no better on held-out digits than predicting the mean digit "
+            "(val_mse >= mean_digit_mse); ranked last and never exported"
+        )
     if any(below_pca(row) for _, row in view.ranked.iterrows()):
         print(
             "PCA better: no better than PCA with as many components as the trial's code "
@@ -124,17 +138,21 @@ def print_status(uri: str, name: str) -> None:
 def _name_leftovers(folder: Path, name: str) -> None:
     driver, found = leftovers.find(folder)
     if found:
-        print(f"{leftovers.describe(found)} left running by the killed driver (pid {driver}): "
-              f"they end on their own within about 90 s; `{study_command(f'resume {name}')}` "
-              "stops them")  # fmt: skip
+        print(
+            f"{leftovers.describe(found)} left running by the killed driver (pid {driver}): "
+            f"they end on their own within about 90 s; `{study_command(f'resume {name}')}` "
+            "stops them"
+        )
 
 
 def _status_line(view: StudyView, rank_text: str, row: pd.Series, state: str) -> None:
     value = row[view.objective]
     shown = f"{value:.4f}" if _present(value) else "-"
     epochs = f"{_int(row['epoch'])}/{_int(row.get('epochs'))}"
-    print(f"{rank_text:>4}  {row['trial_id']:<10} {row['model']:<5} {state:<19} {epochs:>5}  "
-          f"{shown:>10}  {view.parameters(row)}")  # fmt: skip
+    print(
+        f"{rank_text:>4}  {row['trial_id']:<10} {row['model']:<5} {state:<19} {epochs:>5}  "
+        f"{shown:>10}  {view.parameters(row)}"
+    )
 
 
 def print_best(uri: str, name: str, model: str | None = None) -> int:
@@ -153,9 +171,11 @@ def print_best(uri: str, name: str, model: str | None = None) -> int:
     print(f"chosen by validation {view.objective}; test numbers reported, never chosen by")
     for _, row in picks.iterrows():
         standing = row["standing"] or f"ran all {_int(row['epoch'])} epochs"
-        print(f"{row['model']:<5} {view.objective} {row[view.objective]:.4f}"
-              f"{tested(row, view.objective)}  trial {row['trial_id']}  ({standing})  "
-              f"run {row['run_id']}")  # fmt: skip
+        print(
+            f"{row['model']:<5} {view.objective} {row[view.objective]:.4f}"
+            f"{tested(row, view.objective)}  trial {row['trial_id']}  ({standing})  "
+            f"run {row['run_id']}"
+        )
         print(f"      {train_command(row)}")
     for m, reason in uncrowned(view.ranked).items():
         if model in (None, m):
@@ -206,9 +226,13 @@ def print_list(uri: str) -> None:
         view = StudyView(uri, name)
         counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n) or "no trials"
         top = winners(view.ranked, per_model=False)
-        best = (f"{view.objective} {top.iloc[0][view.objective]:.4f}"
-                f"{tested(top.iloc[0], view.objective)} ({top.iloc[0]['model']}, "
-                f"trial {top.iloc[0]['trial_id']})" if len(top) else "-")  # fmt: skip
+        best = (
+            f"{view.objective} {top.iloc[0][view.objective]:.4f}"
+            f"{tested(top.iloc[0], view.objective)} ({top.iloc[0]['model']}, "
+            f"trial {top.iloc[0]['trial_id']})"
+            if len(top)
+            else "-"
+        )
         print(f"{name:<28} {len(view.runs):>6}  {counts:<40} {best}")
 
 
@@ -218,19 +242,27 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
     view = StudyView(uri, name)
     counts = view.counts()
     print(f"\n{len(view.runs)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    print(f"best validation {view.objective} per model type (ranked as `status` and `export` "
-          "rank; the test split's number beside it, never ranked by):")  # fmt: skip
+    print(
+        f"best validation {view.objective} per model type (ranked as `status` and `export` "
+        "rank; the test split's number beside it, never ranked by):"
+    )
     for _, row in best_per_model(view.ranked).iterrows():
         note = f"  [{row['standing']}]" if row["standing"] else ""
-        print(f"  {row['model']:<5} {row[view.objective]:.4f}{tested(row, view.objective)}  "
-              f"trial {row['trial_id']}  {view.parameters(row)}{note}")  # fmt: skip
+        print(
+            f"  {row['model']:<5} {row[view.objective]:.4f}{tested(row, view.objective)}  "
+            f"trial {row['trial_id']}  {view.parameters(row)}{note}"
+        )
     if own_seconds:
-        print(f"wall time {wall:.0f}s for {own_seconds:.0f}s of the trials' own training and "
-              f"evaluation in this run: {own_seconds / wall:.2f} trial-seconds per second (above "
-              "1: trials ran side by side; below: the rest went to start-up and overhead)")  # fmt: skip
+        print(
+            f"wall time {wall:.0f}s for {own_seconds:.0f}s of the trials' own training and "
+            f"evaluation in this run: {own_seconds / wall:.2f} trial-seconds per second (above "
+            "1: trials ran side by side; below: the rest went to start-up and overhead)"
+        )
     else:
-        print(f"wall time {wall:.0f}s; no trial reported a trained epoch in this run (each had "
-              "ended already, or failed before its first epoch)")  # fmt: skip
+        print(
+            f"wall time {wall:.0f}s; no trial reported a trained epoch in this run (each had "
+            "ended already, or failed before its first epoch)"
+        )
     print(
         f"results: {folder}  ({study_command(f'status {name}')}; {study_command(f'best {name}')})"
     )

@@ -37,11 +37,19 @@ def load_with_mlflow_alone(uri: str, model_uris: list[str], folder: Path) -> dic
     digits = mnist_test_digits()[:100].reshape(100, -1).numpy()
     np.save(folder.parent / "digits.npy", digits)
     script = ROOT / "tests" / "scripts" / "load_with_mlflow_alone.py"
-    env = {"PATH": os.environ["PATH"], "HOME": str(folder.parent),
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # fmt: skip
-    result = subprocess.run([PYTHON, "-I", str(script), uri, str(folder.parent / "digits.npy"),
-                             *model_uris], cwd=folder, env=env, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(folder.parent),
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",
+    }
+    result = subprocess.run(
+        [PYTHON, "-I", str(script), uri, str(folder.parent / "digits.npy"), *model_uris],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "digits": digits}
 

@@ -39,10 +39,24 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
     seed_store(folder / "server.db")
     log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
-        [PYTHON, "-m", "study", "server", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            PYTHON,
+            "-m",
+            "study",
+            "server",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
     return proc

@@ -71,12 +71,14 @@ def tune_trial_states(name: str, storage: Path) -> list[dict]:
     rows = []
     for t in sorted(ExperimentAnalysis(str(folder)).trials, key=lambda t: t.trial_id):
         last = t.last_result or {}
-        rows.append({
-            "trial_id": t.trial_id,
-            "state": trial_state(t.status, last, t.config),
-            "model": flat_config(t.config).get("model", "ae"),
-            "epochs": last.get("training_iteration", 0),
-        })  # fmt: skip
+        rows.append(
+            {
+                "trial_id": t.trial_id,
+                "state": trial_state(t.status, last, t.config),
+                "model": flat_config(t.config).get("model", "ae"),
+                "epochs": last.get("training_iteration", 0),
+            }
+        )
     return rows
 
 
@@ -104,9 +106,17 @@ def assert_only_the_tool_speaks(terminal: str) -> None:
     """A sweep's terminal (a driver of its own's stdout and stderr) holds the tool's own lines
     only, by default: none of Ray's, Tune's, Optuna's or MLflow's, whether it started its Ray or
     joined one."""
-    for noise in ("Configuration for experiment", "View detailed results", "TensorBoard",
-                  "Tuner.restore", "View run", "A new study created", "INFO mlflow",
-                  "Token authentication is enabled", "Connecting to existing Ray cluster"):  # fmt: skip
+    for noise in (
+        "Configuration for experiment",
+        "View detailed results",
+        "TensorBoard",
+        "Tuner.restore",
+        "View run",
+        "A new study created",
+        "INFO mlflow",
+        "Token authentication is enabled",
+        "Connecting to existing Ray cluster",
+    ):
         assert noise not in terminal, noise
 
 

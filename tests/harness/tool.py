@@ -102,11 +102,27 @@ def start_sweep(
 ) -> subprocess.Popen:
     """`python -m study sweep` in a process of its own, home `folder`, its output piped; `env`:
     more variables. Its store is seeded (`seed_store`) unless it logs to a server."""
-    cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", name, "--storage", str(folder),
-           *extra]  # fmt: skip
+    cmd = [
+        PYTHON,
+        "-m",
+        "study",
+        "sweep",
+        str(space),
+        "--name",
+        name,
+        "--storage",
+        str(folder),
+        *extra,
+    ]
     seed_sweep_store(tuple(cmd[3:]), folder)
-    return subprocess.Popen(cmd, cwd=folder, env=home_env(folder, env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        cmd,
+        cwd=folder,
+        env=home_env(folder, env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def hold_env(markers: Path, epoch: int = 1) -> dict[str, str]:
