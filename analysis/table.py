@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.seed import seed_comparison
-from models import MODELS, ConfigError, StudyError
+from models import ConfigError, StudyError
 from study import tracking
 from study.trial.metrics import DEFAULT_OBJECTIVE, METRICS, SHOWN
 from study.trial.ranking import rank
@@ -75,6 +75,8 @@ def build_table(
             row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
+    from models import MODELS  # here, not at import: `python -m study status` loads this module
+
     order = {m: i for i, m in enumerate(MODELS)}
     table = table.sort_values(
         keys, key=lambda s: s.map(order) if s.name == "model" else s.astype(str)

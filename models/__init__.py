@@ -4,29 +4,39 @@ import models
 model = models.build_model("vae", {"latent_dim": 2, "recon_loss": "bce"})
 model = models.load("runs/vae1")          # eval mode, weights loaded without pickled code
 z = model.encode(x); x_hat = model.reconstruct(x)   # x: (N, 1, 28, 28) in [0, 1]
+
+The errors load at once; everything else (torch and the models) on first use, so that code
+which only needs `models.ConfigError` (the read-only views) does not import torch.
 """
 
-from models.base import AEOutput, AutoEncoder, ModelConfig
-from models.checkpoint import load, load_training_state, read_config, save
-from models.errors import ConfigError, ResourceError, StudyError
-from models.registry import DENOISING_MODELS, MODELS, build_model, make_config, model_fields
-from models.supervised import Classifier
+from __future__ import annotations
 
-__all__ = [
-    "DENOISING_MODELS",
-    "MODELS",
-    "AEOutput",
-    "AutoEncoder",
-    "Classifier",
-    "ConfigError",
-    "ModelConfig",
-    "ResourceError",
-    "StudyError",
-    "build_model",
-    "load",
-    "load_training_state",
-    "make_config",
-    "model_fields",
-    "read_config",
-    "save",
-]
+import importlib
+from typing import Any
+
+from models.errors import ConfigError, ResourceError, StudyError
+
+# Each public name and the module that defines it, imported when first asked for.
+_LAZY = {
+    "AEOutput": "models.base",
+    "AutoEncoder": "models.base",
+    "ModelConfig": "models.base",
+    "load": "models.checkpoint",
+    "load_training_state": "models.checkpoint",
+    "read_config": "models.checkpoint",
+    "save": "models.checkpoint",
+    "DENOISING_MODELS": "models.registry",
+    "MODELS": "models.registry",
+    "build_model": "models.registry",
+    "make_config": "models.registry",
+    "model_fields": "models.registry",
+    "Classifier": "models.supervised",
+}
+
+__all__ = ["ConfigError", "ResourceError", "StudyError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

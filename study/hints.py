@@ -18,7 +18,7 @@ def study_command(args: str) -> str:
 def resume_command(name: str, folder: Path) -> str:
     """The command that resumes study `name` in `folder`: with `--storage` unless the folder
     lies in the default storage, where a bare `resume NAME` looks."""
-    from study.sweep.launch import default_storage  # loaded already where a study runs
+    from study.sweep.folder import default_storage
 
     storage = "" if folder.parent == default_storage() else f" --storage {folder.parent}"
     return study_command(f"resume {name}{storage}")

@@ -369,3 +369,24 @@ def test_every_trial_no_better_than_pca_is_marked_in_status_and_mlflow(stopped_s
         r.data.tags["aestudy.trial_id"] for r in tags if "PCA" in r.data.tags["aestudy.state"]
     }
     assert marked == set(below["trial_id"])
+
+
+def test_the_read_only_views_import_neither_torch_nor_ray(stopped_study):
+    """Issue 38: `status`, `best` and `list` took 11-14 CPU-seconds each, importing torch and
+    Ray to read a few rows from MLflow and the study folder."""
+    folder, _ = stopped_study
+    script = (
+        "import sys; from study.cli.commands import main; code = main(sys.argv[1:]); "
+        "print([m for m in ('torch', 'ray') if m in sys.modules]); sys.exit(code)"
+    )
+    for view in (["status", "stopped"], ["best", "stopped"], ["list"]):
+        done = subprocess.run(
+            [PYTHON, "-c", script, *view],
+            cwd=folder,
+            env=home_env(folder),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] == "[]", (view, done.stdout[-500:])

@@ -22,7 +22,8 @@ CLOSED_PIPE = 141  # the shell's code for a process ended by SIGPIPE (`status | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(train_details=argv[:1] == ["train"])
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
@@ -67,11 +68,12 @@ def leave(code: int) -> None:
     os._exit(code)
 
 
-def build_parser() -> argparse.ArgumentParser:
-
+def build_parser(train_details: bool = True) -> argparse.ArgumentParser:
+    """The command line; `train_details` False leaves the models (torch) unimported unless the
+    command is `train` (see `add_train_command`)."""
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    add_train_command(commands)
+    add_train_command(commands, train_details)
     add_sweep_commands(commands)
     add_tracking_commands(commands)
     p = commands.add_parser(
@@ -203,7 +205,7 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
 def study_uri(args: argparse.Namespace) -> str:
     """--tracking-uri; else the store the study was launched with (its study.json); else the
     default store."""
-    from study.sweep.launch import STUDY_FILE, default_storage, read_saved, study_dir
+    from study.sweep.folder import STUDY_FILE, default_storage, read_saved, study_dir
     from study.tracking import resolve_tracking_uri
 
     if args.tracking_uri:

@@ -15,7 +15,9 @@ from models import ConfigError
 from study.trial.config import TRAIN_OPTIONS
 
 
-def add_train_command(commands: argparse._SubParsersAction) -> None:
+def add_train_command(commands: argparse._SubParsersAction, details: bool = True) -> None:
+    """The `train` command; without `details`, its options' help does not list their values
+    (listing them imports the models, and so torch: the read-only views start without it)."""
     p = commands.add_parser(
         "train",
         help="train one model (no Ray), print metrics per epoch, save a checkpoint",
@@ -27,7 +29,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
             dest=key,
             type=kind,
             default=None,
-            help=train_option_help(key),
+            help=train_option_help(key) if details else "a trial setting (see `train --help`)",
         )
     p.add_argument(
         "--set",

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models import ConfigError
-from study.sweep.disk import nearest_existing
 
 if TYPE_CHECKING:
     from study.sweep.launch import SweepOptions
@@ -52,6 +51,8 @@ def check_duration(space: Space, options: SweepOptions) -> None:
 
 def check_writable(storage: Path) -> None:
     """The storage folder exists or can be made, and this user can write in it."""
+    from study.sweep.disk import nearest_existing  # with Ray: only a launch checks this
+
     existing = nearest_existing(storage)
     if not existing.is_dir():
         raise ConfigError(f"--storage {storage}: {existing} is a file, not a folder")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,9 +21,10 @@ from models import ConfigError
 from study import tracking
 from study.hints import study_command
 from study.sweep import hooks, leftovers, plain_files, restored, trust, verified_storage
-from study.sweep.checks import check_duration, check_name, check_writable
+from study.sweep.checks import check_duration, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
+from study.sweep.folder import STUDY_FILE, damaged, default_storage, read_saved, study_dir
 from study.sweep.lock import check_not_held, study_lock
 from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.sweep.pruning import CheckpointPruner
@@ -37,19 +37,13 @@ from study.sweep.search import (
     searcher,
     stop_epochs,
 )
+from study.sweep.signer import Signer
 from study.sweep.space import Space
 from study.sweep.space_file import parse_space
 from study.sweep.trainable import run_trial
 from study.trial.config import flat_config
 from study.trial.data import load_splits
 from study.trial.metrics import COSTLY
-
-STUDY_FILE = "study.json"
-
-
-def default_storage() -> Path:
-    """Where studies live unless --storage says otherwise: <home>/studies (see tracking.home)."""
-    return tracking.home() / "studies"
 
 
 @dataclass
@@ -103,15 +97,6 @@ class SweepOptions:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
-
-
-def study_dir(storage: str | Path, name: str) -> Path:
-    """Where study `name` lives; absolute, because trials run in their own working folders."""
-    check_name(name)
-    root = Path(storage).expanduser()
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--storage {storage} is a file; give the folder that holds studies")
-    return (root / name).resolve()
 
 
 def launch(space: Space, options: SweepOptions) -> Outcome:
@@ -285,31 +270,6 @@ def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, Swe
     return parse_space(space_raw, space_path), options
 
 
-def read_saved(folder: Path, name: str) -> dict:
-    """What the launch saved in the study's `study.json`, read as a plain file (never through
-    a link, never waiting on a FIFO); ConfigError naming the file when it is missing or not
-    the tool's."""
-    path = folder / STUDY_FILE
-    if not os.path.lexists(path):
-        raise ConfigError(
-            f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
-        )
-    try:
-        record = json.loads(plain_files.read_bytes(path))
-    except (ValueError, plain_files.TrustError) as exc:
-        raise damaged(folder, name, exc) from None
-    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
-        raise damaged(folder, name, ValueError("not a map with the launch's options"))
-    return record
-
-
-def damaged(folder: Path, name: str, exc: Exception) -> ConfigError:
-    return ConfigError(
-        f"study {name!r}: {folder / STUDY_FILE} is damaged ({type(exc).__name__}: {exc}); "
-        "it records the space and options the study was launched with"
-    )
-
-
 def trainable(options: SweepOptions, record: tracking.StudyRecord, space: Space):
     """The trial function with its resources; one torch thread per CPU Tune gives it."""
     threads = max(1, int(options.cpus_per_trial))
@@ -356,7 +316,7 @@ def run_config(
         callbacks=[
             ProgressPrinter(space),
             TrackingCallback(record),
-            trust.Signer(folder),
+            Signer(folder),
             restored.RestoreCheck(folder, options.name),
             CheckpointPruner(folder),
             DiskGuard(folder, options.name),

@@ -8,11 +8,16 @@ dataclass, which rejects keys it does not know.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models import ConfigError, ModelConfig, make_config, model_fields
+from models import ConfigError
 from models.typecheck import checked_fields
-from study.trial.data import check_data_source
+
+if TYPE_CHECKING:
+    from models import ModelConfig
+
+# The models and the data loader (torch) are imported where a config is validated, not here:
+# the read-only views use this module's names and must start without torch.
 
 
 @dataclass
@@ -40,6 +45,8 @@ class TrainSettings:
         if self.device not in ("auto", "cpu") and not str(self.device).startswith(("cuda", "mps")):
             raise ConfigError(f"device must be auto, cpu, cuda[:N] or mps; got {self.device!r}")
         check_device_here(str(self.device))
+        from study.trial.data import check_data_source
+
         check_data_source(self.dataset, self.data_dir)
 
 
@@ -91,6 +98,8 @@ def split_config(config: dict[str, Any]) -> tuple[TrainSettings, ModelConfig]:
     settings = TrainSettings(**checked_fields(TrainSettings, given))
     settings.validate()
     model_params = {k: v for k, v in config.items() if k not in SETTING_KEYS}
+    from models import make_config
+
     try:
         model_config = make_config(settings.model, model_params)
     except TypeError as exc:  # a value of the wrong type reaching the dataclass
@@ -106,6 +115,8 @@ def full_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def allowed_keys(model: str) -> list[str]:
     """Every key a trial of `model` may carry."""
+    from models import model_fields
+
     return [*SETTING_KEYS, *model_fields(model)]
 
 

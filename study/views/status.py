@@ -6,17 +6,16 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from models import StudyError, make_config
+from models import StudyError
 from study import tracking
 from study.hints import python, study_command
 from study.sweep import leftovers
-from study.trial.config import TRAIN_OPTIONS, TrainSettings, allowed_keys
-from study.trial.metrics import DEFAULT_OBJECTIVE, goal, test_counterpart
+from study.trial.config import TRAIN_OPTIONS
+from study.trial.metrics import DEFAULT_OBJECTIVE, METRICS, goal, test_counterpart
 from study.trial.ranking import (
     DEGENERATE,
     below_pca,
@@ -26,7 +25,10 @@ from study.trial.ranking import (
     winners,
 )
 from study.trial.states import TrialState, shown
-from study.views.runs import state_counts, study_runs
+from study.views.runs import BASE_COLUMNS, state_counts, study_runs
+
+# A runs frame's columns that are not the trial's parameters
+NOT_PARAMS = {*BASE_COLUMNS, *METRICS}
 
 STATE_ORDER = {
     TrialState.RUNNING: 0,
@@ -191,23 +193,19 @@ def tested(row: pd.Series, metric: str) -> str:
 
 
 def train_command(row: pd.Series) -> str:
-    """`python -m study train …` that reruns the trial: its settings where they differ from the
-    defaults, its seed, the epochs it actually trained (a stopped trial's fewer) and torch's
-    threads in it (a CAE's numbers differ in the 4th digit between 1 and 2 threads)."""
-    model = row["model"]
-    defaults = {**asdict(TrainSettings()), **asdict(make_config(model, {}))}
-    config = {k: row[k] for k in allowed_keys(model) if k in row and _present(row[k])}
+    """`python -m study train …` that reruns the trial: the settings the sweep gave it (its run's
+    `given` keys, so nothing is left to a default; without the tag, every parameter it logged),
+    the epochs it actually trained (a stopped trial's fewer) and torch's threads in it (a CAE's
+    numbers differ in the 4th digit between 1 and 2 threads)."""
+    given = row.get("given")
+    keys = given if isinstance(given, list) else [k for k in row.index if k not in NOT_PARAMS]
+    config = {"model": row["model"], **{k: row[k] for k in keys if k in row and _present(row[k])}}
     config["epochs"] = _int(row["epoch"])
     args = [python(), "-m", "study", "train"]
     for key, value in config.items():
-        if key not in ("model", "seed", "epochs") and _same(value, defaults.get(key)):
-            continue
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        args += (
-            [f"--{key.replace('_', '-')}", text]
-            if key in TRAIN_OPTIONS
-            else ["--set", f"{key}={text}"]
-        )
+        option = [f"--{key.replace('_', '-')}", text] if key in TRAIN_OPTIONS else None
+        args += option or ["--set", f"{key}={text}"]
     if _present(row.get("threads")):
         args += ["--threads", str(_int(row["threads"]))]
     return shlex.join(args)
@@ -278,13 +276,6 @@ def _int(value: object, missing: int | str = "?") -> int | str:
         return int(float(value))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return missing
-
-
-def _same(value: object, default: object) -> bool:
-    default = list(default) if isinstance(default, tuple) else default
-    if isinstance(value, int | float) and isinstance(default, int | float):
-        return math.isclose(value, default)
-    return value == default
 
 
 def _fmt(value: object) -> str:

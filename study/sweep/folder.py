@@ -1,0 +1,54 @@
+"""Where a study lives and what its launch saved there (`study.json`), read without Ray or
+torch: the read-only views find a study's tracking store through it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from models import ConfigError
+from study import tracking
+from study.sweep import plain_files
+from study.sweep.checks import check_name
+
+STUDY_FILE = "study.json"
+
+
+def default_storage() -> Path:
+    """Where studies live unless --storage says otherwise: <home>/studies (see tracking.home)."""
+    return tracking.home() / "studies"
+
+
+def study_dir(storage: str | Path, name: str) -> Path:
+    """Where study `name` lives; absolute, because trials run in their own working folders."""
+    check_name(name)
+    root = Path(storage).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--storage {storage} is a file; give the folder that holds studies")
+    return (root / name).resolve()
+
+
+def read_saved(folder: Path, name: str) -> dict:
+    """What the launch saved in the study's `study.json`, read as a plain file (never through
+    a link, never waiting on a FIFO); ConfigError naming the file when it is missing or not
+    the tool's."""
+    path = folder / STUDY_FILE
+    if not os.path.lexists(path):
+        raise ConfigError(
+            f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
+        )
+    try:
+        record = json.loads(plain_files.read_bytes(path))
+    except (ValueError, plain_files.TrustError) as exc:
+        raise damaged(folder, name, exc) from None
+    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
+        raise damaged(folder, name, ValueError("not a map with the launch's options"))
+    return record
+
+
+def damaged(folder: Path, name: str, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"study {name!r}: {folder / STUDY_FILE} is damaged ({type(exc).__name__}: {exc}); "
+        "it records the space and options the study was launched with"
+    )
