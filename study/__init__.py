@@ -13,7 +13,8 @@ import sys
 
 # Where each module of the flat study/ that came before the layers lives now. Tune's saved state
 # (tuner.pkl, the searcher's) pickles the trainable, callbacks and searcher by module path: a
-# study launched before the move resumes because the old paths still import.
+# study launched before the move (0.1, before 2026-11-30) resumes because these old paths, and
+# only these, still import; 0.3 drops them.
 MOVED = {
     **{
         m: f"study.trial.{m}"

@@ -100,3 +100,21 @@ def test_a_study_saved_before_the_layers_still_unpickles():
     }
     for module, (name, now) in old.items():
         assert pickle.loads(b"c" + module + b"\n" + name + b"\n.") is now, module
+
+
+def test_a_misspelt_name_in_study_sweep_fails_at_once_naming_it():
+    """Issue 38: `study.sweep.lokc` fell back to `study.sweep.launch`, importing Ray, MLflow and
+    torch (16 s), then named the wrong module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, study.sweep\n"
+        "try:\n    study.sweep.lokc\nexcept AttributeError as exc:\n    print(exc)\n"
+        "print('torch' in sys.modules, 'ray' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.splitlines() == [
+        "module 'study.sweep' has no attribute or submodule 'lokc'",
+        "False False",
+    ], done.stdout + done.stderr
