@@ -5,6 +5,7 @@ appears, nothing outside the study is written, the command says which file and e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,25 +139,29 @@ def test_links_planted_for_the_tool_s_own_files_are_never_written_through(signed
     assert victim.read_text() == "precious" and not note.is_symlink()
 
 
+@contextlib.contextmanager
+def holding_open(path: Path) -> Iterator[subprocess.Popen]:
+    """A process of this test's that holds `path` open (writing) until the block ends."""
+    script = "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(path)])
+    try:
+        deadline = time.monotonic() + 30
+        while not path.exists():  # opened: the open made it
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.1)
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
     """Hole 4: a note naming any folder made `resume` kill whoever held a file there."""
     home, folder = signed_study, signed_study / "studies"
     fake_session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
     fake_session.mkdir()
     # a process that holds a file in the forged folder open until this test kills it
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
-            str(fake_session / "held"),
-        ]
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (fake_session / "held").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with holding_open(fake_session / "held") as holder:
         note = {"host": socket.gethostname(), "pid": 999999, "session_dir": str(fake_session)}
         (folder / ".s.ray").unlink(missing_ok=True)
         (folder / ".s.ray").write_text(json.dumps(note))  # unsigned
@@ -163,9 +169,6 @@ def test_a_forged_session_note_names_no_process_to_stop(signed_study, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         assert holder.poll() is None, "resume stopped a process it did not start"
         assert "left running" not in result.stdout
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path, monkeypatch):
@@ -177,19 +180,7 @@ def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path
     session = tmp_path / "session_2026-01-01_00-00-00_000000_1"
     session.mkdir()
     # not Ray's: a reader of the session's log, as `tail -f` would be
-    reader = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import signal, sys; f = open(sys.argv[1], 'w'); signal.pause()",
-            str(session / "held"),
-        ]
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not leftovers._processes_with_open_files_in(str(session)):
-            assert time.monotonic() < deadline and reader.poll() is None
-            time.sleep(0.1)
+    with holding_open(session / "held") as reader:
         studies = tmp_path / "studies"
         (studies / "s").mkdir(parents=True)
         (studies / "other").mkdir()
@@ -211,9 +202,6 @@ def test_a_genuine_note_stops_only_ray_s_own_processes_of_its_own_study(tmp_path
         assert leftovers.find(studies / "s") == (999999, [])  # the reader is not Ray's
         leftovers.stop(studies / "s")
         assert reader.poll() is None
-    finally:
-        reader.kill()
-        reader.wait()
 
 
 def test_a_fifo_in_a_file_s_place_is_refused_not_waited_on(signed_study, tmp_path):
