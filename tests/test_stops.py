@@ -117,11 +117,7 @@ def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None
     run KILLED (a second Ctrl-C cuts that closing short; the resume closes those runs)."""
     if how == "SIGINT-twice":
         driver.send_signal(signal.SIGINT)
-        seen = []
-        for line in driver.stdout:  # the first is being handled: the driver says so
-            seen.append(line)
-            if line.startswith("stopping: "):
-                break
+        seen = lines_until(driver, "stopping: ")  # the first is being handled: the driver says so
         assert seen and seen[-1].startswith("stopping: "), "".join(seen)[-3000:]
         driver.send_signal(signal.SIGINT)  # lands while the state is being saved
         rest, _ = driver.communicate(timeout=120)
@@ -142,6 +138,16 @@ def stopped_driver_says_so(driver: subprocess.Popen, how: str, uri: str) -> None
     assert study_run.info.status == "KILLED", how
 
 
+def lines_until(driver: subprocess.Popen, prefix: str) -> list[str]:
+    """What `driver` prints up to its first line starting with `prefix` (or its end)."""
+    seen: list[str] = []
+    for line in driver.stdout:
+        seen.append(line)
+        if line.startswith(prefix):
+            break
+    return seen
+
+
 def stop_once(driver: subprocess.Popen, how: str) -> str:
     """Signal `driver` once, `how`; once its summary is out (within a minute), keep pressing
     Ctrl-C while it stops Ray, as an impatient user does; returns all it printed."""
@@ -150,11 +156,7 @@ def stop_once(driver: subprocess.Popen, how: str) -> str:
         os.killpg(driver.pid, signal.SIGTERM)  # the group this test made for the driver
     else:
         driver.send_signal(getattr(signal, how))
-    seen: list[str] = []
-    for line in driver.stdout:  # the summary is out: Ray is being stopped now
-        seen.append(line)
-        if line.startswith("interrupted: "):
-            break
+    seen = lines_until(driver, "interrupted: ")  # the summary is out: Ray is being stopped now
     assert time.monotonic() - signalled < 60, "".join(seen)[-3000:]
     for _ in range(600):  # impatient Ctrl-Cs while Ray stops change nothing
         driver.send_signal(signal.SIGINT)

@@ -4,10 +4,10 @@ When Tune (2.60) cannot restore a study's saved state — a file refused by the 
 damaged or emptied file, a Ray version that reads it differently — `TuneController.__init__`
 logs "Failed to restore the run state … Restarting experiment" and begins the study again from
 nothing: the sweep then "finished" with the samples it never ran and exit 0, the interrupted
-trials called orphans. `RestoreCheck` compares, at the first step of a resumed sweep (before
-any trial starts or any state is saved), the trials Tune holds with the trials the saved state
-names, and stops the sweep in one line otherwise; `tune_restore_errors` catches the reason Tune
-logged, for that line.
+trials called orphans. `RestoreCheck` stops the sweep in one line, before any trial starts or any
+state is saved: at `setup`, when Tune logged a failed restore (`tune_restore_errors` catches it,
+and its reason for that line); at the first step, when the trials Tune holds are not the ones
+the saved state names.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from models import StudyError
-from study.sweep import plain_files, tune_logs
+from study.sweep import plain_files, trust, tune_logs
 
 # What Tune logged while restoring in this process (`tune_restore_errors`), newest last.
 LOGGED: list[str] = []
@@ -35,11 +35,11 @@ class RestoreFailed(StudyError):
 def saved_trial_ids(folder: Path) -> set[str]:
     """The ids of the trials in the study's newest saved Tune state, read as JSON: the state's
     pickled parts are never loaded here."""
-    states = sorted(p for p in folder.glob("experiment_state-*.json") if not p.is_dir())
-    if not states:
+    newest = trust.newest_state(folder)
+    if newest is None:
         return set()
     try:
-        state = json.loads(plain_files.read_bytes(states[-1]))
+        state = json.loads(plain_files.read_bytes(newest))
         return {json.loads(json_state)["trial_id"] for json_state, _ in state["trial_data"]}
     except (ValueError, KeyError, TypeError, plain_files.TrustError):
         return set()  # a damaged state is refused before Tune starts (trust.check_state_whole)

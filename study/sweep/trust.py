@@ -234,17 +234,24 @@ def check_private(folder: Path, name: str) -> None:
         )
 
 
+def newest_state(folder: Path) -> Path | None:
+    """The study's newest saved Tune state (the greatest name: the one Tune itself reads), or
+    None before the first save."""
+    states = sorted(p for p in folder.glob(STATE_FILES) if not p.is_dir())
+    return states[-1] if states else None
+
+
 def check_state_whole(folder: Path, name: str) -> None:
     """Refuse a study whose newest saved Tune state is cut short or damaged (a full disk, a
     copy killed midway): Tune would fall back on an older state, or none, and drop samples."""
-    states = sorted(p for p in folder.glob(STATE_FILES) if not p.is_dir())
-    if not states:
+    newest = newest_state(folder)
+    if newest is None:
         return
     try:
-        json.loads(read_bytes(states[-1]))
+        json.loads(read_bytes(newest))
     except (ValueError, UnicodeDecodeError):
         raise TrustError(
-            f"study {name!r}: {states[-1]} is cut short or damaged ({states[-1].stat().st_size:,} "
+            f"study {name!r}: {newest} is cut short or damaged ({newest.stat().st_size:,} "
             "bytes, not JSON): resuming from it would silently drop trials. Restore it from a "
             "backup if you have one; the trials' records stay in MLflow"
         ) from None
@@ -255,10 +262,9 @@ def verified_state(folder: Path, name: str) -> Iterator[Path]:
     """A private copy (a 0700 temporary folder) of the study's newest saved Tune state, made
     from bytes read once and checked against the folder's signatures: what is verified is what
     is loaded, whatever is swapped into the folder meanwhile. Yields the copy's path."""
-    states = sorted(p for p in folder.glob(STATE_FILES) if not p.is_dir())
-    if not states:
+    newest = newest_state(folder)
+    if newest is None:
         raise TrustError(f"study {name!r}: {folder} holds no saved Tune state ({STATE_FILES})")
-    newest = states[-1]  # the one Tune itself would read
     data = read_bytes(newest)
     expected = signatures(folder, name).get(newest.name, "")
     if not hmac.compare_digest(expected, _mac(key(), data)):
