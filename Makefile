@@ -22,7 +22,7 @@ UV     := uv>=0.9,<0.14
 export PYTHONDONTWRITEBYTECODE :=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-servers bench-gpu cluster-check ui dashboard clean
+.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-scale bench-servers bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
@@ -121,6 +121,13 @@ bench: setup ## print the data-loading throughput benchmark
 
 bench-sweep: setup ## print where a small sweep's time goes (evaluation share, lanes busy, overhead)
 	$(PY) benchmarks/sweep_overhead.py
+
+# Trials for `make bench-scale` (N=10000 for the long run) and the size of its synthetic study.
+N         ?= 1000
+SYNTHETIC ?= 10000
+
+bench-scale: setup ## print the orchestrator's own cost per trial: N cheap trials, and per-save, prune and line costs at SYNTHETIC
+	$(PY) benchmarks/scale.py --trials $(N) --synthetic $(SYNTHETIC)
 
 bench-servers: setup ## print what starting an MLflow server costs: MLflow's defaults against the tool's
 	$(PY) benchmarks/server_start.py

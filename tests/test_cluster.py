@@ -5,6 +5,7 @@ and survives a killed driver; a folder one node cannot see is refused as storage
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,15 @@ from study.tracking import client, trial_runs
 from tests.harness.servers import free_port
 from tests.harness.studies import tune_trial_states as trial_states
 from tests.harness.studies import write_space
-from tests.harness.tool import PYTHON, ROOT, hold_env, home_env, run_cli, wait_for_holds
+from tests.harness.tool import (
+    PYTHON,
+    ROOT,
+    hold_env,
+    home_env,
+    run_cli,
+    seed_store,
+    wait_for_holds,
+)
 
 
 @pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
@@ -268,3 +277,68 @@ def test_node_local_storage_and_a_local_tracking_file_are_refused_on_a_multi_nod
     )
     assert local.returncode == 2, local.stderr[-2000:]
     assert f"--storage {storage} is not shared" in local.stderr
+
+
+# Polls a cluster's free CPUs; prints the seconds from the first CPU a sweep reserved to the
+# moment none was free (or "never" after a minute).
+LANE_WATCHER = """
+import sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)
+total, first, end = ray.cluster_resources()["CPU"], None, time.monotonic() + 60
+print("watching", flush=True)
+while time.monotonic() < end:
+    free = ray.available_resources().get("CPU", 0.0)
+    if free < total and first is None:
+        first = time.monotonic()
+    if free == 0:
+        print(f"all lanes busy {time.monotonic() - first:.1f} s after the first", flush=True)
+        sys.exit(0)
+    time.sleep(0.1)
+print("never", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_every_lane_of_a_16_cpu_cluster_gets_a_searched_trial_at_once(tmp_path):
+    """Joining a cluster (--address) with a searcher and no --max-concurrent, Tune's own rule
+    keeps one trial pending at a time: the lanes filled one worker start after another. The
+    sweep lets Tune keep as many pending as the cluster has lanes (twice: an autoscaler sees
+    demand beyond them)."""
+    port = free_port()
+    head = ray_node(["--head", f"--port={port}", "--include-dashboard=false", "--num-cpus=16"])
+    address, driver = f"127.0.0.1:{port}", None
+    try:
+        wait_for_nodes(address, 1, [head])
+        watcher = subprocess.Popen(
+            [PYTHON, "-c", LANE_WATCHER, address],
+            env={**os.environ, **TOKEN_ENV},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert watcher.stdout.readline().strip() == "watching"
+        space = write_space(
+            tmp_path,
+            search={"algorithm": "tpe", "seed": 0},
+            num_samples=16,
+            epochs=1,
+            scheduler={"type": "none"},
+            params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
+        )
+        seed_store(tmp_path / "mlflow.db")
+        command = ["sweep", str(space), "--name", "lanes", "--address", address]
+        driver = subprocess.Popen(
+            [PYTHON, "-m", "study", *command, "--storage", str(tmp_path)],
+            cwd=tmp_path,
+            env=home_env(tmp_path, TOKEN_ENV),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        said, _ = watcher.communicate(timeout=180)
+        found = re.search(r"all lanes busy ([\d.]+) s after the first", said)
+        assert found and float(found.group(1)) < 10, said
+    finally:
+        if driver is not None:
+            kill_group(driver)
+        kill_group(head)

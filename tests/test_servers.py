@@ -89,12 +89,14 @@ def test_ui_and_server_stop_everything_on_sigterm_and_refuse_a_busy_port(
 def test_closing_runs_never_blocks_tune_s_loop_while_the_server_is_down(capsys):
     from types import SimpleNamespace
 
+    from study.sweep.leaders import Leaderboard
     from study.sweep.progress import TrackingCallback
 
     dead = tracking.StudyRecord(f"http://127.0.0.1:{free_port()}", "gone", "1", "r")
-    callback = TrackingCallback(dead, drain_seconds=3)
+    callback = TrackingCallback(dead, Leaderboard("val_mse"), drain_seconds=3)
     trial = SimpleNamespace(
         trial_id="t1",
+        status="RUNNING",
         last_result={"training_iteration": 2},
         config={"epochs": 2},
         error_file=None,

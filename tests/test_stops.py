@@ -4,9 +4,12 @@ on one study, each stop followed by a resume: every trial finishes once."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -184,3 +187,77 @@ def killed_driver_leaves_ray_behind(
     status = cli_here("status", "stopped", cwd=folder)
     assert f"left running by the killed driver (pid {driver.pid})" in status.stdout, status.stdout
     return left
+
+
+def saved_statuses(folder: Path) -> dict[str, str]:
+    """Trial id -> Tune's status in the newest state saved into the study folder (whole: the
+    tool replaces the file in one rename)."""
+    newest = max(folder.glob("experiment_state-*.json"), default=None)
+    if newest is None:
+        return {}
+    saved = json.loads(newest.read_text())["trial_data"]
+    return {json.loads(s)["trial_id"]: json.loads(s)["status"] for s, _ in saved}
+
+
+@pytest.mark.slow
+def test_a_driver_killed_between_two_saves_loses_no_trial_and_runs_none_twice(
+    tmp_path, monkeypatch, cli_here
+):
+    # The moment: a trial has ended (the driver said so) after the newest state saved into the
+    # study folder, which still holds it as running. The driver is frozen (SIGSTOP) while the
+    # test reads the folder, so no save can slip in between the reading and the SIGKILL.
+    trials, epochs = 4, 2
+    space = write_space(
+        tmp_path,
+        num_samples=trials,
+        epochs=epochs,
+        scheduler={"type": "none"},
+        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
+    )
+    driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped")
+    said_done: list[str] = []  # trial ids, as the driver's progress lines end them
+    printed: list[str] = []
+
+    def read_lines() -> None:
+        for line in driver.stdout:
+            printed.append(line)
+            found = re.search(r"\| (\w+) done$", line.strip())
+            if found:
+                said_done.append(found.group(1))
+
+    threading.Thread(target=read_lines, daemon=True).start()
+    folder, between = tmp_path / "stopped", None
+    deadline = time.monotonic() + 300
+    while between is None:
+        assert time.monotonic() < deadline and driver.poll() is None, "".join(printed)[-3000:]
+        time.sleep(0.05)
+        if not said_done:
+            continue
+        os.kill(driver.pid, signal.SIGSTOP)
+        saved = saved_statuses(folder)
+        ended_since = [t for t in said_done if t in saved and saved[t] != "TERMINATED"]
+        if ended_since and len(said_done) < trials:
+            between = ended_since[0]
+            os.kill(driver.pid, signal.SIGKILL)
+        os.kill(driver.pid, signal.SIGCONT)
+    driver.wait()
+    assert saved_statuses(folder)[between] != "TERMINATED"  # killed before the next save
+
+    resumed = start_driver(tmp_path, "resume", "stopped")
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output[-3000:]
+    after = trial_states("stopped", tmp_path)
+    assert len(after) == trials
+    assert all(r["state"] == "done" and r["epochs"] == epochs for r in after), after
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = trial_runs(uri, "stopped")
+    orphaned = runs["tags.aestudy.state"] == "orphaned"
+    runs = runs[~orphaned]
+    # the trial that ended between the saves: one run, done, each epoch logged once
+    assert sorted(runs["tags.aestudy.trial_id"]) == sorted(r["trial_id"] for r in after)
+    assert between in set(runs["tags.aestudy.trial_id"])
+    assert set(runs["tags.aestudy.state"].map(read)) == {"done"}
+    for run_id in runs["run_id"]:
+        assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == list(range(1, epochs + 1))
+    (trial_dir,) = folder.glob(f"*_{between}/")
+    assert sorted(reported_epochs(trial_dir)) == list(range(1, epochs + 1))  # none trained twice

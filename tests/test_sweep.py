@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -155,7 +154,8 @@ def test_a_trial_that_raises_is_retried_from_its_checkpoint(tmp_path, every, mod
 def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_what_is_left(
     tmp_path, local_ray
 ):
-    from study.sweep.pruning import checkpoints, saved_checkpoints
+    from study.sweep.pruning import checkpoints
+    from tests.harness.files import saved_checkpoints
 
     epochs, held = 20, 15  # the trial waits after epoch 15 until the driver is killed
     pruned_past = "checkpoint_000010"  # the first 10 checkpoints are gone while it runs
@@ -227,23 +227,6 @@ def test_checkpoints_are_pruned_during_a_sweep_and_a_killed_driver_resumes_from_
     (run_id,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "pruned")["run_id"]
     assert logged_steps(tmp_path / "mlflow.db", run_id, "val_bce") == list(range(1, epochs + 1))
     assert len(checkpoints(trial_dir)) == 1  # an ended trial keeps the one its state names
-
-
-def test_pruning_deletes_nothing_without_a_readable_saved_state(tmp_path):
-    from study.sweep.pruning import prune_behind_saved_state
-
-    trial_dir = tmp_path / "ae_abc_00000"
-    for i in range(5):
-        (trial_dir / f"checkpoint_{i:06d}").mkdir(parents=True)
-    assert prune_behind_saved_state(tmp_path) == 0  # no state saved yet
-    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [["{}", ')
-    assert prune_behind_saved_state(tmp_path) == 0  # a state being written
-    state = {"last_result": {"trial_id": "abc_00000", "checkpoint_dir_name": "checkpoint_000003"}}
-    (tmp_path / "experiment_state-2026-01-01_00-00-01.json").write_text(
-        json.dumps({"trial_data": [["{}", json.dumps(state)]]})
-    )
-    assert prune_behind_saved_state(tmp_path) == 2  # 0 and 1; 2 (the one before) and newer stay
-    assert [c.name[-1] for c in sorted(trial_dir.iterdir())] == ["2", "3", "4"]
 
 
 def test_every_lane_of_a_local_ray_gets_a_trial_at_once(tmp_path, local_ray):

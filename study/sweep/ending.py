@@ -3,7 +3,6 @@ study's runs closed accordingly, and checkpoints pruned only where that is safe.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,9 @@ from ray import tune
 
 from models import StudyError
 from study import tracking
-from study.sweep import pictures, pruning, stopping, trust
-from study.sweep.progress import trial_state
+from study.sweep import pictures, pruning, saving, stopping, trust
+from study.sweep.leaders import leaders
+from study.sweep.progress import closing_busy, trial_row
 from study.trial.states import TrialState
 
 
@@ -30,15 +30,12 @@ class Outcome:
         return bool(self.unfinished)
 
 
-def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
+def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path, objective: str) -> Outcome:
     """Run the tuner, then close the study: FINISHED when every trial ended, KILLED (and the
     unfinished trials' runs marked interrupted) when a signal stopped it."""
     from ray.tune.experiment import Trial
 
-    # Tune saves its state every ~10 s or more by default; a trial that starts and ends in the
-    # gap of a killed driver is unknown to `resume` (its run is then marked orphaned). Saving
-    # costs milliseconds here, so the gap is kept to 2 s.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    saving.adaptive_period()
     start_ms = int(time.time() * 1000)
     try:
         with stopping.stop_signals():
@@ -60,17 +57,27 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcom
     for trial_id in unfinished:
         tracking.finish_trial(record.uri, record.experiment_id, trial_id, TrialState.INTERRUPTED)
     tracking.mark_orphans(record.uri, record.experiment_id, {t.trial_id for t in trials})
-    # pictures of trials that a killed driver saw end but did not draw
-    drawn = [
-        t
-        for t in trials
-        if trial_state(t.status, t.last_result or {}, t.config) in pictures.DRAWN_STATES
-    ]
-    pictures.catch_up(record, drawn)
+    catch_up(record, trials, objective)
     status = "KILLED" if unfinished else "FINISHED"
     tracking.set_study_status(record, status)
     pruning.prune_ended(trials)
     return Outcome(results, unfinished)
+
+
+def catch_up(record: tracking.StudyRecord, trials: list, objective: str) -> None:
+    """Draw the pictures a killed driver did not draw: of the trials that led their model type
+    when they ended (`study.sweep.leaders`). Never beside the closing thread still drawing (its
+    drain timed out): those trials are drawn by the study's next `fit`."""
+    if closing_busy():
+        print(
+            "warning: pictures still being drawn; those not finished are drawn by the "
+            "study's next `resume`",
+            flush=True,
+        )
+        return
+    rows = [trial_row(t, objective) for t in trials if t.status == "TERMINATED"]
+    led = leaders(rows, objective)
+    pictures.catch_up(record, [t for t in trials if t.trial_id in led])
 
 
 def saved_trials(folder: Path, name: str) -> list:

@@ -25,10 +25,12 @@ from study.sweep.checks import check_duration, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
 from study.sweep.folder import STUDY_FILE, damaged, default_storage, read_saved, study_dir
+from study.sweep.leaders import Leaderboard
 from study.sweep.lock import check_not_held, study_lock
 from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.sweep.pruning import CheckpointPruner
-from study.sweep.ray_connect import check_address, connect, local_lanes
+from study.sweep.ray_connect import check_address, connect, local_lanes, pending_on_a_cluster
+from study.sweep.saving import SaveWatch
 from study.sweep.search import (
     OPTUNA_DB,
     ResumableOptunaSearch,  # noqa: F401  studies launched before it moved pickled it from here
@@ -131,7 +133,7 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
             plain_files.write_whole(folder / STUDY_FILE, json.dumps(saved, indent=2))
         print_where_to_watch(record, space)
-        return finish(record, tuner, folder)
+        return finish(record, tuner, folder, space, options)
 
 
 @contextlib.contextmanager
@@ -221,13 +223,20 @@ def resume(
                     folder, name, verify=not trust_state
                 ),
             )
-            return space, finish(record, tuner, folder)
+            return space, finish(record, tuner, folder, space, options)
 
 
-def finish(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path) -> Outcome:
+def finish(
+    record: tracking.StudyRecord,
+    tuner: tune.Tuner,
+    folder: Path,
+    space: Space,
+    options: SweepOptions,
+) -> Outcome:
     """Run the sweep to its end; once every trial has ended, Optuna trials still RUNNING are
     orphans of a killed driver (Tune will never report them) and are marked failed."""
-    outcome = fit(record, tuner, folder)
+    with pending_on_a_cluster(options, searched=space.algorithm != "grid"):
+        outcome = fit(record, tuner, folder, space.objective)
     if not outcome.interrupted and (folder / OPTUNA_DB).is_file():
         import optuna
 
@@ -307,6 +316,7 @@ def trial_dirname(trial: Any) -> str:
 def run_config(
     space: Space, options: SweepOptions, record: tracking.StudyRecord, folder: Path
 ) -> tune.RunConfig:
+    board = Leaderboard(space.objective)  # the printer's best and the pictures' leaders
     return tune.RunConfig(
         name=options.name,
         storage_path=str(Path(options.storage).expanduser().resolve()),
@@ -314,8 +324,9 @@ def run_config(
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.sweep.pruning
         callbacks=[
-            ProgressPrinter(space),
-            TrackingCallback(record),
+            ProgressPrinter(space, board),
+            TrackingCallback(record, board),
+            SaveWatch(folder),
             Signer(folder),
             restored.RestoreCheck(folder, options.name),
             CheckpointPruner(folder),

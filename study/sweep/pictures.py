@@ -1,9 +1,11 @@
 """A trial's final report, made once, by the driver, from the checkpoint of its final epoch:
 its pictures and its test split's numbers (`study.trial.trainer.test_metrics`).
 
-The test split is scored here, wherever the trial ended (its last epoch, or the rung where ASHA
-stopped it), so every trial a view may crown has test numbers; no trial scores it while it runs,
-so nothing the sweep decides (ASHA, the sampler) can see it.
+It is made for the trials that lead their model type when they end (`study.sweep.leaders`):
+every trial a view may crown was one, so it has test numbers; at scale the others, nearly all,
+cost the driver nothing. The test split is scored here, wherever the trial ended (its last
+epoch, or the rung where ASHA stopped it); no trial scores it while it runs, so nothing the
+sweep decides (ASHA, the sampler) can see it.
 
 Drawing them in the trial (at each of ASHA's rungs, since a trial cannot know whether it will be
 stopped there) cost ~1 s of the lane per rung on 2 CPU cores, most of it matplotlib laying out
@@ -21,11 +23,6 @@ from pathlib import Path
 import models
 from study import tracking
 from study.trial.config import split_config
-from study.trial.states import FINISHED
-
-# The trial states (study.sweep.progress.trial_state) whose final checkpoint gets pictures: a failed
-# trial's last checkpoint may hold the weights that diverged.
-DRAWN_STATES = FINISHED
 
 
 def draw(checkpoint: Path, folder: Path) -> tuple[int, dict[str, float]]:
@@ -53,8 +50,8 @@ def log_final(uri: str, run_id: str, checkpoint: Path) -> None:
 
 
 def catch_up(record: tracking.StudyRecord, ended: list) -> int:
-    """Draw the pictures of `ended` trials (Tune's, in DRAWN_STATES) whose runs lack them: a
-    driver was killed before it drew them. Returns how many runs got pictures. A failure is a
+    """Draw the pictures of `ended` trials (Tune's, finished) whose runs lack them: a driver
+    was killed before it drew them. Returns how many runs got pictures. A failure is a
     warning, never an error: the trials' results stand without their pictures."""
     lacking = tracking.runs_without_pictures(record.uri, record.experiment_id)
     drawn = 0

@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from models import StudyError
@@ -46,8 +47,9 @@ class ReplacedOnClose(io.RawIOBase):
     `path` once closed after a complete write; after a failed write it is removed and `path`
     stays as it was."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_replaced: Callable[[], None] | None = None) -> None:
         self.path = path
+        self.on_replaced = on_replaced  # called once the new file is in place
         self.aside = path.with_name(f".{path.name}.{os.getpid()}.{id(self)}.tmp")
         self.file = open(self.aside, "xb")  # noqa: SIM115 (closed by close())
         self.failed = False
@@ -86,6 +88,8 @@ class ReplacedOnClose(io.RawIOBase):
                 self.aside.unlink(missing_ok=True)
             else:
                 self.aside.replace(self.path)
+                if self.on_replaced is not None:
+                    self.on_replaced()
             super().close()  # closed for good: the finaliser's close does nothing
 
 

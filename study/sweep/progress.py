@@ -6,21 +6,22 @@ import itertools
 import queue
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from ray import tune
 from ray.tune import Callback
 
 from study.hints import study_command
 from study.sweep import pictures, stopping
+from study.sweep.leaders import Leaderboard, in_end_order
 from study.sweep.space import Space
 from study.sweep.trainable import FAILED
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
 from study.trial.config import flat_config
 from study.trial.metrics import OWN_SECONDS, degenerate
-from study.trial.ranking import below_pca, rank
+from study.trial.ranking import below_pca, standing, stopped, tier
 from study.trial.states import FINISHED, TrialState
 
 
@@ -48,34 +49,55 @@ def print_where_to_watch(record: StudyRecord, space: Space) -> None:
     print(f"trials in the MLflow UI: {page}{serve}", flush=True)
 
 
-def live_runs(trials: list, objective: str, ended: dict[str, str] | None = None) -> pd.DataFrame:
-    """Tune's trials in the columns `study.trial.ranking.rank` reads. `ended`: trial id -> state of a
-    trial whose end is being reported (Tune updates its status only after the callbacks)."""
-    rows = []
-    for t in trials:
-        last, config = t.last_result or {}, flat_config(t.config)
-        state = (ended or {}).get(t.trial_id) or trial_state(t.status, last, t.config)
-        rows.append(
-            {
-                "trial_id": t.trial_id,
-                "model": config.get("model", "ae"),
-                "state": state,
-                "epoch": last.get("training_iteration", 0),
-                "epochs": config.get("epochs"),
-                **{k: last.get(k, float("nan")) for k in {objective, "val_mse", "mean_digit_mse"}},
-            }
-        )
-    return pd.DataFrame(rows)
+def trial_row(trial: Any, objective: str, state: str | None = None) -> dict[str, Any]:
+    """One Tune trial in the columns `study.trial.ranking` reads. `state`: the state of a trial
+    whose end is being reported (Tune updates its status only after the callbacks)."""
+    last, config = trial.last_result or {}, flat_config(trial.config)
+    return {
+        "trial_id": trial.trial_id,
+        "model": config.get("model", "ae"),
+        "state": state or trial_state(trial.status, last, trial.config),
+        "epoch": last.get("training_iteration", 0),
+        "epochs": config.get("epochs"),
+        "ended_at": last.get("timestamp"),
+        **{
+            k: last.get(k, float("nan"))
+            for k in {objective, "val_mse", "mean_digit_mse", "pca_mse"}
+        },
+    }
+
+
+ENDED_STATUSES = ("TERMINATED", "ERROR")
+
+
+def seed_leaders(board: Leaderboard, trials: list) -> None:
+    """Count the trials a resumed sweep restored as ended (once: Tune reports no end for
+    them), oldest end first."""
+    if board.seeded:
+        return
+    board.seeded = True
+    ended = [trial_row(t, board.objective) for t in trials if t.status in ENDED_STATUSES]
+    for row in in_end_order(ended):
+        board.add(row)
 
 
 class ProgressPrinter(Callback):
-    """Prints a line whenever a trial ends, and a heartbeat line at most every `every` seconds."""
+    """Prints a line whenever a trial ends, and a heartbeat line at most every `every` seconds.
+    A line costs O(trials) only in counting Tune's statuses; the best trial is kept up as trials
+    end (`study.sweep.leaders`)."""
 
-    def __init__(self, space: Space, every: float = 30.0) -> None:
+    def __init__(self, space: Space, board: Leaderboard, every: float = 30.0) -> None:
         self.space = space
+        self.board = board
         self.every = every
         self.start = time.monotonic()
         self.last_beat = 0.0
+
+    def __setstate__(self, state: dict) -> None:
+        # a study launched before the leaderboard existed
+        self.__dict__.update(state)
+        if "board" not in state:
+            self.board = Leaderboard(self.space.objective)
 
     def setup(self, **info) -> None:
         """Tune calls this when a run starts, a resumed one too: its clock counts from here
@@ -83,17 +105,19 @@ class ProgressPrinter(Callback):
         self.start = time.monotonic()
         self.last_beat = 0.0
 
-    def _line(self, trials: list, event: str, ended: dict[str, str] | None = None) -> None:
-        runs = live_runs(trials, self.space.objective, ended)
-        counts = runs["state"].value_counts()
+    def _line(self, trials: list, event: str) -> None:
+        seed_leaders(self.board, trials)
+        ended = self.board.states
+        counts = Counter(ended.get(t.trial_id) or t.status for t in trials)
+        counts[TrialState.RUNNING] = counts.pop("RUNNING", 0)
         shown = ", ".join(
             f"{counts.get(s, 0)} {s}" for s in (TrialState.RUNNING, *FINISHED, TrialState.FAILED)
         )
-        ranked = rank(runs, self.space.objective)
+        top = self.board.best
         best_text = "no finished trial yet"
-        if len(ranked):
-            top = ranked.iloc[0]
-            note = f", {top['standing']}" if top["standing"] else ""
+        if top is not None:
+            note = standing({**top, "stopped": stopped(top), "tier": tier(top)})
+            note = f", {note}" if note else ""
             best_text = f"best {self.space.objective} {top[self.space.objective]:.4f} ({top['trial_id']} {top['model']}{note})"
         print(
             f"[{time.monotonic() - self.start:6.0f}s] {shown} | {best_text} | {event}", flush=True
@@ -108,40 +132,55 @@ class ProgressPrinter(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
-        self._line(trials, f"{trial.trial_id} {state}", {trial.trial_id: state})
+        seed_leaders(self.board, trials)
+        self.board.add(trial_row(trial, self.board.objective, state))
+        self._line(trials, f"{trial.trial_id} {state}")
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.board.restarted(trial.trial_id)
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         self._line(trials, f"{trial.trial_id} raised; retrying from its last checkpoint")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._line(
-            trials,
-            f"{trial.trial_id} failed (see `{study_command('status')}`)",
-            {trial.trial_id: TrialState.FAILED},
-        )
+        seed_leaders(self.board, trials)
+        self.board.add(trial_row(trial, self.board.objective, TrialState.FAILED))
+        self._line(trials, f"{trial.trial_id} failed (see `{study_command('status')}`)")
 
 
 class TrackingCallback(Callback):
     """What the driver records when a trial ends: it closes the trial's MLflow run with its final
     state, which only the driver knows (ASHA's stop ends the trial function from outside, and a
-    failed trial cannot report its own end), and draws its pictures from its last checkpoint
-    (study.sweep.pictures) once no close is waiting.
+    failed trial cannot report its own end), and, for a trial that leads its model type as it
+    ends (`study.sweep.leaders`), draws its pictures and scores its test split from its last
+    checkpoint (study.sweep.pictures) once no close is waiting.
 
     This runs on a thread of its own: during a tracking-server outage MLflow retries for
     minutes, which on Tune's loop would stall every trial, and an exception raised into the loop
     would turn a finished trial into a failed one. Pending closes are retried until the server
     answers; the sweep waits for them at its end for at most `drain_seconds`."""
 
-    def __init__(self, record: StudyRecord, drain_seconds: float = 120.0) -> None:
+    def __init__(
+        self, record: StudyRecord, board: Leaderboard, drain_seconds: float = 120.0
+    ) -> None:
         self.record = record
+        self.board = board
         self.drain_seconds = drain_seconds
         self._queue: queue.Queue | None = None
 
     def __getstate__(self) -> dict:  # saved in Tune's state: the thread and queue are not
         return {**self.__dict__, "_queue": None}
 
-    def _submit(self, trial: Any, state: str, reason: str | None = None) -> None:
-        drawn = state in pictures.DRAWN_STATES
+    def __setstate__(self, state: dict) -> None:
+        # a study launched before the leaderboard existed: it draws every finished trial
+        self.__dict__.update({"board": None, **state})
+
+    def _submit(self, trials: list, trial: Any, state: str, reason: str | None = None) -> None:
+        finished = state in FINISHED
+        drawn = finished
+        if self.board is not None:
+            seed_leaders(self.board, trials)
+            drawn = self.board.add(trial_row(trial, self.board.objective, state))
         last = trial.last_result or {}
         if self._queue is None:
             # Closes go first: a run's end time is when its trial ended, not when the pictures
@@ -163,8 +202,8 @@ class TrackingCallback(Callback):
                     trial.trial_id,
                     state,
                     reason,
-                    drawn and bool(degenerate(last)),
-                    drawn and below_pca(last),
+                    finished and bool(degenerate(last)),
+                    finished and below_pca(last),
                 ),
             )
         )
@@ -193,10 +232,11 @@ class TrackingCallback(Callback):
             pictures.log_final(self.record.uri, run_id, checkpoint)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._submit(trial, trial_state("TERMINATED", trial.last_result or {}, trial.config))
+        state = trial_state("TERMINATED", trial.last_result or {}, trial.config)
+        self._submit(trials, trial, state)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._submit(trial, TrialState.FAILED, error_reason(trial))
+        self._submit(trials, trial, TrialState.FAILED, error_reason(trial))
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (bounded) for the closes and pictures still queued, so the summary reads final

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,21 +166,47 @@ def check_multi_node(options: SweepOptions, folder: Path) -> None:
 
 def local_lanes(options: SweepOptions) -> int | None:
     """How many trials this sweep's own local Ray runs at once; None when it joins a cluster,
-    whose size an autoscaler may change while the sweep runs.
+    whose size an autoscaler may change while the sweep runs (`pending_on_a_cluster`).
 
     Given no --max-concurrent, Tune keeps one trial of a searcher pending at a time: each lane's
     trial waits until the previous one's worker has started and imported torch (~5 s here), so
     the lanes came up one after another (8 lanes on a GPU: the last ~35 s late). As a limit it
     lets every idle lane get a trial at once, and no more suggestions than lanes are in flight.
     """
-    if options.address:
-        return None
+    return None if options.address else lanes_offered(options)
+
+
+def lanes_offered(options: SweepOptions) -> int:
+    """How many trials the Ray cluster can run at once now: its CPUs (and GPUs) over a
+    trial's."""
     resources = ray.cluster_resources()
     # Ray packs fractional requests in steps of 1e-4: 1 GPU holds ten trials of 0.1
     lanes = math.floor(resources.get("CPU", 0.0) / options.cpus_per_trial + 1e-6)
     if options.gpus_per_trial:
         lanes = min(lanes, math.floor(resources.get("GPU", 0.0) / options.gpus_per_trial + 1e-6))
     return max(1, lanes)
+
+
+PENDING_ENV = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+@contextlib.contextmanager
+def pending_on_a_cluster(options: SweepOptions, searched: bool) -> Iterator[None]:
+    """On a cluster (--address) with a searcher and no --max-concurrent, let Tune keep as many
+    trials pending as twice the lanes the cluster offers at launch (or resume): every lane gets
+    a trial at once, and an autoscaler sees demand for as many again. Tune's own rule keeps one
+    searcher trial pending at a time: the lanes filled one worker start after another (a Ray
+    user saw under 25% of 32 workers busy at 10k trials), and the autoscaler saw one trial's
+    demand. More pending trials than that would hand TPE's suggestions out before it has
+    learnt from the trials running. A limit the user set in Tune's variable stands."""
+    if not options.address or options.max_concurrent or not searched or PENDING_ENV in os.environ:
+        yield
+        return
+    os.environ[PENDING_ENV] = str(2 * lanes_offered(options))
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_ENV, None)
 
 
 def check_resources(options: SweepOptions) -> None:

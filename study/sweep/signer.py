@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from study.sweep import saving
 from study.sweep.trust import WRITTEN_BY_THE_LAUNCH, mac, sign
 
 
@@ -24,19 +25,14 @@ class Signer(Callback):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.staging: Path | None = None
         self.direct: dict[str, str] = {}
 
     def setup(self, **info) -> None:
         direct = [self.folder / name for name in WRITTEN_BY_THE_LAUNCH]
         self.direct = {path.name: mac(path) for path in direct if path.is_file()}
 
-    def on_step_begin(self, iteration, trials, **info) -> None:
-        if self.staging is None and trials:
-            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
-
     def get_state(self) -> None:
-        staging = self.staging or self._staging_of_this_session()
+        staging = saving.of(self.folder).staging or self._staging_of_this_session()
         if staging is not None and staging.is_dir():
             sign(staging, self.direct)
         return None  # nothing to restore: the signature is the point

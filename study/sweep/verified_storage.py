@@ -12,6 +12,10 @@ checkpoints) is written aside and renamed into place, so a driver killed during 
 the old file or the new one, whole, never one cut short, and a link planted in a file's place
 is replaced, never written through; a link planted as one of the folders on the way is refused.
 
+An ended trial's logs are written until the folder holds them whole; the last time Tune copies
+them, their staging copy is removed as it is read, so that later saves do not copy them again
+(`study.sweep.saving`). When a copy of Tune's state is in place, the pruner hears of it.
+
 A failed trial's `error.pkl` is hidden: Tune unpickles it for its result grid at the end of
 every `fit`, and the tool needs none of it (`error.txt` says the same in words), so no pickle
 planted there can run. The launch hands Tune this filesystem too, its reads unverified (it
@@ -20,12 +24,13 @@ reads no saved state but that).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow
 import pyarrow.fs
 
-from study.sweep import plain_files, trust
+from study.sweep import plain_files, saving, trust
 
 # Tune's pickle of a failed trial's exception, in the trial's folder.
 ERROR_PICKLE = "error.pkl"
@@ -126,12 +131,47 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         plain_files.check_no_linked_folder(self.folder, p)
         if p.parent == self.folder and p.name in trust.WRITTEN_BY_THE_LAUNCH and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
-        return pyarrow.PythonFile(plain_files.ReplacedOnClose(p), mode="w")
+        if self._ended_log_in_place(p):
+            return pyarrow.BufferOutputStream()
+        placed = None
+        if p.parent == self.folder and p.match(trust.STATE_FILES):
+            placed = _state_placed(self.folder, time.monotonic())
+        return pyarrow.PythonFile(plain_files.ReplacedOnClose(p, placed), mode="w")
+
+    def _ended_log_in_place(self, p: Path) -> bool:
+        """Whether `p` is a log of a trial that ended in this session that the folder already
+        holds whole (the size of its staging copy, which only grows: Tune appends to its logs).
+        Its staging copy is then removed: Tune's copy reads it through the handle it opened
+        before asking for this stream, and no later save lists it."""
+        record = saving.of(self.folder)
+        if record.staging is None or p.parent.parent != self.folder:
+            return False
+        if p.parent.name not in record.ended:
+            return False
+        staged = record.staging / p.parent.name / p.name
+        try:
+            if staged.stat().st_size != p.stat().st_size:
+                return False
+        except FileNotFoundError:
+            return False
+        staged.unlink(missing_ok=True)
+        return True
 
     def open_append_stream(self, path: str, metadata):
         if Path(path).is_relative_to(self.folder):  # appending would write through a link
             raise trust.TrustError(f"{path}: files in a study folder are replaced whole")
         return self.local.open_append_stream(path, metadata=metadata)
+
+
+def _state_placed(folder: Path, began: float):
+    """What to do once a copy of Tune's state, begun at `began`, is in place: tell the pruner
+    that every save made before `began` is saved (`study.sweep.pruning`)."""
+
+    def placed() -> None:
+        record = saving.of(folder)
+        record.state_in_place_since = max(record.state_in_place_since, began)
+
+    return placed
 
 
 def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:

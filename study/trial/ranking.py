@@ -20,6 +20,9 @@ Only held-out validation numbers rank; the test split's are reported beside them
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 
 from study.trial.metrics import degenerate, sign
@@ -29,7 +32,7 @@ FULL, STOPPED, DEGENERATE = 0, 1, 2
 ADDED = ("stopped", "tier", "standing", "rank")
 
 
-def standing(row: pd.Series) -> str:
+def standing(row: Mapping[str, Any]) -> str:
     """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit
     and PCA at its code size."""
     words = [f"stopped early at epoch {int(row['epoch'])}"] if row["stopped"] else []
@@ -42,30 +45,52 @@ def standing(row: pd.Series) -> str:
     return "; ".join(words)
 
 
-def below_pca(row: pd.Series) -> bool:
+def below_pca(row: Mapping[str, Any]) -> bool:
     """Whether a trial's reconstructions are no better than PCA's with as many components as
     its code, fitted on the same training digits (False where either number is missing)."""
     return bool(row.get("val_mse", float("nan")) >= row.get("pca_mse", float("nan")))
 
 
+def stopped(row: Mapping[str, Any]) -> bool:
+    """Stopped early: fewer epochs trained than the budget, whatever the state tag says."""
+    return bool(row["state"] == TrialState.STOPPED or row["epoch"] < _number(row.get("epochs")))
+
+
+def _number(value: Any) -> float:
+    """A budget as recorded (an int, a tag's text, missing) as a number; NaN where none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def tier(row: Mapping[str, Any]) -> int:
+    """A finished trial's tier: FULL, STOPPED or DEGENERATE (rule 2 above)."""
+    if degenerate(row):
+        return DEGENERATE
+    return STOPPED if stopped(row) else FULL
+
+
+def rank_key(row: Mapping[str, Any], metric: str) -> tuple:
+    """Where a finished trial with a value for `metric` ranks: smaller is better (rules 2, 3)."""
+    return tier(row), sign(metric) * row[metric], str(row["trial_id"])
+
+
 def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The finished trials of `runs` (a `study.views.runs.study_runs` frame) that have `metric`, best
     first, with columns `stopped`, `tier`, `standing` and `rank` (1 = best) added."""
-    direction = sign(metric)
     if metric not in runs or not len(runs):
         return pd.DataFrame(columns=[*runs.columns, *ADDED])
-    ranked = runs[runs["state"].isin(FINISHED) & runs[metric].notna()].copy()
+    ranked = runs[runs["state"].isin(FINISHED) & runs[metric].notna()]
     if not len(ranked):
         return ranked.assign(**{column: [] for column in ADDED})
-    budget = pd.to_numeric(ranked["epochs"], errors="coerce")
-    # Stopped early: fewer epochs trained than the budget, whatever the state tag says.
-    ranked["stopped"] = (ranked["state"] == TrialState.STOPPED) | (ranked["epoch"] < budget)
-    ranked["tier"] = FULL
-    ranked.loc[ranked["stopped"], "tier"] = STOPPED
-    ranked.loc[degenerate(ranked), "tier"] = DEGENERATE
-    ranked["_key"] = direction * ranked[metric]
-    ranked = ranked.sort_values(["tier", "_key", "trial_id"], kind="stable").drop(columns="_key")
-    ranked["standing"] = [standing(row) for _, row in ranked.iterrows()]
+    rows = ranked.to_dict("records")
+    order = sorted(range(len(rows)), key=lambda i: rank_key(rows[i], metric))
+    rows = [{**rows[i], "stopped": stopped(rows[i]), "tier": tier(rows[i])} for i in order]
+    ranked = ranked.iloc[order].copy()
+    for column in ("stopped", "tier"):
+        ranked[column] = [row[column] for row in rows]
+    ranked["standing"] = [standing(row) for row in rows]
     ranked["rank"] = range(1, len(ranked) + 1)
     return ranked.reset_index(drop=True)
 

@@ -1,9 +1,10 @@
-"""Files a test feeds the tool (MNIST's format, a hostile pickle) and a loader of what it
-exports that uses MLflow alone."""
+"""Files a test feeds the tool (MNIST's format, a hostile pickle), a loader of what it
+exports that uses MLflow alone, and a reader of the checkpoints a saved Tune state names."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -62,3 +63,16 @@ class Planted:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+def saved_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoint of each trial's last result in the study's newest saved Tune state (what
+    `resume` restores from), read as plain JSON: the test's own reading, not the tool's."""
+    newest = max(folder.glob("experiment_state-*.json"))
+    named = []
+    for _, metadata in json.loads(newest.read_text())["trial_data"]:
+        last = json.loads(metadata).get("last_result") or {}
+        name = last.get("checkpoint_dir_name")
+        if name:
+            named += [p for p in folder.glob(f"*_{last['trial_id']}/{name}") if p.is_dir()]
+    return named
