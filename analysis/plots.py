@@ -40,19 +40,19 @@ def _models(runs: pd.DataFrame) -> list[str]:
 
 
 def left_out(runs: pd.DataFrame, done: pd.DataFrame) -> str:
-    """The model types of the study that plots of full-budget trials cannot show, each with
-    the states of its trials; "" when none is left out."""
+    """What plots of full-budget trials leave out: the trials stopped early (their numbers come
+    from fewer epochs) and the model types with no full-budget trial, each with the states of
+    its trials; "" when nothing is left out."""
+    stopped = int((runs["state"] == TrialState.STOPPED).sum())
+    parts = [f"full-budget trials only: {stopped} stopped early not shown"] if stopped else []
     missing = [m for m in _models(runs) if m not in set(done["model"])]
-    if not missing:
-        return ""
-    reasons = [
-        f"{m} ({', '.join(sorted(set(runs.loc[runs['model'] == m, 'state'])))})" for m in missing
-    ]
-    return (
-        "not shown, no trial of theirs ran its full budget: "
-        + "; ".join(reasons)
-        + " — see the table and learning_curves.png"
-    )
+    if missing:
+        reasons = [
+            f"{m} ({', '.join(sorted(set(runs.loc[runs['model'] == m, 'state'])))})"
+            for m in missing
+        ]
+        parts.append("no full-budget trial, not shown: " + "; ".join(reasons))
+    return "; ".join(parts) + " — see the table and learning_curves.png" if parts else ""
 
 
 def objective_vs_latent(
@@ -65,6 +65,9 @@ def objective_vs_latent(
         part = done[(done["model"] == model) & done["latent_dim"].notna()].sort_values("latent_dim")
         ax.plot(part["latent_dim"].astype(float), part[objective], "o", label=model, alpha=0.8)
     ax.set_xscale("log", base=2)
+    sizes = sorted(done["latent_dim"].dropna().astype(float).unique())
+    ax.set_xticks(sizes, [f"{size:g}" for size in sizes])  # every size tried, readable
+    ax.minorticks_off()
     ax.set(
         xlabel="latent dimension",
         ylabel=f"{objective} (held out)",
@@ -89,11 +92,11 @@ def activations(done: pd.DataFrame, objective: str, out: Path, note: str = "") -
         ax.bar(np.arange(len(models)) + i * width, values, width, label=act)
     ax.set_xticks(np.arange(len(models)) + width * (len(names) - 1) / 2, models)
     ax.set(ylabel=f"best {objective}", title="activation (e.g. relu against tanh), best trial each")
-    ax.legend()
+    ax.legend(title="activation", loc="upper left", bbox_to_anchor=(1.01, 1))  # off the bars
     return _save(fig, out / "activations.png", note)
 
 
-def noise_vs_denoising(done: pd.DataFrame, out: Path) -> Path | None:
+def noise_vs_denoising(done: pd.DataFrame, out: Path, note: str = "") -> Path | None:
     if "noise" not in done or done["noise"].notna().sum() < MIN_POINTS:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -107,7 +110,7 @@ def noise_vs_denoising(done: pd.DataFrame, out: Path) -> Path | None:
         title="noise level against denoising",
     )
     ax.legend()
-    return _save(fig, out / "noise_vs_denoising.png")
+    return _save(fig, out / "noise_vs_denoising.png", note)
 
 
 def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> Path | None:
@@ -154,7 +157,7 @@ def parallel_coordinates(
     ax.set_xticks(range(len(columns)), columns, rotation=20)
     ax.set_yticks([])
     ax.set_ylim(-0.2, 1.08)
-    ax.set_title("parallel coordinates: one line per trial")
+    ax.set_title("parallel coordinates: one line per full-budget trial")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=objective)
     paths = [_save(fig, out / "parallel_coordinates.png", note)]
     paths.append(_parallel_html(scaled, axes, columns, done[objective], out, note))
@@ -282,7 +285,7 @@ def write_plots(
     made = [
         objective_vs_latent(done, objective, out, note),
         activations(done, objective, out, note),
-        noise_vs_denoising(done, out),
+        noise_vs_denoising(done, out, note),
         learning_curves(uri, runs, objective, out),
         *parallel_coordinates(done, objective, searched, out, note),
         importances(study, storage, out),

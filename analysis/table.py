@@ -81,7 +81,8 @@ def build_table(
     table = table.sort_values(
         keys, key=lambda s: s.map(order) if s.name == "model" else s.astype(str)
     )
-    empty = [c for c in table.columns if c not in keys and table[c].isna().all()]
+    # `standing` stays, empty or not: the table's prose speaks of it
+    empty = [c for c in table.columns if c not in (*keys, "standing") and table[c].isna().all()]
     return table.drop(columns=empty).reset_index(drop=True)
 
 

@@ -153,7 +153,8 @@ def test_a_plot_of_full_budget_trials_names_the_model_types_it_leaves_out(tmp_pa
     done = runs[runs["state"] == "done"]
     note = left_out(runs, done)
     assert note.startswith(
-        "not shown, no trial of theirs ran its full budget: cae (failed, stopped early)"
+        "full-budget trials only: 1 stopped early not shown; "
+        "no full-budget trial, not shown: cae (failed, stopped early)"
     )
     assert left_out(done, done) == ""
     assert (

@@ -78,3 +78,13 @@ def test_an_ended_trial_s_logs_are_copied_until_whole_then_left_out_of_later_sav
     copy_staging(staging, folder)  # a running trial's logs are copied every time
     assert (folder / "ae_running" / "result.json").read_text().count("epoch") == 2
     assert (staging / "ae_running" / "result.json").exists()
+
+
+def test_saves_grow_apart_as_the_state_grows_or_takes_longer_to_save(tmp_path):
+    record = saving.of(tmp_path / "study")
+    record.state_bytes = 100_000  # a few trials
+    assert saving.period(0.01) == saving.SAVE_FLOOR_S
+    assert abs(saving.period(0.5) - 9.5) < 1e-9  # saving stays 5% of the loop
+    record.state_bytes = 31_000_000  # 1,000 trials: written at most SAVE_BYTES_PER_S
+    assert saving.period(0.1) == 31_000_000 / saving.SAVE_BYTES_PER_S
+    record.state_bytes = 0

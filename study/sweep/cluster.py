@@ -19,10 +19,7 @@ def validate_cluster_config(path: str | Path) -> dict[str, Any]:
     Uses Ray's own `prepare_config` (fills provider defaults) and `validate_config` (the JSON
     schema in ray/autoscaler/ray-schema.json). Raises ConfigError naming the file and the problem.
     """
-    from ray.autoscaler._private.util import (
-        prepare_config,
-        validate_config,
-    )  # private, no public twin
+    from study.sweep import internals
 
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -37,8 +34,7 @@ def validate_cluster_config(path: str | Path) -> dict[str, Any]:
     ):
         raise ConfigError(f"{path}: needs a provider with a type (aws, local, …)")
     try:
-        prepared = prepare_config(copy.deepcopy(raw))
-        validate_config(prepared)
+        prepared = internals.validate_cluster_config(copy.deepcopy(raw))
     except Exception as exc:  # jsonschema.ValidationError, ValueError, KeyError from Ray
         message = getattr(exc, "message", None) or str(exc)
         where = "/".join(map(str, getattr(exc, "absolute_path", []) or []))

@@ -238,14 +238,24 @@ def finish(
     with pending_on_a_cluster(options, searched=space.algorithm != "grid"):
         outcome = fit(record, tuner, folder, space.objective)
     if not outcome.interrupted and (folder / OPTUNA_DB).is_file():
-        import optuna
-
-        storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
-        for study in storage.get_all_studies():
-            for t in storage.get_all_trials(study._study_id, deepcopy=False):
-                if t.state == optuna.trial.TrialState.RUNNING:
-                    storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        fail_orphaned_optuna_trials(f"sqlite:///{folder / OPTUNA_DB}")
     return outcome
+
+
+def fail_orphaned_optuna_trials(storage: str) -> None:
+    """Mark FAIL the Optuna trials still RUNNING once every Tune trial has ended."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warning per failed trial
+    try:
+        for name in optuna.study.get_all_study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            for trial in running:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyRecord:

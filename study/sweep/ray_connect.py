@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import ray
 
 from models import ConfigError, ResourceError
-from study.sweep import leftovers
+from study.sweep import internals, leftovers
 from study.sweep.cluster import check_shared_storage
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def connect(options: SweepOptions, folder: Path) -> None:
             # "local": a new Ray of our own, even if another cluster on this machine left its
             # address in /tmp/ray/ray_current_cluster (ray.init() would try to join that one).
             leftovers.stop(folder)
-            with ray_in_own_process_groups():
+            with internals.ray_in_own_process_groups():
                 ray.init(
                     address="local",
                     include_dashboard=False,
@@ -50,43 +50,10 @@ def connect(options: SweepOptions, folder: Path) -> None:
                     log_to_driver=False,
                 )
             private_token()
-            leftovers.remember(folder, local_session())
+            leftovers.remember(folder, internals.session_dir())
     check_resources(options)
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
         check_multi_node(options, folder)
-
-
-@contextlib.contextmanager
-def ray_in_own_process_groups() -> Iterator[None]:
-    """Start a local Ray whose processes (GCS, raylet, and the workers the raylet starts) sit
-    in process groups of their own, not the driver's.
-
-    A batch scheduler, `timeout` or systemd stops a job by signalling its whole process group:
-    with Ray's processes in the driver's group they died with it, and the driver, its Ray gone,
-    hung for a minute and exited 1 with runs left open. Outside the group, only the driver
-    gets the SIGTERM, and stops as on Ctrl-C (study.sweep.ending). They still end with the driver:
-    Ray ties them to it (fate sharing) and `ray.shutdown` stops them. Ray starts every process
-    through `services.ConsolePopen`; it has no option for this.
-    """
-    from ray._private import services
-
-    plain = services.ConsolePopen
-
-    class OwnGroupPopen(plain):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, process_group=0, **kwargs)
-
-    services.ConsolePopen = OwnGroupPopen
-    try:
-        yield
-    finally:
-        services.ConsolePopen = plain
-
-
-def local_session() -> str:
-    """The local Ray's session folder ('' if this Ray version hides it)."""
-    node = getattr(ray._private.worker, "_global_node", None)
-    return node.get_session_dir_path() if node is not None else ""
 
 
 def private_token() -> None:

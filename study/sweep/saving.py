@@ -6,9 +6,11 @@ and every trial's logs (result.json, progress.csv, params, events, error.txt). S
 a 1,000-trial sweep rewrote 3.94 GB of state and ~5 files per trial ever run at each save.
 Two changes keep it in step with what changed:
 
-- the period: Tune's adaptive one (saving at most ~5% of the loop), with a 2 s floor instead of
-  Tune's 10 s (`internals.set_save_period_floor`): while the state is small, a killed driver
-  leaves at most ~2 s of trials unknown to `resume` (their runs are marked orphaned), as before;
+- the period (`period`): as Tune's adaptive one, long enough that saving takes at most ~5% of
+  the loop, and long enough that the state (31 KB a trial) is written at most SAVE_BYTES_PER_S
+  on average (a second time by Tune into its staging folder); but as short as 2 s (Tune's floor
+  is 10 s) while the state is small: a killed driver leaves the trials started since the last
+  save unknown to `resume` (their runs are marked orphaned). At 1,000 trials that is ~20 s;
 - an ended trial's logs are copied until the study folder holds them whole, then taken out of
   the staging folder as they are copied the last time (`verified_storage`): later saves no
   longer see them.
@@ -28,7 +30,9 @@ from ray.tune import Callback
 
 from study.sweep import internals
 
-SAVE_FLOOR_S = 2.0
+# Seconds between saves at least; share of the loop spent saving at most; bytes of Tune's state
+# written into the study folder per second, on average, at most.
+SAVE_FLOOR_S, SAVE_SHARE, SAVE_BYTES_PER_S = 2.0, 0.05, 1.5e6
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Saving:
     ended: set[str] = field(default_factory=set)  # folders of trials that ended in this session
     # when the copy of the newest state now in the study folder began (time.monotonic)
     state_in_place_since: float = -math.inf
+    state_bytes: int = 0  # the size of Tune's newest saved state
 
 
 _SAVINGS: dict[Path, Saving] = {}
@@ -49,9 +54,19 @@ def of(folder: Path) -> Saving:
     return _SAVINGS.setdefault(Path(folder), Saving())
 
 
+def period(save_seconds: float) -> float:
+    """Seconds until Tune's next save, given what the last one took (see above)."""
+    state_bytes = max((record.state_bytes for record in _SAVINGS.values()), default=0)
+    return max(
+        SAVE_FLOOR_S,
+        save_seconds * (1 - SAVE_SHARE) / SAVE_SHARE,
+        state_bytes / SAVE_BYTES_PER_S,
+    )
+
+
 def adaptive_period() -> None:
-    """Save as often as every SAVE_FLOOR_S, and less often as saves take longer."""
-    internals.set_save_period_floor(SAVE_FLOOR_S)
+    """Tune's saves follow `period`."""
+    internals.set_save_period(period)
 
 
 class SaveWatch(Callback):
@@ -67,10 +82,18 @@ class SaveWatch(Callback):
     def on_step_begin(self, iteration, trials, **info) -> None:
         saving = of(self.folder)
         if saving.staging is None and trials:
-            saving.staging = Path(trials[0].storage.experiment_driver_staging_path)
+            saving.staging = internals.staging_folder(trials[0])
+
+    def get_state(self) -> None:
+        """Tune saves its callbacks' state after its own: note the size of what it wrote."""
+        record = of(self.folder)
+        if record.staging is not None:
+            states = [p.stat().st_size for p in record.staging.glob("experiment_state-*.json")]
+            record.state_bytes = max(states, default=0)
+        return None
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        of(self.folder).ended.add(trial.storage.trial_dir_name)
+        of(self.folder).ended.add(internals.trial_folder_name(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        of(self.folder).ended.add(trial.storage.trial_dir_name)
+        of(self.folder).ended.add(internals.trial_folder_name(trial))

@@ -15,6 +15,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from study.sweep import internals
 from study.sweep.progress import trial_state
 from study.sweep.space import Space, SpaceSampler
 from study.sweep.trainable import FAILED
@@ -31,7 +32,7 @@ def stop_epochs(space: Space) -> tuple[int, ...]:
     asha = scheduler(space)
     if not isinstance(asha, AsyncHyperBandScheduler):
         return ()
-    rungs = (math.ceil(milestone) for milestone, _ in asha._brackets[0]._rungs)
+    rungs = (math.ceil(milestone) for milestone in internals.asha_milestones(asha))
     return tuple(sorted({epoch for epoch in rungs if epoch < space.max_epochs}))
 
 
@@ -81,7 +82,7 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if result and result.get(FAILED):  # failed for good: FAIL in Optuna, not a NaN value
             return super().on_trial_complete(trial_id, None, error=True)
-        if error or not result or trial_id in self._completed_trials:
+        if error or not result or trial_id in internals.completed_trials(self):
             return super().on_trial_complete(trial_id, result, error)
         # Tune hands the result a scheduler stops a trial on (ASHA's rung, or its last epoch) to
         # on_trial_complete only: record it as an intermediate value too, so the Optuna trial
@@ -97,15 +98,16 @@ class ResumableOptunaSearch(OptunaSearch):
         from optuna.trial import TrialState
 
         with contextlib.suppress(UpdateFinishedTrialError):
-            self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+            study, trials = internals.optuna_study(self), internals.optuna_trials(self)
+            study.tell(trials[trial_id], state=TrialState.PRUNED)
+        internals.completed_trials(self).add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
         with contextlib.suppress(UpdateFinishedTrialError):
             self._link(trial_id, result)
-            if trial_id not in self._completed_trials:
+            if trial_id not in internals.completed_trials(self):
                 super().on_trial_result(trial_id, result)
                 self._reported()[trial_id] = result.get("training_iteration")
 
@@ -116,15 +118,15 @@ class ResumableOptunaSearch(OptunaSearch):
     def _link(self, trial_id: str, result: dict) -> None:
         """Name the trial's Tune id and MLflow run on its Optuna trial, once."""
         linked = self.__dict__.setdefault("_linked", set())  # absent from older pickles
-        if trial_id in linked or trial_id not in self._ot_trials:
+        if trial_id in linked or trial_id not in internals.optuna_trials(self):
             return
         if not linked:  # optuna-dashboard then names the objective, not "Objective 0"
             from optuna.exceptions import ExperimentalWarning
 
             with warnings.catch_warnings():  # stable since Optuna 3.2, still flagged
                 warnings.simplefilter("ignore", ExperimentalWarning)
-                self._ot_study.set_metric_names([self.metric])
-        ot_trial = self._ot_trials[trial_id]
+                internals.optuna_study(self).set_metric_names([self.metric])
+        ot_trial = internals.optuna_trials(self)[trial_id]
         ot_trial.set_user_attr("tune_trial_id", trial_id)
         if result.get("mlflow_run_id"):
             ot_trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])

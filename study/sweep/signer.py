@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from study.sweep import saving
+from study.sweep import internals, saving
 from study.sweep.trust import WRITTEN_BY_THE_LAUNCH, mac, sign
 
 
@@ -40,12 +40,10 @@ class Signer(Callback):
     def _staging_of_this_session(self) -> Path | None:
         """The staging folder when Tune saves before any step (a resumed study whose trials had
         all ended): `<session>/artifacts/<run timestamp>/<study>/driver_artifacts`, the newest."""
-        import ray
-
-        node = getattr(ray._private.worker, "_global_node", None)  # the driver's Ray session
-        if node is None:
+        session = internals.session_dir()  # the driver's Ray session
+        if not session:
             return None
-        artifacts = Path(node.get_session_dir_path()) / "artifacts"
+        artifacts = Path(session) / "artifacts"
         found = sorted(
             artifacts.glob(f"*/{self.folder.name}/driver_artifacts"),
             key=lambda p: p.stat().st_mtime,

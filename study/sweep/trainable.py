@@ -23,7 +23,7 @@ from models import ConfigError
 from study.sweep import hooks
 from study.tracking import THREADS, StudyRecord, TrialRun, run_tags
 from study.trial.config import flat_config
-from study.trial.metrics import METRICS, OBJECTIVES, OWN_SECONDS
+from study.trial.metrics import OBJECTIVES, OWN_SECONDS
 from study.trial.trainer import EpochContext, TrainingDiverged, resolve_device, train
 
 # A trial that ends with this key in its last result failed for good (study.sweep.progress.trial_state).
@@ -130,6 +130,13 @@ def run_trial(
         raise
 
 
+# What a trial reports to Tune: what the scheduler, the searcher, the driver's standings and
+# its summaries read. Tune keeps, per trial and per key it is given, a history in the state it
+# saves: with every metric (the test split's, always empty in a trial, included) that was 31 KB
+# a trial. Every metric is in the trial's MLflow run.
+TUNE_METRICS = (*OBJECTIVES, "mean_digit_mse", "pca_mse", "train_loss", "epoch", *OWN_SECONDS)
+
+
 def tune_result(
     metrics: dict[str, float], extra: dict[str, Any], checkpointed: bool
 ) -> dict[str, Any]:
@@ -137,13 +144,14 @@ def tune_result(
 
     Tune's progress.csv takes its columns, and their order, from the first report of each
     session, without writing a new header: a restored trial whose first report had other keys,
-    or the same keys in another order, wrote rows pandas cannot read or misread. So every
-    metric of the registry is there (NaN where not measured this epoch: costly ones between
-    rungs, kl for non-VAEs, test_* always, since the driver scores them after the trial ended),
-    in the registry's order, and Tune's own checkpoint flag (which Tune adds only to reports with a checkpoint) on every report.
+    or the same keys in another order, wrote rows pandas cannot read or misread. So every key of
+    TUNE_METRICS is there (NaN where not measured this epoch: costly ones between rungs), in
+    that order, and Tune's own checkpoint flag (which Tune adds only to reports with a
+    checkpoint) on every report.
     """
     nan = float("nan")
-    return {**dict.fromkeys(METRICS, nan), **metrics, **extra, SHOULD_CHECKPOINT: checkpointed}
+    measured = {key: metrics.get(key, nan) for key in TUNE_METRICS}
+    return {**measured, **extra, SHOULD_CHECKPOINT: checkpointed}
 
 
 def log_weights(run: TrialRun, context: EpochContext) -> None:
