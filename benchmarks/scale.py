@@ -122,11 +122,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--synthetic", type=int, default=10000, help="0: leave it out")
     parser.add_argument("--skip-sweep", action="store_true", help="only the synthetic figures")
+    parser.add_argument("--home", type=Path, help="keep the study in this new AESTUDY_HOME")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     if not args.skip_sweep:
         with tempfile.TemporaryDirectory(prefix="aestudy-bench-scale-") as tmp:
-            home = Path(tmp)
+            home = args.home or Path(tmp)
+            home.mkdir(parents=True, exist_ok=True)
             figures |= run_sweep(home, "scale", args.trials)
             figures |= time_views(home, "scale")
     if args.synthetic:

@@ -161,3 +161,22 @@ def test_a_plot_of_full_budget_trials_names_the_model_types_it_leaves_out(tmp_pa
         objective_vs_latent(done, "val_mse", tmp_path, note) == tmp_path / "objective_vs_latent.png"
     )
     assert (tmp_path / "objective_vs_latent.png").stat().st_size > 10_000
+
+
+def test_status_shows_the_best_trials_and_says_how_to_see_every_one(study, capsys):
+    """A study of thousands of trials prints the best few, not thousands of lines."""
+    from study.views.status import print_status
+
+    _, uri = study
+    print_status(uri, "analysed", limit=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if line.startswith("   1  ")]) == 1  # rank 1 only
+    assert not [line for line in lines if line.startswith("   2  ")]
+    assert len([line for line in lines if " failed " in line and " vae " in line]) == 1
+    assert (
+        "1 more ranked trials and 1 more failed trials not shown: "
+        "`python -m study status analysed --all`"
+    ) in lines
+    print_status(uri, "analysed")  # every trial
+    out = capsys.readouterr().out
+    assert "   2  " in out and "not shown" not in out

@@ -17,6 +17,9 @@ from study.cli.train import add_train_command
 from study.hints import resume_command, study_command
 from study.tracking import DEFAULT_DB, STORE_DEFAULT
 
+# `status` shows the best this many ranked (and failed) trials unless given --all
+SHOWN_TRIALS = 25
+
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 CLOSED_PIPE = 141  # the shell's code for a process ended by SIGPIPE (`status | head -1`)
 
@@ -165,6 +168,9 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("status", help="a study's trials, ranked, with states and parameters")
     add_study_arguments(p)
+    p.add_argument(
+        "--all", action="store_true", help=f"every trial (default: the best {SHOWN_TRIALS})"
+    )
     p.set_defaults(handler=run_status)
 
     p = commands.add_parser(
@@ -298,7 +304,7 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from study.views.status import print_status
 
-    print_status(study_uri(args), args.name)
+    print_status(study_uri(args), args.name, None if args.all else SHOWN_TRIALS)
     return 0
 
 

@@ -88,8 +88,9 @@ class StudyView:
         return found[0] if found else None
 
 
-def print_status(uri: str, name: str) -> None:
-    """Every trial, ranked by the objective: state, epochs, objective and searched parameters."""
+def print_status(uri: str, name: str, limit: int | None = None) -> None:
+    """The trials, ranked by the objective: state, epochs, objective and searched parameters;
+    the best `limit` of the ranked ones and of the failed ones (all: None), every running one."""
     view = StudyView(uri, name)
     counts = ", ".join(f"{n} {s}" for s, n in view.counts().items() if n)
     print(
@@ -100,10 +101,16 @@ def print_status(uri: str, name: str) -> None:
         f"{'rank':>4}  {'trial':<10} {'model':<5} {'state':<19} {'epoch':>5}  "
         f"{view.objective:>10}  parameters"
     )
-    for _, row in view.ranked.iterrows():
+    ranked = view.ranked.head(limit)
+    for _, row in ranked.iterrows():
         state = shown(row["state"], row["tier"] == DEGENERATE, below_pca(row))
         _status_line(view, str(row["rank"]), row, state)
-    for _, row in view.unranked().iterrows():
+    unranked = view.unranked()
+    failed = unranked["state"] == TrialState.FAILED
+    hidden = _hidden(view.ranked, limit, "ranked") + _hidden(unranked[failed], limit, "failed")
+    if limit is not None:
+        unranked = pd.concat([unranked[~failed], unranked[failed].head(limit)])
+    for _, row in unranked.iterrows():
         state = (
             f"running, epoch {_int(row['epoch'])}"
             if row["state"] == TrialState.RUNNING
@@ -120,12 +127,14 @@ def print_status(uri: str, name: str) -> None:
             where = view.error_file(row["trial_id"])
             if where:  # a deterministic failure ends the trial without an error file
                 print(f"{'':6}full error: {where}")
-    if (view.ranked["tier"] == DEGENERATE).any():
+    if (ranked["tier"] == DEGENERATE).any():
         print(
             "degenerate: no better on held-out digits than predicting the mean digit "
             "(val_mse >= mean_digit_mse); ranked last and never exported"
         )
-    if any(below_pca(row) for _, row in view.ranked.iterrows()):
+    if hidden:
+        print(f"{' and '.join(hidden)} not shown: `{study_command(f'status {name} --all')}`")
+    if any(below_pca(row) for row in ranked.to_dict("records")):
         print(
             "PCA better: no better than PCA with as many components as the trial's code "
             "(val_mse >= pca_mse); kept in its tier"
@@ -135,6 +144,12 @@ def print_status(uri: str, name: str) -> None:
         print(f"{planned - len(view.runs)} of {planned} trials not started yet")
     if view.info.get("folder"):
         _name_leftovers(Path(str(view.info["folder"])), name)
+
+
+def _hidden(rows: pd.DataFrame, limit: int | None, kind: str) -> list[str]:
+    """'N more <kind> trials' when `limit` leaves some of `rows` out."""
+    more = 0 if limit is None else len(rows) - limit
+    return [f"{more} more {kind} trials"] if more > 0 else []
 
 
 def _name_leftovers(folder: Path, name: str) -> None:
