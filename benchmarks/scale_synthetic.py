@@ -1,7 +1,7 @@
 """The driver's per-event costs at N trials, on a synthetic study, with the tool's own code:
 
 - one save: Tune's dump of N trials' state (its own `json.dump` of strings the size of a real
-  trial's, 3.9 + 25.2 KB as measured on a 1,000-trial state), the tool's signing of the staging
+  trial's: 3.9 + 19.5 KB, as measured on the state of `make bench-scale N=2000`), the tool's signing of the staging
   folder (`trust.sign`, at `Signer.get_state`), both on Tune's loop; and the copy of the staging
   folder into the study folder (`verified_storage`, on Tune's background thread) once the ended
   trials' logs are in place;
@@ -30,9 +30,16 @@ import pyarrow.fs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# One trial's share of Tune's experiment_state file, measured (benchmarks/scale.py's study)
-TRIAL_JSON, METADATA_JSON = 3906, 25225
-LOG_FILES = {"result.json": 1362, "progress.csv": 1054, "params.json": 135, "params.pkl": 114}
+# One trial's share of Tune's experiment_state file and its logs, measured (benchmarks/scale.py's
+# study of 2,000 trials)
+TRIAL_JSON, METADATA_JSON = 3863, 19498
+LOG_FILES = {
+    "result.json": 1174,
+    "progress.csv": 902,
+    "params.json": 135,
+    "params.pkl": 114,
+    "events.out.tfevents": 2103,
+}
 RUNNING = 2  # trials running while the study holds N
 
 
