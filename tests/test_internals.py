@@ -46,6 +46,36 @@ def test_asha_milestones_are_its_rungs_epochs():
     assert sorted(internals.asha_milestones(asha)) == [3, 6, 12]  # the last: max_t
 
 
+def test_asha_brackets_are_the_ones_a_new_trial_is_given_to():
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    asha = AsyncHyperBandScheduler(
+        time_attr="training_iteration",
+        metric="loss",
+        mode="min",
+        grace_period=1,
+        reduction_factor=2,
+        max_t=4,
+    )
+    fresh = copy.deepcopy(internals.asha_brackets(asha))
+    internals.use_asha_brackets(asha, fresh)
+    trial = SimpleNamespace(trial_id="t1", config={})
+    asha.on_trial_add(None, trial)
+    assert asha._trial_info["t1"] is fresh[0]
+
+
+def test_a_trial_s_results_file_is_read_through_its_storage(tmp_path):
+    from ray.train._internal.storage import StorageContext
+
+    storage = StorageContext(str(tmp_path), "study", trial_dir_name="ae_t1")
+    filesystem, path = internals.trial_results_file(SimpleNamespace(storage=storage))
+    assert path == f"{tmp_path}/study/ae_t1/result.json"
+    (tmp_path / "study" / "ae_t1").mkdir(parents=True)
+    Path(path).write_text('{"epoch": 1}\n')
+    with filesystem.open_input_stream(path) as f:
+        assert f.read() == b'{"epoch": 1}\n'
+
+
 def test_optuna_search_s_study_trials_and_completed_set(tmp_path):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -65,6 +95,10 @@ def test_optuna_search_s_study_trials_and_completed_set(tmp_path):
 
 
 def test_session_dir_is_the_local_ray_s(local_ray):
+    import ray
+
+    if not ray.is_initialized():  # a sweep run in this process before shut it down
+        ray.init(address=local_ray, log_to_driver=False, configure_logging=False)
     session = Path(internals.session_dir())
     assert session.is_dir() and (session / "logs").is_dir()
 

@@ -1,6 +1,7 @@
 """Every touch of Ray's and Optuna's private internals, in one place: one function each, each
 with a test in tests/test_internals.py that fails naming the touch when an upgrade changes what
-it relies on. Written against the versions `pyproject.toml` pins (ray 2.60, optuna 4.x).
+it relies on. Written against the versions `pyproject.toml` pins (ray 2.59–2.60, optuna 5.0,
+mlflow 3.17).
 
 MLflow's one private touch (the global tracking URI, put back after `log_model`) stays behind the
 package that alone talks to MLflow: `study.tracking.registry._tracking_uri`, tested here too.
@@ -37,6 +38,17 @@ def asha_milestones(asha: Any) -> list[float]:
     return [milestone for milestone, _ in asha._brackets[0]._rungs]
 
 
+def asha_brackets(asha: Any) -> list:
+    """An AsyncHyperBandScheduler's brackets (`asha._brackets`), which hold its rungs."""
+    return asha._brackets
+
+
+def use_asha_brackets(asha: Any, brackets: list) -> None:
+    """Make `brackets` the ones the scheduler assigns the next trial it is given to
+    (`on_trial_add` picks one of `asha._brackets`)."""
+    asha._brackets = brackets
+
+
 def optuna_study(search: Any) -> Any:
     """The `optuna.Study` an OptunaSearch asks and tells (`search._ot_study`)."""
     return search._ot_study
@@ -59,7 +71,7 @@ def session_dir() -> str:
     import ray
 
     node = getattr(ray._private.worker, "_global_node", None)
-    return node.get_session_dir_path() if node is not None else ""
+    return node.get_session_dir_path() if node is not None and ray.is_initialized() else ""
 
 
 @contextlib.contextmanager
@@ -86,6 +98,12 @@ def staging_folder(trial: Any) -> Path:
     copies them into the study folder (`trial.storage.experiment_driver_staging_path`, a
     developer API of Ray Train's StorageContext)."""
     return Path(trial.storage.experiment_driver_staging_path)
+
+
+def trial_results_file(trial: Any) -> tuple[Any, str]:
+    """(filesystem, path) of a trial's `result.json` in the study folder, as Tune reads it
+    (`trial.storage.storage_filesystem`, `trial.storage.trial_fs_path`)."""
+    return trial.storage.storage_filesystem, f"{trial.storage.trial_fs_path}/result.json"
 
 
 def trial_folder_name(trial: Any) -> str:

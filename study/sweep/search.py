@@ -179,10 +179,9 @@ def recorded_results(trial: Any) -> list[dict]:
     folder, read through the study's filesystem, as Tune reads it); none for a new trial."""
     if not (getattr(trial, "last_result", None) or {}).get("training_iteration"):
         return []  # a new trial (Tune gives it a last result of bookkeeping only)
-    storage = trial.storage
-    path = f"{storage.trial_fs_path}/result.json"
+    filesystem, path = internals.trial_results_file(trial)
     try:
-        with storage.storage_filesystem.open_input_stream(path) as f:
+        with filesystem.open_input_stream(path) as f:
             lines = f.read().decode(errors="replace").splitlines()
     except OSError:  # none written yet
         return []
@@ -205,14 +204,14 @@ class PerModelASHA(ResumableASHA):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._fresh = copy.deepcopy(self._brackets)  # empty rungs, for each new model type
+        self._fresh = copy.deepcopy(internals.asha_brackets(self))  # empty, for each new type
         self._by_model: dict[str, list] = {}
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         model = str(flat_config(trial.config).get("model", "ae"))
         if model not in self._by_model:
             self._by_model[model] = copy.deepcopy(self._fresh)
-        self._brackets = self._by_model[model]  # ASHA assigns the trial one of these
+        internals.use_asha_brackets(self, self._by_model[model])  # the trial gets one of these
         super().on_trial_add(tune_controller, trial)
 
     def debug_string(self) -> str:
