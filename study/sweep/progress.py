@@ -21,7 +21,7 @@ from study.sweep.trainable import FAILED
 from study.tracking import StudyRecord, finish_trial, runs_page, trial_run_id
 from study.trial.config import flat_config
 from study.trial.metrics import OWN_SECONDS, degenerate
-from study.trial.ranking import below_pca, standing, stopped, tier
+from study.trial.ranking import below_pca, standing
 from study.trial.states import FINISHED, TrialState
 
 
@@ -116,8 +116,7 @@ class ProgressPrinter(Callback):
         top = self.board.best
         best_text = "no finished trial yet"
         if top is not None:
-            note = standing({**top, "stopped": stopped(top), "tier": tier(top)})
-            note = f", {note}" if note else ""
+            note = f", {standing(top)}" if standing(top) else ""
             best_text = f"best {self.space.objective} {top[self.space.objective]:.4f} ({top['trial_id']} {top['model']}{note})"
         print(
             f"[{time.monotonic() - self.start:6.0f}s] {shown} | {best_text} | {event}", flush=True

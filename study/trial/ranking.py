@@ -35,8 +35,8 @@ ADDED = ("stopped", "tier", "standing", "rank")
 def standing(row: Mapping[str, Any]) -> str:
     """How a ranked trial stands, in words: '' for a full-budget trial that beat the mean digit
     and PCA at its code size."""
-    words = [f"stopped early at epoch {int(row['epoch'])}"] if row["stopped"] else []
-    if row["tier"] == DEGENERATE:
+    words = [f"stopped early at epoch {int(row['epoch'])}"] if stopped(row) else []
+    if tier(row) == DEGENERATE:
         words.append(
             f"degenerate: val_mse {row['val_mse']:.4f} >= the mean digit's {row['mean_digit_mse']:.4f}"
         )
@@ -86,10 +86,10 @@ def rank(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         return ranked.assign(**{column: [] for column in ADDED})
     rows = ranked.to_dict("records")
     order = sorted(range(len(rows)), key=lambda i: rank_key(rows[i], metric))
-    rows = [{**rows[i], "stopped": stopped(rows[i]), "tier": tier(rows[i])} for i in order]
+    rows = [rows[i] for i in order]
     ranked = ranked.iloc[order].copy()
-    for column in ("stopped", "tier"):
-        ranked[column] = [row[column] for row in rows]
+    ranked["stopped"] = [stopped(row) for row in rows]
+    ranked["tier"] = [tier(row) for row in rows]
     ranked["standing"] = [standing(row) for row in rows]
     ranked["rank"] = range(1, len(ranked) + 1)
     return ranked.reset_index(drop=True)
