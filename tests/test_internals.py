@@ -94,11 +94,18 @@ def test_optuna_search_s_study_trials_and_completed_set(tmp_path):
     assert "t1" in internals.completed_trials(search)
 
 
-def test_session_dir_is_the_local_ray_s(local_ray):
+@pytest.fixture
+def connected(local_ray) -> str:
+    """This process connected to the tests' local Ray (a sweep run here before may have
+    disconnected it)."""
     import ray
 
-    if not ray.is_initialized():  # a sweep run in this process before shut it down
+    if not ray.is_initialized():
         ray.init(address=local_ray, log_to_driver=False, configure_logging=False)
+    return local_ray
+
+
+def test_session_dir_is_the_local_ray_s(connected):
     session = Path(internals.session_dir())
     assert session.is_dir() and (session / "logs").is_dir()
 
@@ -117,7 +124,7 @@ def test_console_popen_is_how_ray_starts_its_processes():
     assert services.ConsolePopen is plain
 
 
-def test_a_trial_s_staging_folder_and_folder_name(tmp_path):
+def test_a_trial_s_staging_folder_and_folder_name(tmp_path, connected):
     from ray.train._internal.storage import StorageContext
 
     storage = StorageContext(str(tmp_path), "study", trial_dir_name="ae_t1")
