@@ -44,13 +44,7 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     # one trial at a time, each held once after its first epoch: stop k lands while trial k is
     # mid-run; restarted by the resume, it goes on and trial k + 1 runs up to its own hold
     trials, epochs = len(STOPS) + 1, 3
-    space = write_space(
-        tmp_path,
-        num_samples=trials,
-        epochs=epochs,
-        scheduler={"type": "none"},
-        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
-    )
+    space = ae_space(tmp_path, trials, epochs)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     holds = tmp_path / "holds"
     driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped", env=hold_env(holds))
@@ -95,6 +89,17 @@ def test_a_sweep_stopped_every_way_resumes_and_finishes_every_trial_once(
     # Optuna: every trial Tune ran is complete; one orphaned by the kill is failed, not RUNNING
     states = [t.state.name for t in optuna_trials(tmp_path / "stopped")]
     assert states.count("COMPLETE") == trials and "RUNNING" not in states
+
+
+def ae_space(folder: Path, trials: int, epochs: int) -> Path:
+    """A space of small AEs, run to their last epoch (no scheduler)."""
+    return write_space(
+        folder,
+        num_samples=trials,
+        epochs=epochs,
+        scheduler={"type": "none"},
+        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
+    )
 
 
 def start_driver(folder: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -200,20 +205,12 @@ def saved_statuses(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_driver_killed_between_two_saves_loses_no_trial_and_runs_none_twice(
-    tmp_path, monkeypatch, cli_here
-):
+def test_a_driver_killed_between_two_saves_loses_no_trial_and_runs_none_twice(tmp_path):
     # The moment: a trial has ended (the driver said so) after the newest state saved into the
     # study folder, which still holds it as running. The driver is frozen (SIGSTOP) while the
     # test reads the folder, so no save can slip in between the reading and the SIGKILL.
     trials, epochs = 4, 2
-    space = write_space(
-        tmp_path,
-        num_samples=trials,
-        epochs=epochs,
-        scheduler={"type": "none"},
-        params={"model": ["ae"], "latent_dim": {"int": [2, 8]}},
-    )
+    space = ae_space(tmp_path, trials, epochs)
     driver = start_driver(tmp_path, "sweep", str(space), "--name", "stopped")
     said_done: list[str] = []  # trial ids, as the driver's progress lines end them
     printed: list[str] = []

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from study.sweep import internals
+from study.sweep import internals, trust
 
 # Seconds between saves at least; share of the loop spent saving at most; bytes of Tune's state
 # written into the study folder per second, on average, at most.
@@ -79,7 +79,8 @@ class SaveWatch(Callback):
         self.folder = folder
 
     def setup(self, **info) -> None:
-        _SAVINGS[Path(self.folder)] = Saving()  # a new session: a new staging folder
+        _SAVINGS.clear()  # one sweep per driver: a new session, a new staging folder
+        _SAVINGS[Path(self.folder)] = Saving()
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         saving = of(self.folder)
@@ -90,7 +91,7 @@ class SaveWatch(Callback):
         """Tune saves its callbacks' state after its own: note the size of what it wrote."""
         record = of(self.folder)
         if record.staging is not None:
-            states = [p.stat().st_size for p in record.staging.glob("experiment_state-*.json")]
+            states = [p.stat().st_size for p in record.staging.glob(trust.STATE_FILES)]
             record.state_bytes = max(states, default=0)
         return None
 
