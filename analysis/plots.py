@@ -35,6 +35,11 @@ def _save(fig, path: Path, note: str = "") -> Path:
     return path
 
 
+def _colour(model: str) -> str:
+    """One colour per model type in every plot of a study (its place in the registry)."""
+    return f"C{list(MODELS).index(model) % 10}" if model in MODELS else "0.5"
+
+
 def _models(runs: pd.DataFrame) -> list[str]:
     return [m for m in MODELS if m in set(runs["model"])]
 
@@ -63,7 +68,14 @@ def objective_vs_latent(
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model in _models(done):
         part = done[(done["model"] == model) & done["latent_dim"].notna()].sort_values("latent_dim")
-        ax.plot(part["latent_dim"].astype(float), part[objective], "o", label=model, alpha=0.8)
+        ax.plot(
+            part["latent_dim"].astype(float),
+            part[objective],
+            "o",
+            label=model,
+            alpha=0.8,
+            color=_colour(model),
+        )
     ax.set_xscale("log", base=2)
     sizes = sorted(done["latent_dim"].dropna().astype(float).unique())
     ax.set_xticks(sizes, [f"{size:g}" for size in sizes])  # every size tried, readable
@@ -103,7 +115,13 @@ def noise_vs_denoising(done: pd.DataFrame, out: Path, note: str = "") -> Path | 
     for model in _models(done):
         part = done[(done["model"] == model) & done["noise"].notna()]
         if len(part):
-            ax.plot(part["noise"].astype(float), part["denoise_mse"], "o", label=model)
+            ax.plot(
+                part["noise"].astype(float),
+                part["denoise_mse"],
+                "o",
+                label=model,
+                color=_colour(model),
+            )
     ax.set(
         xlabel="training noise level",
         ylabel="denoise_mse (held out, noise 0.5)",
@@ -125,6 +143,7 @@ def learning_curves(uri: str, runs: pd.DataFrame, objective: str, out: Path) -> 
             [value for _, value in history],
             marker="o",
             label=f"{model} ({best['trial_id']})",
+            color=_colour(model),
         )
     ax.set(
         xlabel="epoch", ylabel=f"{objective} (held out)", title="learning curves of the best trials"
