@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -15,13 +16,21 @@ def study_command(args: str) -> str:
     return f"{python()} -m study {args}"
 
 
-def resume_command(name: str, folder: Path) -> str:
-    """The command that resumes study `name` in `folder`: with `--storage` unless the folder
-    lies in the default storage, where a bare `resume NAME` looks."""
+def resume_command(name: str, storage: str | Path) -> str:
+    """The command that resumes study `name` kept in `storage` (a folder, or an object store's
+    URI, quoted for the shell): with `--storage` unless it is the default storage, where a bare
+    `resume NAME` looks."""
+    return study_command(f"resume {name}{storage_option(storage)}")
+
+
+def storage_option(storage: str | Path) -> str:
+    """` --storage STORAGE` as a command needs it: nothing for the default storage."""
     from study.sweep.folder import default_storage
 
-    storage = "" if folder.parent == default_storage() else f" --storage {folder.parent}"
-    return study_command(f"resume {name}{storage}")
+    if "://" in str(storage):
+        return f" --storage {shlex.quote(str(storage))}"
+    where = Path(storage).expanduser().resolve()
+    return "" if where == default_storage() else f" --storage {where}"
 
 
 def python() -> str:

@@ -420,7 +420,7 @@ def test_a_trial_s_pickled_error_is_never_loaded(signed_study, tmp_path, monkeyp
     folder = tmp_path / "s"
     shutil.copytree(signed_study / "studies" / "s", folder)
     marker = tmp_path / "code-ran"
-    (trial,) = saved_trials(folder, "s")
+    (trial,) = saved_trials(folder, "s", str(folder))
     Path(trial.path, "error.pkl").write_bytes(pickle.dumps(Planted(marker)))
     trial.run_metadata.pickled_error_filename = "error.pkl"
     for verify in (False, True):  # the launch's filesystem, and resume's

@@ -134,11 +134,21 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--address", help="join a Ray cluster ('auto' or host:port); default: start a local Ray"
     )
-    p.add_argument("--storage", help=STORAGE_HELP + "; shared on a cluster")
+    p.add_argument(
+        "--storage",
+        help=STORAGE_HELP + "; on a cluster, one every node mounts, or object storage: "
+        "s3://bucket/prefix[?endpoint_override=host:port&scheme=http] (needs --search-db)",
+    )
     p.add_argument(
         "--tracking-uri",
-        help=f"MLflow store: sqlite:///path/{DEFAULT_DB} or http://host:port "
-        f"(default: {STORE_DEFAULT})",
+        help=f"MLflow store: sqlite:///path/{DEFAULT_DB}, http://host:port or "
+        f"postgresql://user@host:port/db (default: {STORE_DEFAULT})",
+    )
+    p.add_argument(
+        "--search-db",
+        metavar="URL",
+        help="Optuna's study (and, with s3:// storage, the study lock) in PostgreSQL: "
+        "postgresql://user@host:port/db; default: optuna.db in the study folder",
     )
     p.add_argument(
         "--dataset", help="override the space's data set (mnist-5k, mnist, fashion-mnist)"
@@ -195,9 +205,13 @@ def add_sweep_commands(commands: argparse._SubParsersAction) -> None:
 
 NAME_HELP = "the study's name, as given to sweep --name (`python -m study list` shows them)"
 VERBOSE_HELP = "let Ray Tune, MLflow and Optuna print their own messages too"
-STORAGE_HELP = "folder that holds the study (default: $AESTUDY_HOME/studies, ~/.aestudy/studies)"
+STORAGE_HELP = (
+    "folder that holds the study, or s3://bucket/prefix (default: $AESTUDY_HOME/studies, "
+    "~/.aestudy/studies)"
+)
 TRACKING_HELP = (
-    f"MLflow store: sqlite:///path/{DEFAULT_DB} or http://host:port (default: the study's own, "
+    f"MLflow store: sqlite:///path/{DEFAULT_DB}, http://host:port or postgresql://… (default: "
+    "the study's own, "
     f"else {STORE_DEFAULT})"
 )
 
@@ -211,12 +225,12 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
 def study_uri(args: argparse.Namespace) -> str:
     """--tracking-uri; else the store the study was launched with (its study.json); else the
     default store."""
-    from study.sweep.folder import STUDY_FILE, default_storage, read_saved, study_dir
+    from study.sweep.folder import STUDY_FILE, default_storage, pulled, read_saved
     from study.tracking import resolve_tracking_uri
 
     if args.tracking_uri:
         return resolve_tracking_uri(args.tracking_uri)
-    folder = study_dir(args.storage or default_storage(), args.name)
+    folder = pulled(args.storage or default_storage(), args.name)
     if not os.path.lexists(folder / STUDY_FILE):
         return resolve_tracking_uri(None)
     return resolve_tracking_uri(read_saved(folder, args.name)["options"].get("tracking_uri"))
@@ -242,6 +256,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         long=args.long,
         tracking_uri=args.tracking_uri,
+        search_db=args.search_db,
     )
     print(f"study {options.name}: {space.description or space.path}", flush=True)
     outcome, wall = timed(launch, space, options)
@@ -290,12 +305,12 @@ def summarise(options: Any, outcome: Any, wall: float) -> int:
 
     folder = study_dir(options.storage, options.name)
     trained = own_seconds(outcome.results, since=time.time() - wall)
-    print_summary(options.tracking_uri, options.name, trained, wall, folder)
+    print_summary(options.tracking_uri, options.name, trained, wall, folder, options.storage)
     if not outcome.interrupted:
         return 0
     print(
         f"interrupted: {len(outcome.unfinished)} trial(s) unfinished; continue with "
-        f"`{resume_command(options.name, folder)}`",
+        f"`{resume_command(options.name, options.storage)}`",
         flush=True,
     )
     return INTERRUPTED
@@ -337,9 +352,16 @@ def add_tracking_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("server", help="start an MLflow tracking server for a cluster")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept workers of a cluster")
     p.add_argument("--port", type=int, default=5000, help="the port to listen on (default 5000)")
-    p.add_argument("--backend-store-uri", help="default: as --tracking-uri of the other commands")
     p.add_argument(
-        "--artifacts-destination", default="mlartifacts", help="where it stores artifacts"
+        "--backend-store-uri",
+        help="sqlite:///path or postgresql://user@host:port/db (default: as --tracking-uri of "
+        "the other commands)",
+    )
+    p.add_argument(
+        "--artifacts-destination",
+        default="mlartifacts",
+        help="where it stores artifacts: a folder, or s3://bucket/prefix (MLflow's boto3 client: "
+        "MLFLOW_S3_ENDPOINT_URL for an S3-compatible store)",
     )
     p.add_argument(
         "--workers",

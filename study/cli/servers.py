@@ -40,7 +40,9 @@ def run_ui(args: argparse.Namespace) -> int:
     from study.tracking import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    if not uri.startswith("sqlite:///"):
+    if uri.startswith("postgresql"):
+        check_reachable(uri)
+    elif not uri.startswith("sqlite:///"):
         check_reachable(uri)  # a server that does not answer is no UI to open
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
@@ -88,12 +90,16 @@ def print_study_pages(uri: str, port: int, newest: int = 5) -> None:
 def run_server(args: argparse.Namespace) -> int:
     import socket
 
-    from study.tracking import resolve_tracking_uri
+    from study.tracking import check_reachable, resolve_tracking_uri
 
     check_workers(args.workers)
     check_port_free(args.host, args.port)
     store = resolve_tracking_uri(args.backend_store_uri)
-    artifacts = str(Path(args.artifacts_destination).expanduser().resolve())
+    if store.startswith("postgresql"):
+        check_reachable(store)  # exit 2 naming the database before a server starts
+    artifacts = args.artifacts_destination
+    if "://" not in artifacts:  # a folder; else a bucket MLflow writes itself (s3://…)
+        artifacts = str(Path(artifacts).expanduser().resolve())
     shown = socket.getfqdn() if args.host in ("0.0.0.0", "::") else args.host
     print(
         f"starting a tracking server on {args.host}:{args.port} (store {store}, artifacts "
@@ -251,12 +257,15 @@ def signal_group(proc, sig: int) -> bool:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    """optuna-dashboard on the study's `optuna.db`, served like the MLflow UI."""
-    from study.sweep.launch import OPTUNA_DB, read_study, study_dir
+    """optuna-dashboard on the study's search (its `optuna.db`, or its --search-db), served like
+    the MLflow UI."""
+    from study.sweep.launch import read_study, search_storage, study_dir
 
     space, options = read_study(args.name, args.storage)
-    db = study_dir(options.storage, args.name) / OPTUNA_DB
-    if not db.is_file():
+    storage = search_storage(options, study_dir(options.storage, args.name))
+    if space.algorithm == "grid" or not (
+        options.search_db or Path(storage.removeprefix("sqlite:///")).is_file()
+    ):
         raise ConfigError(
             f"study {args.name!r} is a {space.algorithm} search, which Optuna does not drive: "
             f"there is no Optuna study to browse; see its trials with `{study_command('status')}` "
@@ -265,7 +274,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     check_port_free("127.0.0.1", args.port)
     print(f"starting optuna-dashboard for study {args.name} on 127.0.0.1:{args.port} …", flush=True)
     exe = Path(sys.executable).parent / "optuna-dashboard"  # installed beside this Python
-    command = [str(exe), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(args.port)]
+    command = [str(exe), storage, "--host", "127.0.0.1", "--port", str(args.port)]
 
     def ready() -> None:
         print(f"optuna-dashboard at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)

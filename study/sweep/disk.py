@@ -56,7 +56,7 @@ def check_room(folder: Path) -> None:
 def stop_line(folder: Path, name: str) -> str:
     return (
         f"no space left on {folder} ({free_bytes(folder) / 2**20:.0f} MB free): the sweep stops "
-        f"with its state saved; free space there, then `{resume_command(name, folder)}`"
+        f"with its state saved; free space there, then `{resume_command(name, folder.parent)}`"
     )
 
 

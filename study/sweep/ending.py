@@ -30,9 +30,12 @@ class Outcome:
         return bool(self.unfinished)
 
 
-def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path, objective: str) -> Outcome:
+def fit(
+    record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path, objective: str, path: str
+) -> Outcome:
     """Run the tuner, then close the study: FINISHED when every trial ended, KILLED (and the
-    unfinished trials' runs marked interrupted) when a signal stopped it."""
+    unfinished trials' runs marked interrupted) when a signal stopped it. `path`: the study's
+    path as Tune sees it (its folder, or its place in a bucket)."""
     from ray.tune.experiment import Trial
 
     saving.adaptive_period()
@@ -40,7 +43,7 @@ def fit(record: tracking.StudyRecord, tuner: tune.Tuner, folder: Path, objective
     try:
         with stopping.stop_signals():
             results = tuner.fit()
-        trials = saved_trials(folder, record.study)  # the state Tune saved: what resume reads
+        trials = saved_trials(folder, record.study, path)  # the state Tune saved: what resume reads
     except StudyError:  # a refused state, a failed restore: the study stays resumable
         tracking.set_study_status(record, "KILLED")
         raise
@@ -80,18 +83,19 @@ def catch_up(record: tracking.StudyRecord, trials: list, objective: str) -> None
     pictures.catch_up(record, [t for t in trials if t.trial_id in led])
 
 
-def saved_trials(folder: Path, name: str) -> list:
+def saved_trials(folder: Path, name: str, path: str) -> list:
     """The trials of the study's newest saved Tune state, unpickled only from a verified private
-    copy (`trust.verified_state`); their paths point into the study folder, as Tune's own."""
+    copy (`trust.verified_state`); their paths point at the study (`path`), as Tune's own."""
     import copy
 
     from ray.tune import ExperimentAnalysis
 
     with trust.verified_state(folder, name) as state:
         trials = ExperimentAnalysis(str(state)).trials
-    for trial in trials:  # the copy's folder stood in for the study folder: point back at it
+    root, _, leaf = path.rpartition("/")
+    for trial in trials:  # the copy's folder stood in for the study: point back at it
         storage = copy.copy(trial.storage)
-        storage.storage_fs_path = folder.parent.as_posix()
-        storage.experiment_dir_name = folder.name
+        storage.storage_fs_path = root
+        storage.experiment_dir_name = leaf
         trial.set_storage(storage)
     return trials

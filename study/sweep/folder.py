@@ -9,7 +9,7 @@ from pathlib import Path
 
 from models import ConfigError
 from study import tracking
-from study.sweep import plain_files
+from study.sweep import bucket, plain_files
 from study.sweep.checks import check_name
 
 STUDY_FILE = "study.json"
@@ -21,12 +21,24 @@ def default_storage() -> Path:
 
 
 def study_dir(storage: str | Path, name: str) -> Path:
-    """Where study `name` lives; absolute, because trials run in their own working folders."""
+    """Where study `name` lives; absolute, because trials run in their own working folders. For
+    a study in object storage: the driver's mirror of its top-level files (`study.sweep.bucket`)."""
     check_name(name)
+    if bucket.is_remote(storage):
+        return bucket.Bucket.parse(str(storage)).mirror(name)
     root = Path(storage).expanduser()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--storage {storage} is a file; give the folder that holds studies")
     return (root / name).resolve()
+
+
+def pulled(storage: str | Path, name: str) -> Path:
+    """`study_dir`, after pulling a study in object storage into its mirror: what the bucket
+    holds now (another driver may have run it since)."""
+    folder = study_dir(storage, name)
+    if bucket.is_remote(storage):
+        bucket.Bucket.parse(str(storage)).pull(name, folder)
+    return folder
 
 
 def read_saved(folder: Path, name: str) -> dict:

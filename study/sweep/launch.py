@@ -3,6 +3,8 @@
 A study lives in one folder, `<storage>/<name>/`: Tune's experiment state and trial checkpoints,
 `study.json` (the space and the options it was launched with) and `optuna.db` (the sampler's
 study, which `optuna-dashboard sqlite:///…/optuna.db` can browse). `resume` needs nothing else.
+A team's study lives in object storage instead (`--storage s3://…`, `study.sweep.bucket`), its
+search in PostgreSQL (`--search-db`): then no node needs a folder another can see.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from typing import Any
 from ray import tune
 
 from models import ConfigError
-from study import tracking
+from study import databases, tracking
 from study.hints import study_command
-from study.sweep import hooks, leftovers, plain_files, restored, trust, verified_storage
+from study.sweep import bucket, hooks, leftovers, plain_files, restored, trust, verified_storage
 from study.sweep.checks import check_duration, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
-from study.sweep.folder import STUDY_FILE, damaged, default_storage, read_saved, study_dir
+from study.sweep.folder import (
+    STUDY_FILE,
+    damaged,
+    default_storage,
+    pulled,
+    read_saved,
+    study_dir,
+)
 from study.sweep.leaders import Leaderboard
 from study.sweep.lock import check_not_held, study_lock
 from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
@@ -62,18 +71,24 @@ class SweepOptions:
     checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.sweep.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     tracking_uri: str | None = None  # None: tracking.STORE_DEFAULT
+    search_db: str | None = None  # None: Optuna's study in the study folder (optuna.db)
     long: bool = False  # go ahead with a sweep estimated to run longer than LONG_HOURS
 
     def validate(self) -> None:
         self.storage = self.storage or str(default_storage())
-        if "://" in self.storage:
-            raise ConfigError(
-                f"--storage {self.storage}: object-store URIs are not supported yet; use a folder "
-                "(on a cluster, one that every node mounts, e.g. /shared/studies)"
-            )
         study_dir(self.storage, self.name)  # a safe name, and a storage that can be a folder
-        check_writable(Path(self.storage))
-        check_room(Path(self.storage).expanduser().absolute())
+        if bucket.is_remote(self.storage):
+            bucket.Bucket.parse(self.storage).check()  # reachable, there and writable
+            if not databases.is_database(self.search_db):
+                raise ConfigError(
+                    f"--storage {self.storage}: a study in object storage keeps its search and "
+                    "its lock in PostgreSQL; add --search-db postgresql://user@host:port/db"
+                )
+        else:
+            check_writable(Path(self.storage))
+            check_room(Path(self.storage).expanduser().absolute())
+        if self.search_db:
+            databases.check(self.search_db, "--search-db")
         if self.address:
             check_address(self.address)  # before anything is written: a refused launch leaves none
         if self.max_failures < 0:
@@ -115,13 +130,14 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
     if options.tracking_uri == tracking.resolve_tracking_uri(None):
         tracking.home().mkdir(parents=True, exist_ok=True)  # the default store's folder
     tracking.check_reachable(options.tracking_uri)
-    check_not_held(options.storage, options.name)  # a running driver: name it
+    check_not_held(options.storage, options.name, options.search_db)  # a running driver: name it
     check_new(options, folder)  # before the lock, which creates the storage folder
-    with study_lock(options.storage, options.name, keep=False), forgotten_on_failure(folder):
+    lock = study_lock(options.storage, options.name, keep=False, database=options.search_db)
+    with lock, forgotten_on_failure(folder):
         check_new(options, folder)  # again: another launch may have made it meanwhile
         load_splits(space.dataset, space.data_dir)  # fetch or read the data now: fail early
         connect(options, folder)
-        with undone_on_failure(folder, options.tracking_uri, options.name):
+        with undone_on_failure(folder, options):
             record = open_study_record(space, options)
             tuner = tune.Tuner(
                 trainable(options, record, space),
@@ -132,14 +148,17 @@ def launch(space: Space, options: SweepOptions) -> Outcome:
             # Written last: its presence is what makes the folder a study that `resume` continues.
             saved = {"space_path": space.path, "space": space.raw, "options": asdict(options)}
             plain_files.write_whole(folder / STUDY_FILE, json.dumps(saved, indent=2))
+            if bucket.is_remote(options.storage):
+                bucket.Bucket.parse(options.storage).push(options.name, folder / STUDY_FILE)
         print_where_to_watch(record, space)
         return finish(record, tuner, folder, space, options)
 
 
 @contextlib.contextmanager
-def undone_on_failure(folder: Path, uri: str, name: str):
+def undone_on_failure(folder: Path, options: SweepOptions):
     """A launch that fails (or is interrupted) before its first trial leaves nothing behind:
-    neither the study folder nor its MLflow experiment, so the same name can be launched again."""
+    neither the study folder (in a bucket too) nor its MLflow experiment, so the same name can
+    be launched again."""
     existed = folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     try:
@@ -147,8 +166,11 @@ def undone_on_failure(folder: Path, uri: str, name: str):
     except BaseException:
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)
+            if bucket.is_remote(options.storage):
+                with contextlib.suppress(Exception):
+                    bucket.Bucket.parse(options.storage).remove(options.name)
         with contextlib.suppress(Exception):  # the launch's own error is the one to report
-            tracking.abandon_study(uri, name)
+            tracking.abandon_study(options.tracking_uri, options.name)
         raise
 
 
@@ -165,27 +187,37 @@ def forgotten_on_failure(folder: Path):
 
 def check_new(options: SweepOptions, folder: Path) -> None:
     """Refuse a name already used: by a study folder here, or by a study in the tracking store."""
-    if (folder / STUDY_FILE).exists():
+    remote = bucket.is_remote(options.storage)
+    if (folder / STUDY_FILE).exists() or (
+        remote and bucket.Bucket.parse(options.storage).has(options.name, STUDY_FILE)
+    ):
         raise ConfigError(
             f"study {options.name!r} already exists in {folder.parent}: continue it with "
             f"`{study_command(f'resume {options.name}')}` or choose another --name"
         )
-    check_name_is_free(options.tracking_uri, options.name, folder)
+    check_name_is_free(options.tracking_uri, options.name, folder, location(options))
 
 
-def check_name_is_free(uri: str, name: str, folder: Path) -> None:
+def location(options: SweepOptions) -> str:
+    """Where the study lives, as the tracking store records it: its folder, or its bucket URI."""
+    if bucket.is_remote(options.storage):
+        return f"s3://{bucket.Bucket.parse(options.storage).study_root(options.name)}"
+    return str(study_dir(options.storage, options.name))
+
+
+def check_name_is_free(uri: str, name: str, folder: Path, where: str) -> None:
     """A study name is one study: refuse a name the tracking store already holds, which would
     merge two studies' runs in one experiment."""
     if not tracking.study_exists(uri, name):
         return
     other = tracking.study_params(uri, name).get("folder")
-    if other == str(folder) and not (folder / STUDY_FILE).exists():
+    if other == where and not (folder / STUDY_FILE).exists():
         return  # a launch of this very study killed before it began: its experiment is reused
     storage = Path(other).parent if other else "FOLDER"
     raise ConfigError(
         f"study {name!r} already exists in the tracking store {uri} (its folder: "
         f"{other or 'not recorded'}), and this sweep would put another study in {folder}: choose "
-        f"another --name, or continue that study with "
+        "another --name, or continue that study with "
         f"`{study_command(f'resume {name} --storage {storage}')}`"
     )
 
@@ -196,7 +228,7 @@ def resume(
     """Continue an interrupted study: finished trials stay, unfinished ones restart from checkpoints."""
     space, options = read_study(name, storage)
     folder = study_dir(options.storage, name)
-    with study_lock(options.storage, name):
+    with study_lock(options.storage, name, database=options.search_db):
         if not (folder / "tuner.pkl").is_file():
             raise ConfigError(
                 f"study {name!r} in {folder} has no saved Tune state (tuner.pkl): its launch "
@@ -209,19 +241,19 @@ def resume(
             trust.check_private(folder, name)
             trust.check(folder, name)
         tracking.check_reachable(options.tracking_uri)
+        if options.search_db:
+            databases.check(options.search_db, "--search-db")
         connect(options, folder)
         record = open_study_record(space, options)
         with restored.tune_restore_errors():  # why Tune could not restore, if it could not
             tuner = tune.Tuner.restore(
-                str(folder),
+                tune_path(options),
                 trainable=trainable(options, record, space),
                 resume_unfinished=True,
                 resume_errored=True,
                 # Tune reads the state again, seconds after the check: verified again (unless
                 # trusted)
-                storage_filesystem=verified_storage.filesystem(
-                    folder, name, verify=not trust_state
-                ),
+                storage_filesystem=study_filesystem(options, verify=not trust_state),
             )
             return space, finish(record, tuner, folder, space, options)
 
@@ -236,20 +268,41 @@ def finish(
     """Run the sweep to its end; once every trial has ended, Optuna trials still RUNNING are
     orphans of a killed driver (Tune will never report them) and are marked failed."""
     with pending_on_a_cluster(options, searched=space.algorithm != "grid"):
-        outcome = fit(record, tuner, folder, space.objective)
-    if not outcome.interrupted and (folder / OPTUNA_DB).is_file():
-        fail_orphaned_optuna_trials(f"sqlite:///{folder / OPTUNA_DB}")
+        outcome = fit(record, tuner, folder, space.objective, tune_path(options))
+    searched = options.search_db or (folder / OPTUNA_DB).is_file()
+    if not outcome.interrupted and space.algorithm != "grid" and searched:
+        fail_orphaned_optuna_trials(search_storage(options, folder), options.name)
     return outcome
 
 
-def fail_orphaned_optuna_trials(storage: str) -> None:
-    """Mark FAIL the Optuna trials still RUNNING once every Tune trial has ended."""
+def tune_path(options: SweepOptions) -> str:
+    """The study's path as Tune sees it: its folder, or `bucket/prefix/name` in the bucket."""
+    if bucket.is_remote(options.storage):
+        return bucket.Bucket.parse(options.storage).study_root(options.name)
+    return str(study_dir(options.storage, options.name))
+
+
+def study_filesystem(options: SweepOptions, verify: bool):
+    """The storage filesystem Tune gets for the study (`study.sweep.verified_storage`)."""
+    remote = options.storage if bucket.is_remote(options.storage) else ""
+    folder = study_dir(options.storage, options.name)
+    return verified_storage.filesystem(folder, options.name, verify=verify, storage=remote)
+
+
+def search_storage(options: SweepOptions, folder: Path) -> str:
+    """Where Optuna keeps the study's search: --search-db, else `optuna.db` in its folder."""
+    return options.search_db or f"sqlite:///{folder / OPTUNA_DB}"
+
+
+def fail_orphaned_optuna_trials(storage: str, name: str) -> None:
+    """Mark FAIL the Optuna trials of study `name` still RUNNING once every Tune trial has
+    ended."""
     import optuna
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warning per failed trial
     try:
-        for name in optuna.study.get_all_study_names(storage):
+        if name in optuna.study.get_all_study_names(storage):
             study = optuna.load_study(study_name=name, storage=storage)
             running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
             for trial in running:
@@ -270,7 +323,7 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
         "dataset": space.dataset,
         "scheduler": space.scheduler["type"],
         "searched": ",".join(p.name for p in space.params),
-        "folder": str(study_dir(options.storage, options.name)),
+        "folder": location(options),
     }
     record = tracking.ensure_study(options.tracking_uri, options.name, space.description, params)
     tracking.set_study_status(record, "RUNNING")
@@ -279,10 +332,12 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
 
 def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, SweepOptions]:
     """The space and options a study was launched with."""
-    folder = study_dir(storage or default_storage(), name)
+    storage = storage or default_storage()
+    folder = pulled(storage, name)  # a study in a bucket: its files as the bucket holds them
     record = read_saved(folder, name)
+    where = str(storage) if bucket.is_remote(storage) else str(folder.parent)
     try:
-        options = SweepOptions(**{**record["options"], "storage": str(folder.parent)})
+        options = SweepOptions(**{**record["options"], "storage": where})
         space_raw, space_path = record["space"], record["space_path"]
     except (KeyError, TypeError) as exc:
         raise damaged(folder, name, exc) from None
@@ -309,7 +364,9 @@ def tune_config(space: Space, options: SweepOptions, folder: Path) -> tune.TuneC
     return tune.TuneConfig(
         metric=space.objective,
         mode=space.mode,
-        search_alg=None if space.algorithm == "grid" else searcher(space, options.name, folder),
+        search_alg=None
+        if space.algorithm == "grid"
+        else searcher(space, options.name, search_storage(options, folder)),
         scheduler=scheduler(space),
         num_samples=num_samples,
         max_concurrent_trials=options.max_concurrent or local_lanes(options),
@@ -329,8 +386,8 @@ def run_config(
     board = Leaderboard(space.objective)  # the printer's best and the pictures' leaders
     return tune.RunConfig(
         name=options.name,
-        storage_path=str(Path(options.storage).expanduser().resolve()),
-        storage_filesystem=verified_storage.filesystem(folder, options.name, verify=False),
+        storage_path=tune_path(options).rsplit("/", 1)[0],
+        storage_filesystem=study_filesystem(options, verify=False),
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # see study.sweep.pruning
         callbacks=[

@@ -17,7 +17,9 @@ PICTURES tag; the next `fit` of the study makes what is missing (`catch_up`).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import models
@@ -41,12 +43,24 @@ def draw(checkpoint: Path, folder: Path) -> tuple[int, dict[str, float]]:
     return int(state["epoch"]), test_metrics(model, cached)
 
 
-def log_final(uri: str, run_id: str, checkpoint: Path) -> None:
-    """Draw the pictures of `checkpoint`, score its test split, and log both to the run,
-    replacing any earlier ones."""
-    with tempfile.TemporaryDirectory() as tmp:
-        epoch, numbers = draw(checkpoint, Path(tmp))
+def log_final(uri: str, run_id: str, checkpoint) -> None:
+    """Draw the pictures of `checkpoint` (Tune's), score its test split, and log both to the
+    run, replacing any earlier ones."""
+    with tempfile.TemporaryDirectory() as tmp, on_this_machine(checkpoint) as folder:
+        epoch, numbers = draw(folder, Path(tmp))
         tracking.log_final(uri, run_id, Path(tmp), epoch, numbers)
+
+
+@contextlib.contextmanager
+def on_this_machine(checkpoint) -> Iterator[Path]:
+    """A Tune checkpoint's folder here: itself in a study folder, else (a study in a bucket) a
+    copy downloaded for the block."""
+    path = Path(checkpoint.path)
+    if path.is_absolute() and path.is_dir():
+        yield path
+        return
+    with checkpoint.as_directory() as folder:
+        yield Path(folder)
 
 
 def catch_up(record: tracking.StudyRecord, ended: list) -> int:
@@ -56,12 +70,11 @@ def catch_up(record: tracking.StudyRecord, ended: list) -> int:
     lacking = tracking.runs_without_pictures(record.uri, record.experiment_id)
     drawn = 0
     for trial in ended:
-        checkpoint = getattr(trial.checkpoint, "path", None)
         run_id = lacking.get(trial.trial_id)
-        if not checkpoint or not run_id:
+        if not getattr(trial.checkpoint, "path", None) or not run_id:
             continue
         try:
-            log_final(record.uri, run_id, Path(checkpoint))
+            log_final(record.uri, run_id, trial.checkpoint)
             drawn += 1
         except Exception as exc:
             print(f"warning: no pictures for trial {trial.trial_id}: {exc}", flush=True)

@@ -206,8 +206,7 @@ class TrackingCallback(Callback):
                 ),
             )
         )
-        checkpoint = getattr(trial.checkpoint, "path", None)
-        if checkpoint and drawn:
+        if getattr(trial.checkpoint, "path", None) and drawn:
             self._queue.put(
                 (
                     1,
@@ -215,7 +214,7 @@ class TrackingCallback(Callback):
                     f"log trial {trial.trial_id}'s pictures",
                     PICTURE_WAITS,
                     self._pictures,
-                    (trial.trial_id, Path(checkpoint)),
+                    (trial.trial_id, trial.checkpoint),
                 )
             )
 
@@ -225,7 +224,7 @@ class TrackingCallback(Callback):
             retried(what, call, *args, waits=waits)
             self._queue.task_done()
 
-    def _pictures(self, trial_id: str, checkpoint: Path) -> None:
+    def _pictures(self, trial_id: str, checkpoint) -> None:
         run_id = trial_run_id(self.record.uri, self.record.experiment_id, trial_id)
         if run_id:
             pictures.log_final(self.record.uri, run_id, checkpoint)

@@ -17,28 +17,50 @@ what changed, not what the study holds (reading the saved state back took 1.2 s 
 
 from __future__ import annotations
 
-import shutil
+import contextlib
 import time
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
+import pyarrow.fs
 from ray.tune import Callback
 
 from study.sweep import saving
 
 
-def checkpoints(trial_dir: Path) -> list[Path]:
-    """A trial's checkpoint folders, oldest first (Tune numbers them checkpoint_000000, ...)."""
-    return sorted(trial_dir.glob("checkpoint_*"))
+def checkpoints(
+    trial_dir: str | PurePath, fs: pyarrow.fs.FileSystem | None = None
+) -> list[PurePath]:
+    """A trial's checkpoint folders, oldest first (Tune numbers them checkpoint_000000, ...),
+    in `fs` (the study's storage filesystem; local by default)."""
+    fs = fs or pyarrow.fs.LocalFileSystem()
+    selector = pyarrow.fs.FileSelector(str(trial_dir), allow_not_found=True)
+    return sorted(
+        PurePosixPath(info.path)
+        for info in fs.get_file_info(selector)
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_")
+    )
 
 
-def prune_behind(kept: Path) -> int:
+def _filesystem(checkpoint) -> pyarrow.fs.FileSystem:
+    """Where a checkpoint lives: the filesystem Tune saved it through (a bucket's, for a study
+    in object storage), else the local one."""
+    return getattr(checkpoint, "filesystem", None) or pyarrow.fs.LocalFileSystem()
+
+
+def prune_behind(kept: PurePath, fs: pyarrow.fs.FileSystem | None = None) -> int:
     """Delete the checkpoints of `kept`'s trial older than the one before `kept`; returns how
     many were deleted. The one before is kept as well: should Tune save a result before
     registering its checkpoint, that state would restore from the one before."""
-    older = [c for c in checkpoints(kept.parent) if c.name < kept.name]
+    fs = fs or pyarrow.fs.LocalFileSystem()
+    older = [c for c in checkpoints(kept.parent, fs) if c.name < kept.name]
     for stale in older[:-1]:
-        shutil.rmtree(stale, ignore_errors=True)
+        _delete(fs, stale)
     return len(older[:-1])
+
+
+def _delete(fs: pyarrow.fs.FileSystem, folder: PurePath) -> None:
+    with contextlib.suppress(OSError):  # gone already (a prune of an earlier driver)
+        fs.delete_dir(str(folder))
 
 
 def prune_ended(trials: list) -> None:
@@ -49,10 +71,10 @@ def prune_ended(trials: list) -> None:
         path = getattr(trial.checkpoint, "path", None)
         if path is None:
             continue
-        kept = Path(path)
-        for folder in checkpoints(kept.parent):
+        kept, fs = PurePosixPath(path), _filesystem(trial.checkpoint)
+        for folder in checkpoints(kept.parent, fs):
             if folder.name < kept.name or (trial.status == "TERMINATED" and folder != kept):
-                shutil.rmtree(folder, ignore_errors=True)
+                _delete(fs, folder)
 
 
 class CheckpointPruner(Callback):
@@ -62,7 +84,9 @@ class CheckpointPruner(Callback):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._changed: dict[str, object] = {}  # trial id -> trial, checkpointed since a save
-        self._saves: list[tuple[float, list[Path]]] = []  # (when, checkpoints it names)
+        self._saves: list[
+            tuple[float, list]
+        ] = []  # (when, [(checkpoint, its filesystem)])  # (when, checkpoints it names)
 
     def __getstate__(self) -> dict:  # pickled with the study's run config: nothing in flight
         return {"folder": self.folder}
@@ -75,15 +99,19 @@ class CheckpointPruner(Callback):
 
     def get_state(self) -> None:
         """Tune saves its callbacks' state after its own, in the same save: note what it names."""
-        named = [getattr(t.checkpoint, "path", None) for t in self._changed.values()]
+        named = [
+            (PurePosixPath(t.checkpoint.path), _filesystem(t.checkpoint))
+            for t in self._changed.values()
+            if getattr(t.checkpoint, "path", None)
+        ]
         self._changed = {}
-        if any(named):
-            self._saves.append((time.monotonic(), [Path(p) for p in named if p]))
+        if named:
+            self._saves.append((time.monotonic(), named))
         return None
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         in_place_since = saving.of(self.folder).state_in_place_since
         while self._saves and self._saves[0][0] < in_place_since:
             _, named = self._saves.pop(0)
-            for kept in named:
-                prune_behind(kept)
+            for kept, fs in named:
+                prune_behind(kept, fs)

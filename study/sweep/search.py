@@ -8,7 +8,6 @@ import copy
 import json
 import math
 import warnings
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -43,8 +42,9 @@ def param_space(space: Space) -> dict[str, Any]:
     return {}  # Optuna's define-by-run sampler supplies the whole config
 
 
-def searcher(space: Space, name: str, folder: Path) -> ResumableOptunaSearch:
-    """Optuna's sampler over the space, its study kept in the study folder (`resume` reopens it)."""
+def searcher(space: Space, name: str, storage: str) -> ResumableOptunaSearch:
+    """Optuna's sampler over the space, its study kept in `storage` (SQLite in the study folder,
+    or the team's PostgreSQL: `--search-db`), where `resume` reopens it."""
     import optuna
 
     seed = space.seed
@@ -53,13 +53,12 @@ def searcher(space: Space, name: str, folder: Path) -> ResumableOptunaSearch:
         if space.algorithm == "tpe"
         else optuna.samplers.RandomSampler(seed=seed)
     )
-    storage = optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_DB}")
     return ResumableOptunaSearch(
         space=SpaceSampler(space),
         metric=space.objective,
         mode=space.mode,
         sampler=sampler,
-        storage=storage,
+        storage=optuna.storages.RDBStorage(storage),
         study_name=name,
     )
 

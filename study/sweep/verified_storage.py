@@ -24,13 +24,14 @@ reads no saved state but that).
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import pyarrow
 import pyarrow.fs
 
-from study.sweep import plain_files, saving, trust
+from study.sweep import bucket, plain_files, saving, trust
 
 # Tune's pickle of a failed trial's exception, in the trial's folder.
 ERROR_PICKLE = "error.pkl"
@@ -43,35 +44,70 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
     Tune copies every .json and .pkl at the top of the folder into its staging folder when it
     restores, and copies them all back at every save) and which hides trials' `error.pkl`."""
 
-    def __init__(self, folder: Path, name: str, verify: bool = True) -> None:
+    def __init__(
+        self, folder: Path, name: str, verify: bool = True, storage: str = "", mirror: bool = True
+    ) -> None:
         self.folder = Path(folder)
         self.name = name
         self.verify = verify
-        self.local = pyarrow.fs.LocalFileSystem()
+        # A study in object storage (`study.sweep.bucket`): Tune's paths are the bucket's
+        # (`bucket/prefix/name/...`); on the driver (`mirror`) each file written into the study
+        # is written whole into the mirror `folder` first, then put into the bucket. Trial
+        # workers (this handler unpickled: no mirror) read and write the bucket only.
+        self.storage = storage
+        self.mirror = mirror
+        self.root = bucket.Bucket.parse(storage).study_root(name) if storage else ""
+        self._inner = None
+
+    @property
+    def inner(self) -> pyarrow.fs.FileSystem:
+        if self._inner is None:
+            remote = bucket.Bucket.parse(self.storage) if self.storage else None
+            self._inner = remote.filesystem() if remote else pyarrow.fs.LocalFileSystem()
+        return self._inner
 
     def __reduce__(self):  # Tune ships the storage filesystem to its trial workers
-        return VerifyingHandler, (self.folder, self.name, self.verify)
+        return VerifyingHandler, (self.folder, self.name, self.verify, self.storage, False)
 
     def __eq__(self, other) -> bool:
-        same = (self.folder, self.verify)
-        return isinstance(other, VerifyingHandler) and (other.folder, other.verify) == same
+        mine = (self.folder, self.verify, self.storage, self.mirror)
+        return (
+            isinstance(other, VerifyingHandler)
+            and (
+                other.folder,
+                other.verify,
+                other.storage,
+                other.mirror,
+            )
+            == mine
+        )
 
     def __ne__(self, other) -> bool:
         return not self == other
 
+    def local(self, path: str) -> Path:
+        """Where `path` lies in the study folder (a bucket's path: its place in the mirror)."""
+        if self.root and (path == self.root or path.startswith(self.root + "/")):
+            return self.folder / path[len(self.root) :].lstrip("/")
+        return Path(path)
+
     def _signed_kind(self, path: str) -> bool:
-        return self.verify and trust.is_signed(self.folder, Path(path))
+        return self.verify and trust.is_signed(self.folder, self.local(path))
 
     def _verified(self, path: str) -> pyarrow.BufferReader:
-        data = plain_files.read_bytes(Path(path))
-        relative = str(Path(path).relative_to(self.folder))
+        if self.storage:
+            with self.inner.open_input_stream(path) as f:
+                data = f.read()
+        else:
+            data = plain_files.read_bytes(Path(path))
+        relative = str(self.local(path).relative_to(self.folder))
         expected = trust.signatures(self.folder, self.name).get(relative, "")
         if not trust.verify(data, expected):
             raise trust.refusal(self.folder, self.name, [relative])
         return pyarrow.BufferReader(data)
 
     def _hidden(self, path: str) -> bool:
-        p = Path(path)
+        p = self.local(path)
         return p.name == ERROR_PICKLE and p.parent.parent == self.folder
 
     def _read(self, path: str, local_open):
@@ -80,19 +116,19 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         return self._verified(path) if self._signed_kind(path) else local_open(path)
 
     def open_input_stream(self, path: str):
-        return self._read(path, self.local.open_input_stream)
+        return self._read(path, self.inner.open_input_stream)
 
     def open_input_file(self, path: str):
-        return self._read(path, self.local.open_input_file)
+        return self._read(path, self.inner.open_input_file)
 
     def get_type_name(self) -> str:
-        return "aestudy-verified-local"
+        return "aestudy-verified-" + ("s3" if self.storage else "local")
 
     def normalize_path(self, path: str) -> str:
-        return self.local.normalize_path(path)
+        return self.inner.normalize_path(path)
 
     def get_file_info(self, paths):
-        infos = self.local.get_file_info(paths)
+        infos = self.inner.get_file_info(paths)
         return [
             pyarrow.fs.FileInfo(info.path, pyarrow.fs.FileType.NotFound)
             if self._hidden(info.path)
@@ -101,33 +137,39 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         ]
 
     def get_file_info_selector(self, selector):
-        return self.local.get_file_info(selector)
+        return self.inner.get_file_info(selector)
 
     def create_dir(self, path: str, recursive: bool) -> None:
-        self.local.create_dir(path, recursive=recursive)
+        self.inner.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
-        self.local.delete_dir(path)
+        self.inner.delete_dir(path)
+        if self.storage and self.mirror:
+            shutil.rmtree(self.local(path), ignore_errors=True)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
         raise OSError("refusing to delete the root folder's contents")
 
     def delete_file(self, path: str) -> None:
-        self.local.delete_file(path)
+        self.inner.delete_file(path)
+        if self.storage and self.mirror:
+            self.local(path).unlink(missing_ok=True)
 
     def move(self, src: str, dest: str) -> None:
-        self.local.move(src, dest)
+        self.inner.move(src, dest)
 
     def copy_file(self, src: str, dest: str) -> None:
-        self.local.copy_file(src, dest)
+        self.inner.copy_file(src, dest)
 
     def open_output_stream(self, path: str, metadata):
-        p = Path(path)
+        if self.storage and not self.mirror:  # a trial worker: the bucket only
+            return self.inner.open_output_stream(path, metadata=metadata)
+        p = self.local(path)
         if not p.is_relative_to(self.folder):
-            return self.local.open_output_stream(path, metadata=metadata)
+            return self.inner.open_output_stream(path, metadata=metadata)
         plain_files.check_no_linked_folder(self.folder, p)
         if p.parent == self.folder and p.name in trust.WRITTEN_BY_THE_LAUNCH and p.exists():
             return pyarrow.BufferOutputStream()  # written to memory, then dropped
@@ -136,6 +178,9 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         placed = None
         if p.parent == self.folder and p.match(trust.STATE_FILES):
             placed = _state_placed(self.folder, time.monotonic())
+        if self.storage:  # the bucket holds the study: in place once put there
+            placed = _put_then(self.inner, p, path, placed)
+        p.parent.mkdir(parents=True, exist_ok=True)
         return pyarrow.PythonFile(plain_files.ReplacedOnClose(p, placed), mode="w")
 
     def _ended_log_in_place(self, p: Path) -> bool:
@@ -158,9 +203,23 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
         return True
 
     def open_append_stream(self, path: str, metadata):
-        if Path(path).is_relative_to(self.folder):  # appending would write through a link
+        if self.local(path).is_relative_to(self.folder):  # appending would write through a link
             raise trust.TrustError(f"{path}: files in a study folder are replaced whole")
-        return self.local.open_append_stream(path, metadata=metadata)
+        return self.inner.open_append_stream(path, metadata=metadata)
+
+
+def _put_then(fs: pyarrow.fs.FileSystem, local: Path, path: str, then):
+    """Once the mirror's file `local` is whole: put it into the bucket at `path` (one request:
+    the object is the old one or the new one), then `then`."""
+
+    def put() -> None:
+        data = plain_files.read_bytes(local)
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+        if then is not None:
+            then()
+
+    return put
 
 
 def _state_placed(folder: Path, began: float):
@@ -174,7 +233,10 @@ def _state_placed(folder: Path, began: float):
     return placed
 
 
-def filesystem(folder: Path, name: str, verify: bool = True) -> pyarrow.fs.PyFileSystem:
-    """The storage filesystem the launch and `resume` hand Tune for the study in `folder`;
-    `verify` False (the launch, `resume --trust-state`) reads the state unverified."""
-    return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name, verify))
+def filesystem(
+    folder: Path, name: str, verify: bool = True, storage: str = ""
+) -> pyarrow.fs.PyFileSystem:
+    """The storage filesystem the launch and `resume` hand Tune for the study in `folder` (the
+    mirror of a study in the object storage `storage`); `verify` False (the launch,
+    `resume --trust-state`) reads the state unverified."""
+    return pyarrow.fs.PyFileSystem(VerifyingHandler(folder, name, verify, storage))

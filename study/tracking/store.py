@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models import ConfigError, ResourceError
+from study import databases
 
 DEFAULT_DB = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
@@ -40,14 +41,20 @@ def resolve_tracking_uri(uri: str | None) -> str:
         return f"sqlite:///{Path(uri.removeprefix('sqlite:///')).expanduser().resolve()}"
     if uri.startswith(("http://", "https://")):
         return uri.rstrip("/")
+    if databases.is_database(uri):
+        return uri
     raise ConfigError(
-        f"--tracking-uri {uri!r}: use sqlite:///path/to/mlflow.db or http://host:port "
-        "(the ./mlruns file store is gone from MLflow 3)"
+        f"--tracking-uri {uri!r}: use sqlite:///path/to/mlflow.db, http://host:port or "
+        "postgresql://user@host:port/db (the ./mlruns file store is gone from MLflow 3)"
     )
 
 
 def local_artifact_root(uri: str) -> str | None:
-    """Where a SQLite store keeps artifacts: `mlartifacts/` beside the database, absolute."""
+    """Where a store the tool opens itself keeps artifacts: `mlartifacts/` beside a SQLite
+    database; `<home>/mlartifacts` for a PostgreSQL one (a team's cluster serves that store with
+    `study server`, artifacts in its bucket, and hands sweeps the server's http:// URI)."""
+    if databases.is_database(uri):
+        return (home() / ARTIFACTS_DIR).as_uri()
     if not uri.startswith("sqlite:///"):
         return None  # a tracking server stores (and proxies) artifacts itself
     return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
@@ -73,6 +80,9 @@ def check_reachable(uri: str, must_exist: bool = False) -> None:
                 f"tracking store {uri}: {db} is not an SQLite database; point --tracking-uri at "
                 "an MLflow store (or a new file name: the store is made on first use)"
             )
+        return
+    if databases.is_database(uri):
+        databases.check(uri, "--tracking-uri")
         return
     try:
         with urllib.request.urlopen(f"{uri}/health", timeout=5) as reply:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from models import StudyError
 from study import tracking
-from study.hints import python, study_command
+from study.hints import python, storage_option, study_command
 from study.sweep import leftovers
 from study.trial.config import TRAIN_OPTIONS
 from study.trial.metrics import DEFAULT_OBJECTIVE, METRICS, goal, test_counterpart
@@ -249,7 +249,9 @@ def print_list(uri: str) -> None:
         print(f"{name:<28} {len(view.runs):>6}  {counts:<40} {best}")
 
 
-def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: Path) -> None:
+def print_summary(
+    uri: str, name: str, own_seconds: float, wall: float, folder: Path, storage: str = ""
+) -> None:
     """The sweep's closing lines: trials by state, the best of each model type, and how the
     wall time compares with the trials' own seconds of this run (`own_seconds`)."""
     view = StudyView(uri, name)
@@ -276,9 +278,10 @@ def print_summary(uri: str, name: str, own_seconds: float, wall: float, folder: 
             f"wall time {wall:.0f}s; no trial reported a trained epoch in this run (each had "
             "ended already, or failed before its first epoch)"
         )
-    print(
-        f"results: {folder}  ({study_command(f'status {name}')}; {study_command(f'best {name}')})"
-    )
+    where = storage if "://" in storage else folder  # a bucket's study: its URI, not the mirror
+    option = storage_option(storage or folder.parent)
+    status, best = study_command(f"status {name}{option}"), study_command(f"best {name}{option}")
+    print(f"results: {where}  ({status}; {best})")
     print(f"trials in the MLflow UI: {view.page()}")
 
 
