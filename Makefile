@@ -22,7 +22,7 @@ UV     := uv>=0.9,<0.14
 export PYTHONDONTWRITEBYTECODE :=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-scale bench-servers bench-gpu cluster-check ui dashboard clean
+.PHONY: help setup browser services quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-scale bench-servers bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
@@ -43,6 +43,17 @@ $(STAMP): pyproject.toml
 # daemon, udev, upower: 107 packages instead of 19); headless, it renders the UI just the same.
 browser: ## install headless Chromium from Debian's packages (the UI test drives it)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# PostgreSQL's server from Debian's packages, for the tests of a team's services (the tests start
+# and stop their own server, as an unprivileged user); no "main" cluster is made or started by
+# the install (createcluster.conf): nothing listens until a test starts its own. The S3 server
+# the tests use (moto) comes with the dev packages.
+services: ## install Debian's PostgreSQL server where missing (the tests start their own)
+	@command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		mkdir -p /etc/postgresql-common && \
+		echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null; }
 
 # A new name per run: a study name is never reused, so earlier results stay as they were.
 NOW        := $(shell date +%Y%m%d-%H%M%S)
@@ -102,10 +113,10 @@ PYTEST_ARGS ?=
 WORKERS ?= 2
 PYTEST := $(PY) -m pytest $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 
-test: setup browser ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
+test: setup browser services ## the whole suite, slow tests included (what CI runs); PYTEST_ARGS=--reverse
 	$(PYTEST) $(PYTEST_ARGS)
 
-test-quick: setup ## the tests that start no Ray and no sweep (not marked slow or ray); PYTEST_ARGS as for test
+test-quick: setup services ## the tests that start no Ray and no sweep (not marked slow or ray); PYTEST_ARGS as for test
 	$(PYTEST) -m "not slow and not ray" $(PYTEST_ARGS)
 
 lint: setup ## ruff lint and format check

@@ -19,6 +19,7 @@ import pytest
 
 from tests.harness.files import write_idx
 from tests.harness.servers import free_port, start_server
+from tests.harness.services import S3, S3_ENV, Postgres, postgres_server, s3_server
 from tests.harness.studies import write_space
 from tests.harness.tool import PYTHON, home_env, run_here
 
@@ -106,6 +107,36 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server on 127.0.0.1 (Debian's, run as its unprivileged user when the
+    tests run as root), in a folder that user may enter; stopped at the end of the session."""
+    folder = Path(tempfile.mkdtemp(prefix="aestudy-pg-"))
+    folder.chmod(0o755)
+    try:
+        with postgres_server(folder / "server") as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory) -> Iterator[S3]:
+    """An S3-compatible server (moto's server mode) on 127.0.0.1, stopped at the end of the
+    session; the AWS credentials it takes are in the environment of every test that asks for it
+    (`s3_env`)."""
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch) -> dict:
+    """The AWS credentials moto's server takes, in this test's environment (and returned)."""
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    return dict(S3_ENV)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from models import ConfigError
 from study.sweep.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
 from tests.harness.servers import free_port
+from tests.harness.services import S3_ENV
 from tests.harness.studies import tune_trial_states as trial_states
 from tests.harness.studies import write_space
 from tests.harness.tool import (
@@ -181,6 +182,120 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
         assert steps == [1, 2, 3]
 
 
+@pytest.mark.slow
+@pytest.mark.ray
+def test_s3_and_postgres_multi_node_sweep_shares_no_folder_and_resumes_after_a_killed_driver(
+    tmp_path, two_nodes, s3, s3_env, postgres, monkeypatch
+):
+    """The production layout on two real nodes: the study in a bucket, Optuna's study and the
+    lock in PostgreSQL, MLflow's store in PostgreSQL behind `study server` with its artifacts in
+    the bucket. The driver is killed while a trial waits on each node; `resume` finishes every
+    trial once, each epoch logged once, checkpoints only in the bucket; the winner is exported and
+    loaded back with MLflow alone."""
+    import optuna
+
+    from study.sweep.folder import study_dir
+    from tests.harness.files import load_with_mlflow_alone
+    from tests.harness.servers import start_server
+
+    address, _ = two_nodes
+    bucket = s3.create("team-studies")
+    storage, search_db = s3.uri(bucket, "studies"), postgres.create("team_optuna")
+    artifacts_env = {"MLFLOW_S3_ENDPOINT_URL": s3.endpoint, **s3_env}
+    port = free_port()
+    server = start_server(
+        tmp_path,
+        port,
+        store=postgres.create("team_mlflow"),
+        artifacts=f"s3://{bucket}/mlflow",
+        env=artifacts_env,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        space = write_space(
+            tmp_path,
+            num_samples=4,
+            epochs=2,
+            scheduler={"type": "none"},
+            # quick.yaml's AE, which beats the mean digit within 2 epochs: a winner to export
+            fixed={
+                "batch_size": 64,
+                "lr": 3e-3,
+                "ae": {
+                    "hidden": [256],
+                    "code_activation": "linear",
+                    "output_activation": "sigmoid",
+                },
+            },
+            params={"model": ["ae"], "latent_dim": {"int": [4, 12]}},
+        )
+        common = ["--storage", storage, "--address", address, "--tracking-uri", uri]
+        cmd = [PYTHON, "-m", "study", "sweep", str(space), "--name", "team", *common]
+        holds = tmp_path / "holds"
+        driver = subprocess.Popen(
+            [*cmd, "--search-db", search_db],
+            cwd=tmp_path,
+            env=home_env(tmp_path, {**TOKEN_ENV, **s3_env, **hold_env(holds)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for_holds(holds, 2, driver)  # a trial waits on each node
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        (holds / "release").touch()
+        env = {**TOKEN_ENV, **s3_env}
+        result = run_cli("resume", "team", "--storage", storage, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        print(result.stdout)  # the closing note quotes this sweep's output
+
+        monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))  # the CLI's home: its mirror
+        mirror = study_dir(storage, "team")
+        states = trial_states("team", mirror.parent)
+        assert len(states) == 4 and all(r["state"] == "done" for r in states)
+        assert not list(mirror.glob("*/checkpoint_*")), "checkpoints live in the bucket only"
+        keys = s3.keys(bucket, "studies/team/")
+        for row in states:
+            assert any(f"_{row['trial_id']}/checkpoint_" in k for k in keys), row
+        nodes = {
+            line.split('"node_id": "')[1][:12]
+            for k in keys
+            if k.endswith("/result.json")
+            for line in s3.client()
+            .get_object(Bucket=bucket, Key=k)["Body"]
+            .read()
+            .decode()
+            .split("\n")
+            if '"node_id": "' in line
+        }
+        assert len(nodes) == 2, "trials ran on both nodes"
+        runs = trial_runs(uri, "team")
+        runs = runs[runs["tags.aestudy.state"] != "orphaned"]
+        assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+        for run_id in runs["run_id"]:
+            steps = sorted(m.step for m in client(uri).get_metric_history(run_id, "val_bce"))
+            assert steps == [1, 2]
+        searched = optuna.load_study(study_name="team", storage=search_db).trials
+        assert sorted(t.state.name for t in searched) == ["COMPLETE"] * 4
+
+        out = tmp_path / "exported"
+        exported = run_cli(
+            "export", "team", "--storage", storage, "--out", str(out), cwd=tmp_path, env=env
+        )
+        assert exported.returncode == 0, exported.stderr[-3000:]
+        assert any(k.startswith("mlflow/") for k in s3.keys(bucket)), "artifacts in the bucket"
+        loaded = load_with_mlflow_alone(uri, ["models:/team@champion"], tmp_path / "empty")
+        assert (
+            0.0
+            <= loaded["models:/team@champion"]["min"]
+            <= loaded["models:/team@champion"]["max"]
+            <= 1.0
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
     """A real `ray start --block` node; `hide` mounts an empty tmpfs over that folder for this node
     alone (its own mount namespace), as a folder on another machine would look."""
@@ -190,7 +305,9 @@ def ray_node(args: list[str], *, hide: Path | None = None) -> subprocess.Popen:
     if hide is not None:
         script = f"mount -t tmpfs none {hide} && exec {' '.join(command)}"
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
-    env = {**os.environ, **TOKEN_ENV}  # what `ray start` does by default since Ray 2.59
+    # token auth: what `ray start` does by default since Ray 2.59; the AWS credentials the tests'
+    # S3 server takes, as each node of a team's cluster has its own (an instance role, ~/.aws)
+    env = {**os.environ, **TOKEN_ENV, **S3_ENV}
     return subprocess.Popen(
         command,
         env=env,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import ray
 
 from models import ConfigError, ResourceError
-from study.sweep import internals, leftovers
+from study.sweep import bucket, internals, leftovers
 from study.sweep.cluster import check_shared_storage
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def check_multi_node(options: SweepOptions, folder: Path) -> None:
             "every trial must log to a tracking server: start `python -m study server` on the head "
             "and pass --tracking-uri http://<head>:5000"
         )
-    check_shared_storage(folder)
+    if not bucket.is_remote(options.storage):  # a bucket: every node reaches it over the network
+        check_shared_storage(folder)
 
 
 def local_lanes(options: SweepOptions) -> int | None:

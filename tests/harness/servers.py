@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -31,12 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(folder: Path, port: int) -> subprocess.Popen:
-    """`python -m study server` on 127.0.0.1:port over folder/server.db, in a session of its own
-    (its MLflow server runs in a process group of its own under it); returns once healthy. One
-    worker process: a test's few clients need no more, and each worker is an MLflow import.
-    Its store is seeded (`seed_store`)."""
-    seed_store(folder / "server.db")
+def start_server(
+    folder: Path,
+    port: int,
+    store: str | None = None,
+    artifacts: str | None = None,
+    env: dict | None = None,
+) -> subprocess.Popen:
+    """`python -m study server` on 127.0.0.1:port, in a session of its own (its MLflow server
+    runs in a process group of its own under it); returns once healthy. One worker process: a
+    test's few clients need no more, and each worker is an MLflow import. By default its store
+    is folder/server.db (seeded: `seed_store`) and its artifacts folder/artifacts; `store` and
+    `artifacts` name others (a PostgreSQL database, a bucket), `env` more variables."""
+    if store is None:
+        seed_store(folder / "server.db")
     log = (folder / "server.log").open("a")
     proc = subprocess.Popen(
         [
@@ -49,14 +58,15 @@ def start_server(folder: Path, port: int) -> subprocess.Popen:
             "--workers",
             "1",
             "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
+            store or f"sqlite:///{folder / 'server.db'}",
             "--artifacts-destination",
-            str(folder / "artifacts"),
+            artifacts or str(folder / "artifacts"),
         ],
         cwd=folder,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     wait_until_healthy(f"http://127.0.0.1:{port}", proc, folder / "server.log")
     return proc

@@ -1,0 +1,126 @@
+"""A team's services: a study in an S3 bucket (moto's server mode on 127.0.0.1), its search and
+lock in PostgreSQL (Debian's server, started by the tests), MLflow's store in PostgreSQL. Every
+refusal comes before anything is launched or written, in one line naming what to fix. The
+multi-node sweep whose nodes share no folder is in tests/test_cluster.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from models import ResourceError
+from study.sweep.bucket import Bucket
+from study.sweep.lock import check_not_held, study_lock
+from tests.harness.studies import write_space
+from tests.harness.tool import PYTHON, ROOT
+
+NOTHING_LISTENS = "s3://bucket/prefix?endpoint_override=http://127.0.0.1:9&scheme=http"
+
+
+def refused_in_one_line(result, *named: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for text in named:
+        assert text in lines[0], lines[0]
+
+
+def test_s3_storage_and_a_postgres_store_with_nothing_listening_exit_2_writing_nothing(
+    tmp_path, cli_here
+):
+    space = write_space(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    bucket = cli_here("sweep", str(space), "--name", "s", "--storage", NOTHING_LISTENS, cwd=home)
+    refused_in_one_line(bucket, "http://127.0.0.1:9", "does not answer")
+    store = "postgresql://user:pw@127.0.0.1:9/mlflow"
+    db = cli_here("sweep", str(space), "--name", "s", "--tracking-uri", store, cwd=home)
+    refused_in_one_line(db, "127.0.0.1:9", "--tracking-uri")
+    assert ":pw@" not in db.stderr  # the password is masked
+    assert sorted(p.name for p in home.iterdir()) == []  # no study folder, mirror or store
+
+
+def test_s3_bucket_missing_or_without_search_db_and_postgres_wrong_password_exit_2(
+    tmp_path, cli_here, s3, s3_env, postgres
+):
+    space = write_space(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    db = postgres.create("refusals")
+    sweep = ("sweep", str(space), "--name", "s", "--storage")
+    missing = cli_here(*sweep, s3.uri("no-such-bucket"), "--search-db", db, cwd=home)
+    refused_in_one_line(missing, "bucket 'no-such-bucket' does not exist", s3.endpoint)
+    bucket = s3.create("refusals")
+    no_db = cli_here(*sweep, s3.uri(bucket), cwd=home)
+    refused_in_one_line(no_db, "add --search-db postgresql://")
+    wrong = postgres.url("refusals", password="wrong")
+    bad_password = cli_here(*sweep, s3.uri(bucket), "--search-db", wrong, cwd=home)
+    refused_in_one_line(bad_password, "--search-db", "password authentication failed")
+    assert sorted(p.name for p in home.iterdir()) == []
+    # the write check's probe is gone (pyarrow leaves the prefix's empty folder marker)
+    assert [key for key in s3.keys(bucket) if not key.endswith("/")] == []
+
+
+HOLDER = """
+import sys
+from study.sweep.lock import study_lock
+with study_lock(sys.argv[1], "locked", database=sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_postgres_lock_of_an_s3_study_refuses_a_second_driver_until_its_holder_is_killed(
+    tmp_path, monkeypatch, s3, s3_env, postgres
+):
+    monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))
+    storage, db = s3.uri(s3.create("locks")), postgres.create("locks")
+    holder = subprocess.Popen(
+        [PYTHON, "-c", HOLDER, storage, db],
+        cwd=ROOT,
+        env={**os.environ},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ResourceError, match=rf"in use by pid {holder.pid} on "):
+            check_not_held(storage, "locked", db)
+        second = study_lock(storage, "locked", database=db)
+        with pytest.raises(ResourceError, match=r"in use by pid .*resume locked --storage"):
+            second.__enter__()
+        with study_lock(storage, "other", database=db):  # another study's lock is its own
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no unlock, the server sees the connection end
+        holder.wait()
+    deadline = time.monotonic() + 30
+    while True:  # the server ends the dead holder's session once its socket closes
+        try:
+            check_not_held(storage, "locked", db)
+            break
+        except ResourceError:
+            assert time.monotonic() < deadline, "the killed holder's lock was never released"
+            time.sleep(0.1)
+    with study_lock(storage, "locked", database=db):
+        pass
+    assert not Bucket.parse(storage).has("locked", "study.json")  # a lock writes nothing there
+
+
+def test_s3_mirror_and_paths_are_one_per_storage(tmp_path, monkeypatch):
+    """Two buckets, or two endpoints, never share a driver's mirror; the study's path in the
+    bucket is what Tune is handed."""
+    monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))
+    a = Bucket.parse("s3://team-a/studies?endpoint_override=127.0.0.1:9000&scheme=http")
+    b = Bucket.parse("s3://team-a/studies?endpoint_override=127.0.0.1:9001&scheme=http")
+    assert a.mirror("s") != b.mirror("s") and a.mirror("s").is_relative_to(Path(tmp_path))
+    assert a.study_root("s") == "team-a/studies/s"
+    with pytest.raises(Exception, match="unknown option bogus"):
+        Bucket.parse("s3://team-a/x?bogus=1")
+    with pytest.raises(Exception, match="object storage is s3://"):
+        Bucket.parse("gs://team-a/x")
