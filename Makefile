@@ -22,7 +22,7 @@ UV     := uv>=0.9,<0.14
 export PYTHONDONTWRITEBYTECODE :=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser services quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-scale bench-servers bench-gpu cluster-check ui dashboard clean
+.PHONY: help setup browser services quickstart reproduce screenshots test test-quick lint format bench bench-sweep bench-scale bench-servers bench-team bench-gpu cluster-check ui dashboard clean
 
 
 help: ## list every target
@@ -92,9 +92,9 @@ ifeq ($(SHOTS_OF),)
 endif
 	$(PY) -m analysis.screenshots $(or $(SHOTS_OF),$(STUDY)) --out docs
 
-cluster-check: setup ## validate cluster.yaml and cluster-onprem.yaml offline against Ray's schema
+cluster-check: setup ## validate cluster.yaml, cluster-efs.yaml and cluster-onprem.yaml offline against Ray's schema
 
-	$(PY) -m study cluster-check cluster.yaml cluster-onprem.yaml
+	$(PY) -m study cluster-check cluster.yaml cluster-efs.yaml cluster-onprem.yaml
 
 ui: setup ## the MLflow UI for the default store (~/.aestudy/mlflow.db) on 127.0.0.1:5000 (PORT=5001 for another)
 	$(PY) -m study ui --port $(PORT)
@@ -142,6 +142,9 @@ bench-scale: setup ## print the orchestrator's own cost per trial: N cheap trial
 
 bench-servers: setup ## print what starting an MLflow server costs: MLflow's defaults against the tool's
 	$(PY) benchmarks/server_start.py
+
+bench-team: setup services ## print a quick.yaml sweep's wall time on PostgreSQL + S3 (moto) beside the embedded default
+	$(PY) benchmarks/team_services.py
 
 bench-gpu: ## on a GPU machine: the trainer's tests on the card, loader throughput, a packed quick.yaml sweep
 	bash benchmarks/gpu_check.sh

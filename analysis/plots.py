@@ -15,6 +15,7 @@ import pandas as pd
 
 from models import MODELS
 from study import tracking
+from study.sweep.folder import has_search, open_search
 from study.trial.metrics import goal
 from study.trial.ranking import best_per_model, rank
 from study.trial.states import TrialState
@@ -249,17 +250,17 @@ def _parallel_html(
     return path
 
 
-def importances(study: str, storage: Path | None, out: Path) -> Path | None:
-    """Optuna's parameter importances from the study's own Optuna database, computed as
-    optuna-dashboard computes them (PED-ANOVA on the COMPLETE trials, lower-is-better target),
-    so the two views of one study agree. Trials ASHA stopped are PRUNED there, and left out."""
-    db = storage / study / "optuna.db" if storage else None
-    if db is None or not db.is_file():
+def importances(study: str, search: str | None, out: Path) -> Path | None:
+    """Optuna's parameter importances from the study's own Optuna study (`search`: where
+    `folder.search_storage` says it is), computed as optuna-dashboard computes them (PED-ANOVA
+    on the COMPLETE trials, lower-is-better target), so the two views of one study agree. Trials
+    ASHA stopped are PRUNED there, and left out."""
+    if search is None or not has_search(search):
         return None
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ot_study = optuna.load_study(study_name=study, storage=f"sqlite:///{db.resolve()}")
+    ot_study = optuna.load_study(study_name=study, storage=open_search(search))
     complete = [t for t in ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 3:
         return None
@@ -291,11 +292,12 @@ def write_plots(
     runs: pd.DataFrame,
     objective: str,
     out: Path,
-    storage: Path | None,
+    search: str | None,
     searched: list[str] | None = None,
 ) -> list[Path]:
-    """Every plot the study supports, written into `out`. `searched`: the parameters the study
-    searched (default, for studies that predate that record: those that vary)."""
+    """Every plot the study supports, written into `out`. `search`: where its Optuna study is
+    (`importances`); `searched`: the parameters the study searched (default, for studies that
+    predate that record: those that vary)."""
     from study.views.runs import varying_settings
 
     done = runs[runs["state"] == TrialState.DONE]
@@ -307,6 +309,6 @@ def write_plots(
         noise_vs_denoising(done, out, note),
         learning_curves(uri, runs, objective, out),
         *parallel_coordinates(done, objective, searched, out, note),
-        importances(study, storage, out),
+        importances(study, search, out),
     ]
     return [p for p in made if p is not None]

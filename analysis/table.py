@@ -162,9 +162,7 @@ SEED_NOTE = (
 )
 
 
-def write_report(
-    uri: str, study: str, out: Path, by: list[str], storage: Path | None
-) -> list[Path]:
+def write_report(uri: str, study: str, out: Path, by: list[str], storage: str | None) -> list[Path]:
     """Write every file of the report into `out` and log them to the study's run; returns the files."""
     from analysis.plots import write_plots
 
@@ -184,12 +182,27 @@ def write_report(
     seed.to_csv(out / "seed_comparison.csv", index=False)
     (out / "table.tex").write_text(table.to_latex(index=False, float_format="%.4g", na_rep=""))
     files = [out / n for n in ("table.md", "table.csv", "seed_comparison.csv", "table.tex")]
-    if storage is None and info.get("folder"):
-        storage = Path(info["folder"]).parent
-    files += write_plots(uri, study, runs, objective, out, storage, searched_params(info))
+    search = search_of(study, storage, info)
+    files += write_plots(uri, study, runs, objective, out, search, searched_params(info))
     record = tracking.ensure_study(uri, study, "", {})
     tracking.log_report(record, str(out), "report")
     return files
+
+
+def search_of(study: str, storage: str | None, info: dict) -> str | None:
+    """Where the study's Optuna search is kept (`folder.search_storage`), found through its
+    folder (`--storage`, else the folder the study recorded); None when there is none here."""
+    from study.sweep.folder import STUDY_FILE, pulled, read_saved, search_storage
+
+    recorded = info.get("folder", "")
+    if storage:
+        folder = pulled(storage, study)
+    elif recorded and "://" not in recorded:
+        folder = Path(recorded)
+    else:
+        return None  # a study in a bucket: its --storage says where
+    saved = read_saved(folder, study)["options"] if (folder / STUDY_FILE).is_file() else {}
+    return search_storage(folder, saved.get("search_db"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,8 +218,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--storage",
-        help="the folder holding the study's folder, for Optuna's importances (default: the "
-        "folder the study recorded)",
+        help="the folder (or s3:// storage) holding the study, for Optuna's importances "
+        "(default: the folder the study recorded)",
     )
 
 
@@ -218,8 +231,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--out {out} is a file; give a folder for the report")
         uri = tracking.resolve_tracking_uri(args.tracking_uri)
         tracking.check_reachable(uri, must_exist=True)
-        storage = Path(args.storage) if args.storage else None
-        files = write_report(uri, args.name, out, args.by, storage)
+        files = write_report(uri, args.name, out, args.by, args.storage)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,8 +24,8 @@ from study.sweep.cluster import validate_cluster_config
 from study.tracking import client, trial_runs
 from tests.harness.servers import free_port
 from tests.harness.services import S3_ENV
+from tests.harness.studies import WINNING_AE, write_space
 from tests.harness.studies import tune_trial_states as trial_states
-from tests.harness.studies import write_space
 from tests.harness.tool import (
     PYTHON,
     ROOT,
@@ -37,7 +37,7 @@ from tests.harness.tool import (
 )
 
 
-@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-efs.yaml", "cluster-onprem.yaml"])
 def test_cluster_configs_validate_against_rays_schema(name):
     prepared = validate_cluster_config(ROOT / name)
     assert prepared["head_node_type"] in prepared["available_node_types"]
@@ -217,16 +217,7 @@ def test_s3_and_postgres_multi_node_sweep_shares_no_folder_and_resumes_after_a_k
             num_samples=4,
             epochs=2,
             scheduler={"type": "none"},
-            # quick.yaml's AE, which beats the mean digit within 2 epochs: a winner to export
-            fixed={
-                "batch_size": 64,
-                "lr": 3e-3,
-                "ae": {
-                    "hidden": [256],
-                    "code_activation": "linear",
-                    "output_activation": "sigmoid",
-                },
-            },
+            fixed=WINNING_AE,  # a winner to export
             params={"model": ["ae"], "latent_dim": {"int": [4, 12]}},
         )
         common = ["--storage", storage, "--address", address, "--tracking-uri", uri]

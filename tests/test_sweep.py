@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from study.sweep.folder import OPTUNA_JOURNAL, open_search
 from study.tracking import trial_runs
 from study.trial.config import flat_config
 from tests.harness.studies import (
@@ -55,7 +56,8 @@ def test_sweep_runs_conditional_trials_and_asha_stops_some_early(tmp_path, cli_h
     states = [r["state"] for r in trial_states("s1", tmp_path)]
     assert "failed" not in states
     assert states.count("stopped early") >= 1 and states.count("done") >= 1
-    assert (tmp_path / "s1" / "optuna.db").is_file()
+    assert (tmp_path / "s1" / "optuna.journal").is_file()  # NFS-safe, unlike SQLite
+    assert not (tmp_path / "s1" / "optuna.db").exists()
     if (os.cpu_count() or 1) >= 2:  # a lane per core: trials run side by side, not one by one
         runs = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "s1").sort_values("start_time")
         spans = list(zip(runs["start_time"], runs["end_time"], strict=True))
@@ -82,7 +84,9 @@ def assert_optuna_saw_what_happened(folder: Path, name: str) -> None:
     import optuna
 
     tune_states = {r["trial_id"]: r for r in trial_states(name, folder)}
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder / name / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=name, storage=open_search(str(folder / name / OPTUNA_JOURNAL))
+    )
     runs = trial_runs(f"sqlite:///{folder / 'mlflow.db'}", name).set_index("tags.aestudy.trial_id")
     assert len(study.trials) == len(tune_states)
     for t in study.trials:

@@ -15,7 +15,7 @@ import pytest
 from models import ResourceError
 from study.sweep.bucket import Bucket
 from study.sweep.lock import check_not_held, study_lock
-from tests.harness.studies import write_space
+from tests.harness.studies import WINNING_AE, write_space
 from tests.harness.tool import PYTHON, ROOT
 
 NOTHING_LISTENS = "s3://bucket/prefix?endpoint_override=http://127.0.0.1:9&scheme=http"
@@ -124,3 +124,37 @@ def test_s3_mirror_and_paths_are_one_per_storage(tmp_path, monkeypatch):
         Bucket.parse("s3://team-a/x?bogus=1")
     with pytest.raises(Exception, match="object storage is s3://"):
         Bucket.parse("gs://team-a/x")
+
+
+@pytest.mark.ray
+def test_a_sweep_logs_to_a_postgres_store_directly_and_every_view_reads_it(
+    tmp_path, local_ray, postgres
+):
+    """`--tracking-uri postgresql://…` with no server between: the sweep's trials log there,
+    the study's own journal keeps its search, and `status`, `best` and `list` read the store."""
+    from study.tracking import trial_runs
+    from tests.harness.tool import run_here
+
+    store = postgres.create("direct_mlflow")
+    space = write_space(
+        tmp_path,
+        num_samples=2,
+        epochs=1,
+        scheduler={"type": "none"},
+        fixed=WINNING_AE,
+        params={"model": ["ae"], "latent_dim": {"int": [4, 12]}},
+    )
+    sweep = run_here(
+        "sweep", str(space), "--name", "pg", "--tracking-uri", store, cwd=tmp_path, seed=False
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    runs = trial_runs(store, "pg")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default SQLite store
+    winner = runs.sort_values("metrics.val_mse")["tags.aestudy.trial_id"].iloc[0][:8]
+    for view in ("status", "best"):  # the store found through the study's study.json
+        shown = run_here(view, "pg", cwd=tmp_path, seed=False)
+        assert shown.returncode == 0, shown.stderr
+        assert winner in shown.stdout
+    listed = run_here("list", "--tracking-uri", store, cwd=tmp_path, seed=False)
+    assert listed.returncode == 0 and "pg" in listed.stdout, listed.stderr

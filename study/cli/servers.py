@@ -259,13 +259,12 @@ def signal_group(proc, sig: int) -> bool:
 def run_dashboard(args: argparse.Namespace) -> int:
     """optuna-dashboard on the study's search (its `optuna.db`, or its --search-db), served like
     the MLflow UI."""
+    from study.sweep.folder import has_search
     from study.sweep.launch import read_study, search_storage, study_dir
 
     space, options = read_study(args.name, args.storage)
     storage = search_storage(options, study_dir(options.storage, args.name))
-    if space.algorithm == "grid" or not (
-        options.search_db or Path(storage.removeprefix("sqlite:///")).is_file()
-    ):
+    if space.algorithm == "grid" or not has_search(storage):
         raise ConfigError(
             f"study {args.name!r} is a {space.algorithm} search, which Optuna does not drive: "
             f"there is no Optuna study to browse; see its trials with `{study_command('status')}` "
@@ -275,6 +274,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
     print(f"starting optuna-dashboard for study {args.name} on 127.0.0.1:{args.port} …", flush=True)
     exe = Path(sys.executable).parent / "optuna-dashboard"  # installed beside this Python
     command = [str(exe), storage, "--host", "127.0.0.1", "--port", str(args.port)]
+    if "://" not in storage:  # Optuna's journal file
+        command += ["--storage-class", "JournalFileStorage"]  # optuna-dashboard's name for it
 
     def ready() -> None:
         print(f"optuna-dashboard at http://127.0.0.1:{args.port}  (Ctrl-C stops it)", flush=True)

@@ -13,6 +13,11 @@ from study.sweep import bucket, plain_files
 from study.sweep.checks import check_name
 
 STUDY_FILE = "study.json"
+# The sampler's study in the study folder: Optuna's journal file, whose lock (a file created
+# with O_EXCL, then renamed) works on NFS, where SQLite's fcntl locks do not; studies launched
+# before it keep their SQLite file. A team's study keeps it in PostgreSQL (--search-db).
+OPTUNA_JOURNAL = "optuna.journal"
+OPTUNA_DB = "optuna.db"
 
 
 def default_storage() -> Path:
@@ -39,6 +44,34 @@ def pulled(storage: str | Path, name: str) -> Path:
     if bucket.is_remote(storage):
         bucket.Bucket.parse(str(storage)).pull(name, folder)
     return folder
+
+
+def search_storage(folder: Path, search_db: str | None) -> str:
+    """Where Optuna keeps the search of the study in `folder`: --search-db; else, in the folder,
+    its SQLite file if the study was launched with one, else its journal file (a path)."""
+    if search_db:
+        return search_db
+    if (folder / OPTUNA_DB).is_file():
+        return f"sqlite:///{folder / OPTUNA_DB}"
+    return str(folder / OPTUNA_JOURNAL)
+
+
+def open_search(spec: str):
+    """Optuna's storage for `spec` (`search_storage`: a database URL, or a journal file)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if "://" in spec:
+        return optuna.storages.RDBStorage(spec)
+    backend = JournalFileBackend(spec, lock_obj=JournalFileOpenLock(spec))
+    return optuna.storages.JournalStorage(backend)
+
+
+def has_search(spec: str) -> bool:
+    """Whether a search was ever stored at `spec` (a database is asked by whoever opens it)."""
+    if spec.startswith("sqlite:///"):
+        return Path(spec.removeprefix("sqlite:///")).is_file()
+    return "://" in spec or Path(spec).is_file()
 
 
 def read_saved(folder: Path, name: str) -> dict:

@@ -1,8 +1,9 @@
 """Sweeps: Ray Tune schedules the trials, Optuna samples the space, ASHA stops the weak ones.
 
 A study lives in one folder, `<storage>/<name>/`: Tune's experiment state and trial checkpoints,
-`study.json` (the space and the options it was launched with) and `optuna.db` (the sampler's
-study, which `optuna-dashboard sqlite:///…/optuna.db` can browse). `resume` needs nothing else.
+`study.json` (the space and the options it was launched with) and Optuna's journal (the sampler's
+study, `optuna.journal`, which `python -m study dashboard NAME` browses). `resume` needs nothing
+else.
 A team's study lives in object storage instead (`--storage s3://…`, `study.sweep.bucket`), its
 search in PostgreSQL (`--search-db`): then no node needs a folder another can see.
 """
@@ -30,10 +31,13 @@ from study.sweep.folder import (
     STUDY_FILE,
     damaged,
     default_storage,
+    has_search,
+    open_search,
     pulled,
     read_saved,
     study_dir,
 )
+from study.sweep.folder import search_storage as search_in
 from study.sweep.leaders import Leaderboard
 from study.sweep.lock import check_not_held, study_lock
 from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
@@ -41,7 +45,6 @@ from study.sweep.pruning import CheckpointPruner
 from study.sweep.ray_connect import check_address, connect, local_lanes, pending_on_a_cluster
 from study.sweep.saving import SaveWatch
 from study.sweep.search import (
-    OPTUNA_DB,
     ResumableOptunaSearch,  # noqa: F401  studies launched before it moved pickled it from here
     param_space,
     scheduler,
@@ -269,9 +272,9 @@ def finish(
     orphans of a killed driver (Tune will never report them) and are marked failed."""
     with pending_on_a_cluster(options, searched=space.algorithm != "grid"):
         outcome = fit(record, tuner, folder, space.objective, tune_path(options))
-    searched = options.search_db or (folder / OPTUNA_DB).is_file()
-    if not outcome.interrupted and space.algorithm != "grid" and searched:
-        fail_orphaned_optuna_trials(search_storage(options, folder), options.name)
+    searched = search_storage(options, folder)
+    if not outcome.interrupted and space.algorithm != "grid" and has_search(searched):
+        fail_orphaned_optuna_trials(searched, options.name)
     return outcome
 
 
@@ -290,15 +293,16 @@ def study_filesystem(options: SweepOptions, verify: bool):
 
 
 def search_storage(options: SweepOptions, folder: Path) -> str:
-    """Where Optuna keeps the study's search: --search-db, else `optuna.db` in its folder."""
-    return options.search_db or f"sqlite:///{folder / OPTUNA_DB}"
+    """Where Optuna keeps the study's search (`folder.search_storage`)."""
+    return search_in(folder, options.search_db)
 
 
 def fail_orphaned_optuna_trials(storage: str, name: str) -> None:
     """Mark FAIL the Optuna trials of study `name` still RUNNING once every Tune trial has
-    ended."""
+    ended; `storage` as `folder.search_storage` gives it."""
     import optuna
 
+    storage = open_search(storage)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # its warning per failed trial
     try:

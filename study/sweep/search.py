@@ -15,13 +15,12 @@ from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from study.sweep import internals
+from study.sweep.folder import open_search
 from study.sweep.progress import trial_state
 from study.sweep.space import Space, SpaceSampler
 from study.sweep.trainable import FAILED
 from study.trial.config import flat_config
 from study.trial.states import TrialState
-
-OPTUNA_DB = "optuna.db"  # the sampler's study, in the study folder
 
 
 def stop_epochs(space: Space) -> tuple[int, ...]:
@@ -43,8 +42,8 @@ def param_space(space: Space) -> dict[str, Any]:
 
 
 def searcher(space: Space, name: str, storage: str) -> ResumableOptunaSearch:
-    """Optuna's sampler over the space, its study kept in `storage` (SQLite in the study folder,
-    or the team's PostgreSQL: `--search-db`), where `resume` reopens it."""
+    """Optuna's sampler over the space, its study kept in `storage` (`folder.search_storage`: a
+    journal file in the study folder, or the team's PostgreSQL), where `resume` reopens it."""
     import optuna
 
     seed = space.seed
@@ -58,13 +57,13 @@ def searcher(space: Space, name: str, storage: str) -> ResumableOptunaSearch:
         metric=space.objective,
         mode=space.mode,
         sampler=sampler,
-        storage=optuna.storages.RDBStorage(storage),
+        storage=open_search(storage),
         study_name=name,
     )
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch whose Optuna study records what happened to each trial, and lives in SQLite.
+    """OptunaSearch whose Optuna study records what happened to each trial, in its own storage.
 
     States: a trial ASHA stopped is PRUNED (its intermediate values kept), so TPE and parameter
     importance do not take an early value for a final one; a trial that failed for good is FAIL;
@@ -72,7 +71,7 @@ class ResumableOptunaSearch(OptunaSearch):
     gives a NaN value). Each Optuna trial carries user attributes naming its Tune trial and
     MLflow run.
 
-    Being in SQLite, it can be ahead of Tune's saved state: a driver killed after a trial
+    Kept apart from Tune's state, it can be ahead of it: a driver killed after a trial
     finished but before Tune saved its state leaves the trial finished in Optuna and RUNNING in
     Tune; resumed, Tune re-runs it and reports again, which Optuna refuses
     (UpdateFinishedTrialError). The value Optuna holds already stands, so the repeat is dropped.

@@ -31,10 +31,11 @@ KEY_FILE = "study-key"
 # Tune's saved state is pickles under several names (tuner.pkl, searcher-state-*.pkl, and
 # experiment_state-*.json / search_gen_state-*.json, which embed or are pickles), and the tool's
 # own study.json steers `resume` (the Ray address, the tracking URI): every file at the top of
-# the folder is signed, but for what is read as data only (the SQLite Optuna study) and hidden
+# the folder is signed, but for what is read as data only (Optuna's study: its journal, or the
+# SQLite file of an older study; the journal's lock while a driver writes it) and hidden
 # files. A failed trial's error.pkl is never read at all (`verified_storage` hides it from Tune,
 # which would unpickle it for its result grid), so it needs no signature.
-UNSIGNED = ("optuna.db", SIGNATURES)
+UNSIGNED = ("optuna.db", "optuna.journal", "optuna.journal.lock", SIGNATURES)
 WRITTEN_BY_THE_LAUNCH = ("tuner.pkl", "study.json")
 
 

@@ -16,6 +16,11 @@ An ended trial's logs are written until the folder holds them whole; the last ti
 them, their staging copy is removed as it is read, so that later saves do not copy them again
 (`study.sweep.saving`). When a copy of Tune's state is in place, the pruner hears of it.
 
+A study in object storage (`study.sweep.bucket`) is the same filesystem over the bucket's:
+Tune's paths are then the bucket's, reads of signed state are read from the bucket and verified
+there, and on the driver each file is first written whole into the study's mirror, then put into
+the bucket; trial workers (the handler unpickled) write the bucket only.
+
 A failed trial's `error.pkl` is hidden: Tune unpickles it for its result grid at the end of
 every `fit`, and the tool needs none of it (`error.txt` says the same in words), so no pickle
 planted there can run. The launch hands Tune this filesystem too, its reads unverified (it

@@ -29,6 +29,13 @@ GOOD = {
 }
 
 
+# quick.yaml's AE, which beats the mean digit within an epoch: a study of it has a winner to crown
+WINNING_AE = {
+    "batch_size": 64,
+    "lr": 3e-3,
+    "ae": {"hidden": [256], "code_activation": "linear", "output_activation": "sigmoid"},
+}
+
 DELETE = object()  # the value that makes `with_change` remove its key
 
 
@@ -83,9 +90,12 @@ def tune_trial_states(name: str, storage: Path) -> list[dict]:
 
 
 def optuna_trials(folder: Path) -> list:
+    """The Optuna trials of the study in `folder` (its journal: no --search-db)."""
     import optuna
 
-    storage = f"sqlite:///{folder / 'optuna.db'}"
+    from study.sweep.folder import OPTUNA_JOURNAL, open_search
+
+    storage = open_search(str(folder / OPTUNA_JOURNAL))
     return optuna.load_study(study_name=folder.name, storage=storage).trials
 
 
@@ -125,7 +135,7 @@ def counts(storage: Path, name: str, uri: str | None = None) -> dict:
     tune = tune_trial_states(name, storage)
     runs = tracking.trial_runs(uri or f"sqlite:///{storage / 'mlflow.db'}", name)
     ids = list(runs["tags.aestudy.trial_id"])
-    optuna = optuna_trials(storage / name) if (storage / name / "optuna.db").exists() else []
+    optuna = optuna_trials(storage / name) if (storage / name / "optuna.journal").exists() else []
     return {
         "tune": len(tune),
         "mlflow": dict(Counter(runs["status"])),
