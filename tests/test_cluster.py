@@ -129,9 +129,9 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
         tmp_path,
         search={"algorithm": "grid"},
         num_samples=1,
-        epochs=3,
+        epochs=2,
         scheduler={"type": "none"},
-        params={"model": ["ae"], "latent_dim": [4, 8], "seed": [0, 1]},
+        params={"model": ["ae"], "latent_dim": [4, 8]},
     )
     cmd = [
         PYTHON,
@@ -162,12 +162,12 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
     wait_for_holds(holds, 2, driver)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    assert sum(r["state"] == "done" for r in trial_states("multi", shared)) < 4
+    assert sum(r["state"] == "done" for r in trial_states("multi", shared)) == 0
     (holds / "release").touch()
     result = run_cli("resume", "multi", "--storage", str(shared), cwd=tmp_path, env=TOKEN_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     states = trial_states("multi", shared)
-    assert len(states) == 4 and all(r["state"] == "done" for r in states)
+    assert len(states) == 2 and all(r["state"] == "done" for r in states)
     nodes = set()
     for trial_dir in (shared / "multi").glob("ae_*/"):
         nodes |= set(pd.read_csv(trial_dir / "progress.csv")["node_id"])
@@ -175,11 +175,11 @@ def test_multi_node_sweep_logs_to_one_server_and_resumes_after_the_driver_is_kil
     assert len(nodes) == 2, "trials ran on both nodes"
     runs = trial_runs(mlflow_server, "multi")
     runs = runs[runs["tags.aestudy.state"] != "orphaned"]  # started after Tune's last save
-    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
     assert not (tmp_path / "mlflow.db").exists()  # nothing logged to a node-local file
     for run_id in runs["run_id"]:
         steps = sorted(m.step for m in client(mlflow_server).get_metric_history(run_id, "val_bce"))
-        assert steps == [1, 2, 3]
+        assert steps == [1, 2]
 
 
 @pytest.mark.slow
@@ -214,7 +214,7 @@ def test_s3_and_postgres_multi_node_sweep_shares_no_folder_and_resumes_after_a_k
     try:
         space = write_space(
             tmp_path,
-            num_samples=4,
+            num_samples=3,
             epochs=2,
             scheduler={"type": "none"},
             fixed=WINNING_AE,  # a winner to export
@@ -243,7 +243,7 @@ def test_s3_and_postgres_multi_node_sweep_shares_no_folder_and_resumes_after_a_k
         monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))  # the CLI's home: its mirror
         mirror = study_dir(storage, "team")
         states = trial_states("team", mirror.parent)
-        assert len(states) == 4 and all(r["state"] == "done" for r in states)
+        assert len(states) == 3 and all(r["state"] == "done" for r in states)
         assert not list(mirror.glob("*/checkpoint_*")), "checkpoints live in the bucket only"
         keys = s3.keys(bucket, "studies/team/")
         for row in states:
@@ -262,12 +262,12 @@ def test_s3_and_postgres_multi_node_sweep_shares_no_folder_and_resumes_after_a_k
         assert len(nodes) == 2, "trials ran on both nodes"
         runs = trial_runs(uri, "team")
         runs = runs[runs["tags.aestudy.state"] != "orphaned"]
-        assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+        assert len(runs) == 3 and set(runs["status"]) == {"FINISHED"}
         for run_id in runs["run_id"]:
             steps = sorted(m.step for m in client(uri).get_metric_history(run_id, "val_bce"))
             assert steps == [1, 2]
         searched = optuna.load_study(study_name="team", storage=search_db).trials
-        assert sorted(t.state.name for t in searched) == ["COMPLETE"] * 4
+        assert sorted(t.state.name for t in searched) == ["COMPLETE"] * 3
 
         out = tmp_path / "exported"
         exported = run_cli(

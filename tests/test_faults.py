@@ -19,7 +19,7 @@ import pytest
 
 from study import tracking
 from study.sweep import leftovers
-from study.sweep.launch import undone_on_failure
+from study.sweep.launch import SweepOptions, undone_on_failure
 from study.views.runs import study_runs
 from tests.harness.files import Planted
 from tests.harness.studies import assert_only_the_tool_speaks, counts, write_space
@@ -62,7 +62,8 @@ def test_two_sweeps_of_one_name_at_once_one_is_refused_naming_the_holder(tmp_pat
 def test_a_launch_failing_after_validation_leaves_nothing_behind(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     folder = tmp_path / "half"
-    with pytest.raises(RuntimeError), undone_on_failure(folder, uri, "half"):
+    options = SweepOptions(name="half", storage=str(tmp_path), tracking_uri=uri)
+    with pytest.raises(RuntimeError), undone_on_failure(folder, options):
         tracking.ensure_study(uri, "half", "", {"folder": str(folder)})
         (folder / "tuner.pkl").write_bytes(b"half-made")
         raise RuntimeError("something failed after validation")

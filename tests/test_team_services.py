@@ -112,6 +112,27 @@ def test_postgres_lock_of_an_s3_study_refuses_a_second_driver_until_its_holder_i
     assert not Bucket.parse(storage).has("locked", "study.json")  # a lock writes nothing there
 
 
+def test_an_s3_launch_failing_after_validation_leaves_nothing_in_the_bucket(
+    tmp_path, monkeypatch, s3, s3_env
+):
+    from study import tracking
+    from study.sweep.launch import SweepOptions, undone_on_failure
+
+    monkeypatch.setenv("AESTUDY_HOME", str(tmp_path))
+    storage, uri = s3.uri(s3.create("half-made")), f"sqlite:///{tmp_path / 'mlflow.db'}"
+    options = SweepOptions(name="half", storage=storage, tracking_uri=uri)
+    where = Bucket.parse(storage)
+    folder = where.mirror("half")
+    with pytest.raises(RuntimeError), undone_on_failure(folder, options):
+        tracking.ensure_study(uri, "half", "", {})
+        (folder / "tuner.pkl").write_bytes(b"half-made")
+        where.push("half", folder / "tuner.pkl")
+        assert where.has("half", "tuner.pkl")
+        raise RuntimeError("something failed after validation")
+    assert not folder.exists() and not where.has("half", "tuner.pkl")
+    assert not tracking.study_exists(uri, "half")
+
+
 def test_s3_mirror_and_paths_are_one_per_storage(tmp_path, monkeypatch):
     """Two buckets, or two endpoints, never share a driver's mirror; the study's path in the
     bucket is what Tune is handed."""
