@@ -179,3 +179,41 @@ def test_a_sweep_logs_to_a_postgres_store_directly_and_every_view_reads_it(
         assert winner in shown.stdout
     listed = run_here("list", "--tracking-uri", store, cwd=tmp_path, seed=False)
     assert listed.returncode == 0 and "pg" in listed.stdout, listed.stderr
+
+
+def test_a_postgres_search_db_going_down_is_waited_out_and_loses_nothing(
+    tmp_path, postgres, capsys
+):
+    """Optuna's study in PostgreSQL, the server stopped between a trial's results (as an
+    administrator's restart ends every session): the search waits, says so once, and records
+    the result once the server is back; the trial's curve in Optuna has every step once."""
+    import threading
+
+    import optuna
+
+    from study.sweep import search
+    from study.sweep.space_file import load_space
+    from tests.harness.studies import write_space
+
+    db = postgres.create("outage")
+    space = load_space(str(write_space(tmp_path, scheduler={"type": "none"})), {})
+    searcher = search.searcher(space, "outage", db)
+    config = searcher.suggest("t1")
+    assert config and "model" in config
+    searcher.on_trial_result("t1", {space.objective: 0.09, "training_iteration": 1})
+    postgres.stop()
+    waited = threading.Thread(
+        target=searcher.on_trial_complete,
+        args=("t1", {space.objective: 0.08, "training_iteration": 2}),
+    )
+    waited.start()
+    deadline = time.monotonic() + 30
+    while "waiting for the search database" not in capsys.readouterr().out:
+        assert waited.is_alive() and time.monotonic() < deadline, "it did not wait"
+        time.sleep(0.1)
+    postgres.start()
+    waited.join(timeout=60)
+    assert not waited.is_alive(), "the search did not go on once the server answered"
+    (trial,) = optuna.load_study(study_name="outage", storage=db).trials
+    assert trial.state.name == "COMPLETE" and trial.value == pytest.approx(0.08)
+    assert trial.intermediate_values == {1: pytest.approx(0.09), 2: pytest.approx(0.08)}

@@ -22,7 +22,7 @@ from ray import tune
 
 from models import ConfigError
 from study import databases, tracking
-from study.hints import study_command
+from study.hints import resume_command, study_command
 from study.sweep import bucket, hooks, leftovers, plain_files, restored, trust, verified_storage
 from study.sweep.checks import check_duration, check_writable
 from study.sweep.disk import DiskGuard, check_room
@@ -74,7 +74,7 @@ class SweepOptions:
     checkpoint_every: float = 10.0  # seconds of a trial between checkpoints (study.sweep.trainable)
     address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     tracking_uri: str | None = None  # None: tracking.STORE_DEFAULT
-    search_db: str | None = None  # None: Optuna's study in the study folder (optuna.db)
+    search_db: str | None = None  # None: Optuna's study in the study folder (its journal file)
     long: bool = False  # go ahead with a sweep estimated to run longer than LONG_HOURS
 
     def validate(self) -> None:
@@ -194,9 +194,10 @@ def check_new(options: SweepOptions, folder: Path) -> None:
     if (folder / STUDY_FILE).exists() or (
         remote and bucket.Bucket.parse(options.storage).has(options.name, STUDY_FILE)
     ):
+        where = options.storage if remote else folder.parent
         raise ConfigError(
-            f"study {options.name!r} already exists in {folder.parent}: continue it with "
-            f"`{study_command(f'resume {options.name}')}` or choose another --name"
+            f"study {options.name!r} already exists in {where}: continue it with "
+            f"`{resume_command(options.name, where)}` or choose another --name"
         )
     check_name_is_free(options.tracking_uri, options.name, folder, location(options))
 
@@ -216,7 +217,9 @@ def check_name_is_free(uri: str, name: str, folder: Path, where: str) -> None:
     other = tracking.study_params(uri, name).get("folder")
     if other == where and not (folder / STUDY_FILE).exists():
         return  # a launch of this very study killed before it began: its experiment is reused
-    storage = Path(other).parent if other else "FOLDER"
+    storage = (
+        (other.rsplit("/", 1)[0] if "://" in other else Path(other).parent) if other else "FOLDER"
+    )
     raise ConfigError(
         f"study {name!r} already exists in the tracking store {uri} (its folder: "
         f"{other or 'not recorded'}), and this sweep would put another study in {folder}: choose "
@@ -232,6 +235,7 @@ def resume(
     space, options = read_study(name, storage)
     folder = study_dir(options.storage, name)
     with study_lock(options.storage, name, database=options.search_db):
+        pulled(options.storage, name)  # again, in the lock: what the last driver left
         if not (folder / "tuner.pkl").is_file():
             raise ConfigError(
                 f"study {name!r} in {folder} has no saved Tune state (tuner.pkl): its launch "

@@ -7,6 +7,7 @@ import contextlib
 import copy
 import json
 import math
+import time
 import warnings
 from typing import Any
 
@@ -14,7 +15,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from study.sweep import internals
+from study.sweep import internals, stopping
 from study.sweep.folder import open_search
 from study.sweep.progress import trial_state
 from study.sweep.space import Space, SpaceSampler
@@ -77,7 +78,16 @@ class ResumableOptunaSearch(OptunaSearch):
     (UpdateFinishedTrialError). The value Optuna holds already stands, so the repeat is dropped.
     """
 
+    def suggest(self, trial_id: str):
+        return while_the_database_is_down(super().suggest, trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        while_the_database_is_down(self._complete, trial_id, result, error)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        while_the_database_is_down(self._result, trial_id, result)
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool):
         if result and result.get(FAILED):  # failed for good: FAIL in Optuna, not a NaN value
             return super().on_trial_complete(trial_id, None, error=True)
         if error or not result or trial_id in internals.completed_trials(self):
@@ -86,7 +96,7 @@ class ResumableOptunaSearch(OptunaSearch):
         # on_trial_complete only: record it as an intermediate value too, so the Optuna trial
         # holds its whole curve.
         if self._reported().get(trial_id) != result.get("training_iteration"):
-            self.on_trial_result(trial_id, result)
+            self._result(trial_id, result)
         if _stopped(result):
             return self._prune(trial_id)
         return super().on_trial_complete(trial_id, result, error)
@@ -100,7 +110,7 @@ class ResumableOptunaSearch(OptunaSearch):
             study.tell(trials[trial_id], state=TrialState.PRUNED)
         internals.completed_trials(self).add(trial_id)
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
+    def _result(self, trial_id: str, result: dict) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
 
         with contextlib.suppress(UpdateFinishedTrialError):
@@ -129,6 +139,39 @@ class ResumableOptunaSearch(OptunaSearch):
         if result.get("mlflow_run_id"):
             ot_trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
         linked.add(trial_id)
+
+
+# Seconds between two tries of a search database that does not answer.
+DATABASE_RETRY_S = 2.0
+
+
+def while_the_database_is_down(call, *args):
+    """`call(*args)`, tried again every DATABASE_RETRY_S while Optuna's database does not answer
+    (a PostgreSQL restart, a network cut), as the tracking server's outage is waited out: Tune's
+    loop waits, the trials run on and their results queue, and nothing is lost once it answers.
+    Each of Optuna's writes is a transaction (rolled back when it fails), so a try again repeats
+    none. A stop signal while it waits drops the call and lets Tune save and stop (a trial that
+    ended meanwhile is then marked FAIL in Optuna at the study's end: Tune holds its result)."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import OperationalError
+
+    said = False
+    while True:
+        try:
+            return call(*args)
+        except (StorageInternalError, OperationalError) as exc:
+            if stopping.stop_requested():
+                return None
+            if not said:
+                cause = exc.__cause__ or exc
+                reason = str(getattr(cause, "orig", cause)).strip().splitlines()[:1]
+                print(
+                    f"waiting for the search database ({''.join(reason)[:200]}); the sweep "
+                    "goes on once it answers (Ctrl-C: stop, and resume later)",
+                    flush=True,
+                )
+                said = True
+            time.sleep(DATABASE_RETRY_S)
 
 
 def _stopped(result: dict) -> bool:

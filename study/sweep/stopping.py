@@ -44,6 +44,11 @@ def _pressed_again(signum, frame) -> None:
     )
 
 
+def stop_requested() -> bool:
+    """Whether Tune took a stop signal in this `fit` (it saves, then ends its loop)."""
+    return _TUNE_STOPPING.is_set()
+
+
 def raise_if_pressed_again() -> None:
     """End the sweep here (KeyboardInterrupt) if a second stop signal came while Tune saved."""
     if _PRESSED_AGAIN.is_set():

@@ -74,18 +74,11 @@ class VerifyingHandler(pyarrow.fs.FileSystemHandler):
     def __reduce__(self):  # Tune ships the storage filesystem to its trial workers
         return VerifyingHandler, (self.folder, self.name, self.verify, self.storage, False)
 
+    def _key(self) -> tuple:
+        return (self.folder, self.verify, self.storage, self.mirror)
+
     def __eq__(self, other) -> bool:
-        mine = (self.folder, self.verify, self.storage, self.mirror)
-        return (
-            isinstance(other, VerifyingHandler)
-            and (
-                other.folder,
-                other.verify,
-                other.storage,
-                other.mirror,
-            )
-            == mine
-        )
+        return isinstance(other, VerifyingHandler) and other._key() == self._key()
 
     def __ne__(self, other) -> bool:
         return not self == other

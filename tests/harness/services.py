@@ -59,12 +59,24 @@ def _wait_for_port(port: int, proc: subprocess.Popen | None, what: str, timeout:
 
 @dataclass
 class Postgres:
-    """A running server: `url(db)` for a database on it (created by `create`)."""
+    """A running server: `url(db)` for a database on it (created by `create`); `stop` and
+    `start` take it down and bring it back on the same port with the same data (an outage)."""
 
     port: int
+    data: Path
+    options: str
 
     def url(self, db: str, password: str = PG_PASSWORD) -> str:
         return f"postgresql://{PG_USER}:{password}@127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        """Stop the server as an administrator would (`pg_ctl stop -m fast`: sessions ended)."""
+        _pg_ctl(self.data, "-m", "fast", "stop")
+
+    def start(self) -> None:
+        """Start it again; returns once it accepts connections."""
+        _pg_ctl(self.data, "-o", self.options, "-l", str(self.data.parent / "log"), "-w", "start")
+        _wait_for_port(self.port, None, "PostgreSQL", 30)
 
     def create(self, db: str) -> str:
         """A new empty database; returns its URL."""
@@ -92,14 +104,17 @@ def postgres_server(folder: Path) -> Iterator[Postgres]:
     port = free_port()
     # fsync off: a test's server needs no durability across power cuts, and it is much faster
     options = f"-h 127.0.0.1 -p {port} -k {folder} -c fsync=off -c max_connections=200"
-    start = [pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w"]
-    subprocess.run(_as_server_user([*start, "start"]), check=True, capture_output=True)
+    server = Postgres(port, data, options)
+    server.start()
     try:
-        _wait_for_port(port, None, "PostgreSQL", 30)
-        yield Postgres(port)
+        yield server
     finally:
-        stop = [pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
-        subprocess.run(_as_server_user(stop), capture_output=True)
+        _pg_ctl(data, "-m", "immediate", "stop", check=False)
+
+
+def _pg_ctl(data: Path, *args: str, check: bool = True) -> None:
+    command = _as_server_user([pg_bin("pg_ctl"), "-D", str(data), *args])
+    subprocess.run(command, check=check, capture_output=True)
 
 
 @dataclass
