@@ -260,7 +260,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
     """optuna-dashboard on the study's search (its `optuna.db`, or its --search-db), served like
     the MLflow UI."""
     from study.sweep.folder import has_search
-    from study.sweep.launch import read_study, search_storage, study_dir
+    from study.sweep.launch import read_study, study_dir
+    from study.sweep.places import search_storage
 
     space, options = read_study(args.name, args.storage)
     storage = search_storage(options, study_dir(options.storage, args.name))

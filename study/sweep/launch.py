@@ -23,7 +23,7 @@ from ray import tune
 from models import ConfigError
 from study import databases, tracking
 from study.hints import resume_command, study_command
-from study.sweep import bucket, hooks, leftovers, plain_files, restored, trust, verified_storage
+from study.sweep import bucket, hooks, leftovers, plain_files, restored, trust
 from study.sweep.checks import check_duration, check_writable
 from study.sweep.disk import DiskGuard, check_room
 from study.sweep.ending import Outcome, fit
@@ -37,9 +37,9 @@ from study.sweep.folder import (
     read_saved,
     study_dir,
 )
-from study.sweep.folder import search_storage as search_in
 from study.sweep.leaders import Leaderboard
 from study.sweep.lock import check_not_held, study_lock
+from study.sweep.places import location, search_storage, study_filesystem, tune_path
 from study.sweep.progress import ProgressPrinter, TrackingCallback, print_where_to_watch
 from study.sweep.pruning import CheckpointPruner
 from study.sweep.ray_connect import check_address, connect, local_lanes, pending_on_a_cluster
@@ -202,13 +202,6 @@ def check_new(options: SweepOptions, folder: Path) -> None:
     check_name_is_free(options.tracking_uri, options.name, folder, location(options))
 
 
-def location(options: SweepOptions) -> str:
-    """Where the study lives, as the tracking store records it: its folder, or its bucket URI."""
-    if bucket.is_remote(options.storage):
-        return f"s3://{bucket.Bucket.parse(options.storage).study_root(options.name)}"
-    return str(study_dir(options.storage, options.name))
-
-
 def check_name_is_free(uri: str, name: str, folder: Path, where: str) -> None:
     """A study name is one study: refuse a name the tracking store already holds, which would
     merge two studies' runs in one experiment."""
@@ -280,25 +273,6 @@ def finish(
     if not outcome.interrupted and space.algorithm != "grid" and has_search(searched):
         fail_orphaned_optuna_trials(searched, options.name)
     return outcome
-
-
-def tune_path(options: SweepOptions) -> str:
-    """The study's path as Tune sees it: its folder, or `bucket/prefix/name` in the bucket."""
-    if bucket.is_remote(options.storage):
-        return bucket.Bucket.parse(options.storage).study_root(options.name)
-    return str(study_dir(options.storage, options.name))
-
-
-def study_filesystem(options: SweepOptions, verify: bool):
-    """The storage filesystem Tune gets for the study (`study.sweep.verified_storage`)."""
-    remote = options.storage if bucket.is_remote(options.storage) else ""
-    folder = study_dir(options.storage, options.name)
-    return verified_storage.filesystem(folder, options.name, verify=verify, storage=remote)
-
-
-def search_storage(options: SweepOptions, folder: Path) -> str:
-    """Where Optuna keeps the study's search (`folder.search_storage`)."""
-    return search_in(folder, options.search_db)
 
 
 def fail_orphaned_optuna_trials(storage: str, name: str) -> None:
