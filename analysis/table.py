@@ -192,17 +192,18 @@ def write_report(uri: str, study: str, out: Path, by: list[str], storage: str | 
 def search_of(study: str, storage: str | None, info: dict) -> str | None:
     """Where the study's Optuna search is kept (`folder.search_storage`), found through its
     folder (`--storage`, else the folder the study recorded); None when there is none here."""
-    from study.sweep.folder import STUDY_FILE, pulled, read_saved, search_storage
+    from study.sweep.folder import STUDY_FILE, saved_launch, search_storage, study_dir
 
     recorded = info.get("folder", "")
     if storage:
-        folder = pulled(storage, study)
+        storage, folder = str(storage), study_dir(storage, study)
     elif recorded and "://" not in recorded:
-        folder = Path(recorded)
+        storage, folder = str(Path(recorded).parent), Path(recorded)
     else:
         return None  # a study in a bucket: its --storage says where
-    saved = read_saved(folder, study)["options"] if (folder / STUDY_FILE).is_file() else {}
-    return search_storage(folder, saved.get("search_db"))
+    if "://" not in storage and not (folder / STUDY_FILE).is_file():
+        return search_storage(folder, None)  # a study folder from before study.json
+    return search_storage(folder, saved_launch(storage, study)["options"].get("search_db"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

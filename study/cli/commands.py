@@ -225,15 +225,17 @@ def add_study_arguments(p: argparse.ArgumentParser) -> None:
 def study_uri(args: argparse.Namespace) -> str:
     """--tracking-uri; else the store the study was launched with (its study.json); else the
     default store."""
-    from study.sweep.folder import STUDY_FILE, default_storage, pulled, read_saved
+    from study.sweep.bucket import is_remote
+    from study.sweep.folder import STUDY_FILE, default_storage, saved_launch, study_dir
     from study.tracking import resolve_tracking_uri
 
     if args.tracking_uri:
         return resolve_tracking_uri(args.tracking_uri)
-    folder = pulled(args.storage or default_storage(), args.name)
-    if not os.path.lexists(folder / STUDY_FILE):
+    storage = args.storage or default_storage()
+    local = not is_remote(storage)
+    if local and not os.path.lexists(study_dir(storage, args.name) / STUDY_FILE):
         return resolve_tracking_uri(None)
-    return resolve_tracking_uri(read_saved(folder, args.name)["options"].get("tracking_uri"))
+    return resolve_tracking_uri(saved_launch(storage, args.name)["options"].get("tracking_uri"))
 
 
 def run_sweep(args: argparse.Namespace) -> int:

@@ -147,6 +147,14 @@ class Bucket:
         info = self.filesystem().get_file_info(f"{self.study_root(name)}/{filename}")
         return info.type == pyarrow.fs.FileType.File
 
+    def read(self, name: str, filename: str) -> bytes | None:
+        """The bytes of the study's top-level file `filename` in the bucket; None if absent."""
+        try:
+            with self.filesystem().open_input_stream(f"{self.study_root(name)}/{filename}") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
     def pull(self, name: str, folder: Path) -> None:
         """Copy the study's top-level files from the bucket into the mirror `folder` (each
         replaced whole); files in the mirror that the bucket no longer holds are removed."""

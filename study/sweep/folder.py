@@ -39,7 +39,8 @@ def study_dir(storage: str | Path, name: str) -> Path:
 
 def pulled(storage: str | Path, name: str) -> Path:
     """`study_dir`, after pulling a study in object storage into its mirror: what the bucket
-    holds now (another driver may have run it since)."""
+    holds now (another driver may have run it since). Only a driver holding the study's lock
+    pulls: the mirror is its working copy."""
     folder = study_dir(storage, name)
     if bucket.is_remote(storage):
         bucket.Bucket.parse(str(storage)).pull(name, folder)
@@ -84,8 +85,29 @@ def read_saved(folder: Path, name: str) -> dict:
             f"no study {name!r} in {folder.parent} (pass --storage if it lives elsewhere)"
         )
     try:
-        record = json.loads(plain_files.read_bytes(path))
-    except (ValueError, plain_files.TrustError) as exc:
+        data = plain_files.read_bytes(path)
+    except plain_files.TrustError as exc:
+        raise damaged(folder, name, exc) from None
+    return _parsed(data, folder, name)
+
+
+def saved_launch(storage: str | Path, name: str) -> dict:
+    """What study `name`'s launch saved (`read_saved`), read where the study lives: its folder,
+    or straight from its bucket (never through the driver's mirror, which a running sweep on
+    this machine writes: only `resume`, holding the study's lock, pulls into it)."""
+    folder = study_dir(storage, name)
+    if not bucket.is_remote(storage):
+        return read_saved(folder, name)
+    data = bucket.Bucket.parse(str(storage)).read(name, STUDY_FILE)
+    if data is None:
+        raise ConfigError(f"no study {name!r} in {storage} (pass --storage if it lives elsewhere)")
+    return _parsed(data, folder, name)
+
+
+def _parsed(data: bytes, folder: Path, name: str) -> dict:
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
         raise damaged(folder, name, exc) from None
     if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
         raise damaged(folder, name, ValueError("not a map with the launch's options"))

@@ -34,7 +34,7 @@ from study.sweep.folder import (
     has_search,
     open_search,
     pulled,
-    read_saved,
+    saved_launch,
     study_dir,
 )
 from study.sweep.leaders import Leaderboard
@@ -228,7 +228,7 @@ def resume(
     space, options = read_study(name, storage)
     folder = study_dir(options.storage, name)
     with study_lock(options.storage, name, database=options.search_db):
-        pulled(options.storage, name)  # again, in the lock: what the last driver left
+        pulled(options.storage, name)  # in the lock: the bucket as the last driver left it
         if not (folder / "tuner.pkl").is_file():
             raise ConfigError(
                 f"study {name!r} in {folder} has no saved Tune state (tuner.pkl): its launch "
@@ -315,8 +315,8 @@ def open_study_record(space: Space, options: SweepOptions) -> tracking.StudyReco
 def read_study(name: str, storage: str | Path | None = None) -> tuple[Space, SweepOptions]:
     """The space and options a study was launched with."""
     storage = storage or default_storage()
-    folder = pulled(storage, name)  # a study in a bucket: its files as the bucket holds them
-    record = read_saved(folder, name)
+    folder = study_dir(storage, name)
+    record = saved_launch(storage, name)
     where = str(storage) if bucket.is_remote(storage) else str(folder.parent)
     try:
         options = SweepOptions(**{**record["options"], "storage": where})
