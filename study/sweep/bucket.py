@@ -6,10 +6,11 @@ The bucket holds the study: Tune's state and every checkpoint, the trials' logs,
 the signatures. Trials write their checkpoints there from whichever node runs them, so the
 cluster's nodes share no folder. The driver keeps a *mirror* of the study's top-level files in
 `<home>/mirrors/<storage>/<name>`: every file the driver writes goes to the mirror (whole, as
-in a local study folder) and then to the bucket; `resume` and the views first pull the bucket's
-top-level files into it. The trust boundary's checks, the pruner's bookkeeping and the views
+in a local study folder) and then to the bucket; `resume`, holding the study's lock, first pulls
+the bucket's top-level files into it. The trust boundary's checks and the pruner's bookkeeping
 thus read a local folder, while the bytes Tune loads on `resume` are read from the bucket itself
-and verified as they are read (`study.sweep.verified_storage`).
+and verified as they are read (`study.sweep.verified_storage`). The views read `study.json`
+straight from the bucket and never touch the mirror, which a running sweep writes.
 
 No Ray, no torch: the read-only views use this module.
 """
