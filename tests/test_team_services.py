@@ -179,6 +179,52 @@ def test_a_sweep_logs_to_a_postgres_store_directly_and_every_view_reads_it(
         assert winner in shown.stdout
     listed = run_here("list", "--tracking-uri", store, cwd=tmp_path, seed=False)
     assert listed.returncode == 0 and "pg" in listed.stdout, listed.stderr
+    # its search is Optuna's journal file in the study folder: `study dashboard` serves it
+    assert (tmp_path / "studies" / "pg" / "optuna.journal").is_file()
+    assert dashboard_studies(tmp_path, "pg") == {"pg": 2}
+
+
+def dashboard_studies(home: Path, name: str) -> dict[str, int]:
+    """`python -m study dashboard NAME` started in `home`, asked for its studies (name: trial
+    count) once it answers, then stopped."""
+    import json
+    import signal
+    import urllib.request
+
+    from tests.harness.servers import free_port
+    from tests.harness.tool import home_env
+
+    port = free_port()
+    command = [PYTHON, "-m", "study", "dashboard", name, "--port", str(port)]
+    server = subprocess.Popen(
+        command,
+        cwd=home,
+        env=home_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                url = f"http://127.0.0.1:{port}/api/studies"
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    summaries = json.loads(reply.read())["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None, "the dashboard ended"
+                assert time.monotonic() < deadline, "the dashboard did not answer in 60 s"
+                time.sleep(0.2)
+        counts = {}
+        for summary in summaries:
+            url = f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}"
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                counts[summary["study_name"]] = len(json.loads(reply.read())["trials"])
+        return counts
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_a_postgres_search_db_going_down_is_waited_out_and_loses_nothing(
