@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models import ConfigError, ResourceError
+from study import databases
 from study.hints import study_command
 from study.trial.metrics import DEFAULT_OBJECTIVE
 
@@ -40,10 +41,9 @@ def run_ui(args: argparse.Namespace) -> int:
     from study.tracking import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    if uri.startswith("postgresql"):
-        check_reachable(uri)
-    elif not uri.startswith("sqlite:///"):
-        check_reachable(uri)  # a server that does not answer is no UI to open
+    if not uri.startswith("sqlite:///"):
+        check_reachable(uri)  # a server or a database that does not answer is no UI to open
+    if uri.startswith(("http://", "https://")):
         print(f"{uri} is a tracking server: open it in a browser; it is its own UI")
         return 0
     check_workers(args.workers)
@@ -95,7 +95,7 @@ def run_server(args: argparse.Namespace) -> int:
     check_workers(args.workers)
     check_port_free(args.host, args.port)
     store = resolve_tracking_uri(args.backend_store_uri)
-    if store.startswith("postgresql"):
+    if databases.is_database(store):
         check_reachable(store)  # exit 2 naming the database before a server starts
     artifacts = args.artifacts_destination
     if "://" not in artifacts:  # a folder; else a bucket MLflow writes itself (s3://…)
